@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @title PayerAccount
+/// @notice A payer's hot state for one token, packed in one storage slot so that a settlement reads
+/// and writes a single slot for balance and replay protection together:
+///
+///   bits   0..127  balance                                  (uint128)
+///   bits 128..191  index of the nonce window's bitmap word    (uint64)
+///   bits 192..255  the window's bitmap: bit i = nonce word*64+i used
+///
+/// Nonces are unordered: nonce n lives in word n >> 6 at bit n & 63. The word under the window is
+/// kept in the account slot; words above it "spill" to a separate mapping (an extra slot, so clients
+/// allocate inside the window, see the SDK). Words below the window are entirely used: the window
+/// only moves up when its word is full, and then loads the next word's spilled bits. So no nonce
+/// is ever lost or revived, and the common case touches one slot.
+library PayerAccount {
+    uint256 private constant BALANCE_MASK = type(uint128).max;
+    uint256 private constant FULL_WORD = type(uint64).max;
+
+    /// @notice The balance held in `account`.
+    function balance(uint256 account) internal pure returns (uint256) {
+        return account & BALANCE_MASK;
+    }
+
+    /// @notice `account` with its balance replaced by `newBalance` (which must fit 128 bits).
+    function withBalance(uint256 account, uint256 newBalance) internal pure returns (uint256) {
+        return (account & ~BALANCE_MASK) | newBalance;
+    }
+
+    /// @notice Marks the bits of `mask` in nonce `word` as used.
+    /// @param spilled the payer's bitmap words above the window
+    /// @return updated the account with its window moved/filled as needed
+    /// @return fresh false when a bit of `mask` was already used (then nothing is written)
+    function useNonces(uint256 account, uint256 word, uint256 mask, mapping(uint256 => uint256) storage spilled)
+        internal
+        returns (uint256 updated, bool fresh)
+    {
+        uint256 windowWord = (account >> 128) & FULL_WORD;
+        if (word == windowWord) {
+            uint256 bits = account >> 192;
+            if (bits & mask != 0) return (account, false);
+            bits |= mask;
+            while (bits == FULL_WORD) {
+                // The window is full: everything at or below it is used. Slide to the next word and
+                // take over the bits already spent there.
+                ++windowWord;
+                bits = spilled[windowWord];
+            }
+            return (_pack(account & BALANCE_MASK, windowWord, bits), true);
+        }
+        if (word < windowWord) return (account, false);
+        uint256 spilledBits = spilled[word];
+        if (spilledBits & mask != 0) return (account, false);
+        spilled[word] = spilledBits | mask;
+        return (account, true);
+    }
+
+    /// @notice The used-nonce bitmap of `word`.
+    function bitmap(uint256 account, uint256 word, mapping(uint256 => uint256) storage spilled)
+        internal
+        view
+        returns (uint64)
+    {
+        uint256 windowWord = (account >> 128) & FULL_WORD;
+        if (word < windowWord) return type(uint64).max;
+        if (word == windowWord) return uint64(account >> 192);
+        return uint64(spilled[word]);
+    }
+
+    /// @notice The bit of `nonce` within its word, and the word.
+    function locate(uint256 nonce) internal pure returns (uint256 word, uint256 mask) {
+        return (nonce >> 6, 1 << (nonce & 63));
+    }
+
+    function _pack(uint256 balance_, uint256 windowWord, uint256 bits) private pure returns (uint256) {
+        return balance_ | (windowWord << 128) | (bits << 192);
+    }
+}

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {SignedRequest, SignedVoucher, GrantTerms} from "../interfaces/IPreflightTypes.sol";
+
+/// @title PreflightHash
+/// @notice EIP-712 struct hashes of every message Preflight verifies. Each type string sits next to
+/// its typehash; the SDK's type tables are checked against these typehashes in a test.
+library PreflightHash {
+    /// @dev keccak256("Request(address payer,address provider,address token,bytes32 model,uint96 price,uint256 nonce,uint256 deadline,bytes32 inputHash)")
+    bytes32 internal constant REQUEST_TYPEHASH = 0xd0c8191d7369b96d6cc5f76cbc64c8e036737dc154a7ff16b3b758a1ec6b72d8;
+
+    /// @dev keccak256("Voucher(address payer,address provider,address token,bytes32 model,bytes32 channel,uint128 cumulativeAmount)")
+    bytes32 internal constant VOUCHER_TYPEHASH = 0x4e3e6946845a48942924c12320e7a2880d44ac3488ec313d89a62acc9e0ea292;
+
+    /// @dev keccak256("Grant(address payer,address delegate,address token,address provider,uint88 maxPrice,uint88 budget,uint32 period,uint32 expiry,bytes32[] models,uint16 epoch,uint256 deadline)")
+    bytes32 internal constant GRANT_TYPEHASH = 0x029fd39cb4bc76b6ae6f3567f612bd72bc048550d19883bf570d07a0430788ec;
+
+    /// @notice Struct hash of `request` as addressed to `provider`.
+    /// @dev Hot path: the six calldata words token..inputHash are copied in one go. A field with dirty
+    /// high bits only changes the hash (so the signature fails); the caller's typed reads revert on it.
+    function hash(SignedRequest calldata request, address provider) internal pure returns (bytes32 result) {
+        assembly ("memory-safe") {
+            let m := mload(0x40) // free memory, used as scratch without being claimed
+            mstore(m, REQUEST_TYPEHASH)
+            mstore(add(m, 0x20), calldataload(request)) // payer
+            mstore(add(m, 0x40), provider)
+            calldatacopy(add(m, 0x60), add(request, 0x20), 0xc0) // token, model, price, nonce, deadline, inputHash
+            result := keccak256(m, 0x120)
+        }
+    }
+
+    /// @notice Struct hash of `voucher` as addressed to `provider`.
+    function hash(SignedVoucher calldata voucher, address provider) internal pure returns (bytes32 result) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, VOUCHER_TYPEHASH)
+            mstore(add(m, 0x20), calldataload(voucher)) // payer
+            mstore(add(m, 0x40), provider)
+            calldatacopy(add(m, 0x60), add(voucher, 0x20), 0x80) // token, model, channel, cumulativeAmount
+            result := keccak256(m, 0xe0)
+        }
+    }
+
+    /// @notice Struct hash of a grant `payer` signs for `terms`, valid for grant `epoch` until `deadline`.
+    function hash(address payer, GrantTerms calldata terms, uint16 epoch, uint256 deadline)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(
+            abi.encode(
+                GRANT_TYPEHASH,
+                payer,
+                terms.delegate,
+                terms.token,
+                terms.provider,
+                terms.maxPrice,
+                terms.budget,
+                terms.period,
+                terms.expiry,
+                keccak256(abi.encodePacked(terms.models)),
+                epoch,
+                deadline
+            )
+        );
+    }
+}

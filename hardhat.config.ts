@@ -1,0 +1,54 @@
+import { subtask } from "hardhat/config";
+import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import type { HardhatUserConfig } from "hardhat/config";
+import "@nomicfoundation/hardhat-toolbox";
+import path from "node:path";
+
+/**
+ * Compilers come from exact-pinned `solc` npm packages (soljson), never from the internet:
+ * Hardhat's own compiler download is not reachable on our build machines.
+ * 0.8.30 builds Preflight; 0.8.17 builds the Uniswap Permit2 peer with its published settings.
+ */
+const SOLCJS_BY_VERSION: Record<string, string> = {
+  "0.8.30": "solc",
+  "0.8.17": "solc-0.8.17",
+};
+
+subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string }, _hre, runSuper) => {
+  const pkg = SOLCJS_BY_VERSION[args.solcVersion];
+  if (pkg === undefined) return runSuper();
+  const solcjs = require(`${pkg}/package.json`) as { version: string };
+  const compilerPath = path.join(path.dirname(require.resolve(`${pkg}/package.json`)), "soljson.js");
+  const longVersion = (require(compilerPath) as { cwrap: (n: string, r: string, a: string[]) => () => string }).cwrap(
+    "solidity_version",
+    "string",
+    [],
+  )();
+  return { compilerPath, isSolcJs: true, version: solcjs.version, longVersion };
+});
+
+const config: HardhatUserConfig = {
+  solidity: {
+    compilers: [
+      {
+        version: "0.8.30",
+        settings: {
+          evmVersion: "prague",
+          viaIR: true,
+          optimizer: { enabled: true, runs: 1_000_000 },
+        },
+      },
+    ],
+  },
+  networks: {
+    hardhat: { hardfork: "osaka" },
+  },
+  gasReporter: {
+    enabled: process.env.REPORT_GAS !== undefined,
+    currency: "USD",
+    offline: true,
+  },
+  mocha: { timeout: 120_000 },
+};
+
+export default config;
