@@ -1,0 +1,31 @@
+import { ethers } from "hardhat";
+import { time } from "@nomicfoundation/hardhat-network-helpers";
+import type { Signer } from "ethers";
+import { signGrant, type GrantTerms, type PreflightDomain } from "../../sdk/eip712";
+
+export const DAY = 24n * 3600n;
+
+/** Grant terms with sensible defaults (any provider, any model, no period, 30 days); override any field. */
+export async function makeGrant(fields: Pick<GrantTerms, "delegate" | "token"> & Partial<GrantTerms>): Promise<GrantTerms> {
+  return {
+    provider: ethers.ZeroAddress,
+    maxPrice: 10_000n,
+    budget: 1_000_000n,
+    period: 0n,
+    expiry: BigInt(await time.latest()) + 30n * DAY,
+    models: [],
+    ...fields,
+  };
+}
+
+/** The payer's EIP-712 signature over `terms` for grant `epoch`, for anyone to submit with `grantBySig`. */
+export async function signedGrant(
+  payer: Signer,
+  domain: PreflightDomain,
+  terms: GrantTerms,
+  epoch: bigint,
+  deadline: bigint,
+  payerAddress?: string,
+): Promise<string> {
+  return signGrant(payer, domain, { ...terms, payer: payerAddress ?? (await payer.getAddress()), epoch, deadline });
+}
