@@ -28,6 +28,13 @@ describe("Escrow: protocol fee and ownership", function () {
       expect(await preflight.fee()).to.deep.equal([MAX_FEE_BPS, recipient.address]);
     });
 
+    it("refuses a zero initial owner", async function () {
+      const factory = await ethers.getContractFactory("Preflight");
+      await expect(factory.deploy(ethers.ZeroAddress, NOTICE_PERIOD, 0n, ethers.ZeroAddress))
+        .to.be.revertedWithCustomError(factory, "OwnableInvalidOwner")
+        .withArgs(ethers.ZeroAddress);
+    });
+
     it("refuses an initial fee above the cap, or a fee without a recipient", async function () {
       const [owner, recipient] = await ethers.getSigners();
       const factory = await ethers.getContractFactory("Preflight");
