@@ -93,8 +93,8 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         returns (bool)
     {
         Grant storage g = _grants[payer][token][delegate];
-        // A revoked grant allows nothing (its `anyModel` flag is left behind by `revoke`).
-        if (g.expiry == 0) return false;
+        // A revoked (expiry 0) or expired grant allows nothing; `revoke` leaves its `anyModel` flag behind.
+        if (block.timestamp >= g.expiry) return false;
         return g.anyModel || _grantModels[_grantModelKey(payer, token, delegate, g.epoch, model)];
     }
 

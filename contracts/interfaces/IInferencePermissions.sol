@@ -22,8 +22,6 @@ interface IInferencePermissions is ISignatureErrors {
     error BudgetExceeded(uint256 wouldSpend, uint256 budget);
     /// @notice The grant's expiry is not in the future.
     error GrantExpiryInPast(uint256 expiry);
-    /// @notice A signed grant was made for another epoch: it was already used, or superseded/revoked.
-    error GrantEpochMismatch(uint256 signedEpoch, uint256 currentEpoch);
     /// @notice A signed grant or signed request arrived after its deadline.
     error SignatureExpired(uint256 deadline);
     /// @notice The (payer, token, delegate) slot was re-granted 65,535 times and is exhausted.
@@ -81,7 +79,7 @@ interface IInferencePermissions is ISignatureErrors {
             bool anyModel
         );
 
-    /// @notice Whether the current grant of (payer, token, delegate) allows `model`.
+    /// @notice Whether the grant of (payer, token, delegate) is active (not revoked, not expired) and allows `model`.
     function isModelAllowed(address payer, address token, address delegate, bytes32 model)
         external
         view

@@ -126,9 +126,8 @@ describe("InferencePermissions: grantBySig", function () {
   });
 
   describe("Epochs: a signed grant works once and dies with a revoke", function () {
-    // GrantEpochMismatch is declared in IInferencePermissions but nothing raises it: the epoch is not
-    // passed in, it is read from storage and hashed, so a signature for another epoch recovers to
-    // some other address and is refused as InvalidSigner(recovered). These tests pin that behaviour.
+    // The epoch is not passed in: it is read from storage and hashed, so a signature for another epoch
+    // recovers to some other address and is refused as InvalidSigner(recovered).
     it("cannot be replayed after it was applied", async function () {
       const { preflight, payer, other, domain, terms, deadline, signature } = await loadFixture(deployGrantBySigFixture);
       await preflight.connect(other).grantBySig(payer.address, terms, deadline, signature);

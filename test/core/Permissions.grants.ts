@@ -179,6 +179,15 @@ describe("InferencePermissions: grants", function () {
         .withArgs(MODEL_A);
     });
 
+    it("allows nothing once the grant has expired", async function () {
+      const { preflight, payer, delegate, token } = await loadFixture(deployGrantsFixture);
+      const terms = await makeGrant({ delegate: delegate.address, token, models: [] });
+      await preflight.connect(payer).grant(terms);
+      expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_A)).to.equal(true);
+      await time.increaseTo(terms.expiry);
+      expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_A)).to.equal(false);
+    });
+
     it("is per delegate and per payer", async function () {
       const { preflight, payer, delegate, other, token } = await loadFixture(deployGrantsFixture);
       await preflight.connect(payer).grant(await makeGrant({ delegate: delegate.address, token, models: [MODEL_A] }));
