@@ -1,0 +1,6 @@
+/** Registers every Preflight task; hardhat.config.ts imports this file. */
+import "./deploy";
+import "./escrow";
+import "./grants";
+import "./requests";
+import "./vouchers";

@@ -1,0 +1,321 @@
+/**
+ * Deterministic deployment of the Preflight system through Hardhat Ignition's `create2` strategy.
+ * Everything that can fail is checked before the first transaction (network, chain id, parameters,
+ * factory, deployer balance), so a deployment either completes or sends nothing.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { Interface, keccak256, formatEther, formatUnits, getAddress, ZeroAddress, id, isHexString, zeroPadValue } from "ethers";
+import type { HardhatRuntimeEnvironment } from "hardhat/types";
+import PreflightModule from "../../ignition/modules/Preflight";
+import TestTokenModule from "../../ignition/modules/TestToken";
+import { PreflightError } from "./errors";
+import { CREATEX_ADDRESS, CREATEX_CODEHASH, CREATEX_CONTRACT_CREATION, CREATEX_DEPLOY_CREATE2, createXAddress, saltMode } from "./createx";
+import { isLocalChain } from "./networks";
+import { parseAddress, parseDuration, parseInteger } from "./input";
+import { readRegistry, writeRegistry, type ContractRecord, type DeploymentRecord } from "./registry";
+
+/** Deploy options as typed by the user (task parameters, falling back to PREFLIGHT_* variables). */
+export interface DeployArgs {
+  owner?: string;
+  feeBps?: string;
+  feeRecipient?: string;
+  noticePeriod?: string;
+  salt?: string;
+  /** "auto" (local chains only), "yes" or "no" */
+  testToken?: string;
+  tokenName?: string;
+  tokenSymbol?: string;
+  tokenDecimals?: string;
+  skipVerify?: boolean;
+}
+
+/** The default CREATE2 salt: the same everywhere, so equal parameters give equal addresses on every chain. */
+export const DEFAULT_SALT_LABEL = "preflight.v1";
+/** Safety margin on the balance check: Ignition may raise fees while a transaction waits. */
+const FEE_MARGIN_PERCENT = 130n;
+/** What going through CreateX costs on top of a plain CREATE, when CreateX is not installed yet to ask it. */
+const CREATEX_OVERHEAD_GAS = 40_000n;
+const MAX_FEE_BPS = 1_000n;
+
+interface Planned {
+  name: "Preflight" | "TestToken";
+  address: string;
+  initCode: string;
+  args: Record<string, string>;
+  argsList: string[];
+  deployed: boolean;
+}
+
+function envOr(value: string | undefined, variable: string): string | undefined {
+  if (value !== undefined && value !== "") return value;
+  const fromEnv = process.env[variable]?.trim();
+  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+}
+
+/** A salt from a label (hashed) or a 32-byte hex value (as is). */
+export function resolveSalt(value: string): string {
+  if (value.startsWith("0x")) {
+    if (!isHexString(value, 32)) throw new PreflightError(`--salt "${value}" starts with 0x but is not 32 bytes; give 0x + 64 hex digits, or a label to hash.`);
+    return value.toLowerCase();
+  }
+  return id(value);
+}
+
+/** Whether and why explorer verification runs. */
+export function verificationPlan(chainId: number, apiKey: unknown, skip: boolean): { verify: boolean; reason: string } {
+  if (skip) return { verify: false, reason: "skipped: --skip-verify" };
+  if (isLocalChain(chainId)) return { verify: false, reason: "skipped: local chain" };
+  if (typeof apiKey !== "string" || apiKey.trim() === "") return { verify: false, reason: "skipped: ETHERSCAN_API_KEY is not set" };
+  return { verify: true, reason: "pending" };
+}
+
+/** Turns a revert of a would-be deployment into its Preflight custom error, when it has one. */
+function explainRevert(hre: HardhatRuntimeEnvironment, e: unknown): string {
+  const data = (e as { data?: string }).data ?? (e as { error?: { data?: string } }).error?.data;
+  if (typeof data === "string" && data.length >= 10) {
+    const iface = new Interface(hre.artifacts.readArtifactSync("Preflight").abi);
+    const parsed = iface.parseError(data);
+    if (parsed !== null) return `${parsed.name}(${parsed.args.map(String).join(", ")})`;
+  }
+  return (e as Error).message;
+}
+
+async function findCreation(hre: HardhatRuntimeEnvironment, address: string, fromBlock: number): Promise<{ block: number | null; tx: string | null }> {
+  const event = new Interface([CREATEX_CONTRACT_CREATION]).getEvent("ContractCreation")!;
+  try {
+    const logs = await hre.ethers.provider.getLogs({
+      address: CREATEX_ADDRESS,
+      topics: [event.topicHash, zeroPadValue(address, 32)],
+      fromBlock,
+      toBlock: "latest",
+    });
+    if (logs.length > 0) return { block: logs[0].blockNumber, tx: logs[0].transactionHash };
+  } catch {
+    // Public RPCs limit log ranges; the origin is then recorded as unknown.
+  }
+  return { block: null, tx: null };
+}
+
+/**
+ * Deploys (or finds) Preflight and, on request, a TestToken, and writes `deployments/<chainId>.json`.
+ * @param log where progress goes (console.log in the task)
+ */
+export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployArgs, log: (line: string) => void): Promise<DeploymentRecord> {
+  const { ethers, network } = hre;
+  await hre.run("compile", { quiet: true });
+
+  // ---- network and chain id
+  const chainId = Number(await ethers.provider.send("eth_chainId", []));
+  const expected = network.config.chainId;
+  if (network.name !== "hardhat" && expected !== undefined && expected !== chainId) {
+    throw new PreflightError(
+      `Network "${network.name}" is chain ${expected}, but its RPC URL answers as chain ${chainId}. ` +
+        `Point the network's RPC URL variable (see .env.example) at a ${network.name} endpoint` +
+        (network.name === "custom" ? `, or set CUSTOM_CHAIN_ID=${chainId} if that is the chain you meant.` : "."),
+    );
+  }
+
+  // ---- deployer
+  const signers = await ethers.getSigners();
+  if (signers.length === 0) {
+    throw new PreflightError(`Network "${network.name}" has no deployer account: set its private key variable (see .env.example).`);
+  }
+  const deployer = signers[0];
+
+  // ---- parameters
+  const owner = parseAddress("--owner", envOr(args.owner, "PREFLIGHT_OWNER") ?? deployer.address);
+  const feeBps = parseInteger("--fee-bps", envOr(args.feeBps, "PREFLIGHT_FEE_BPS") ?? "0", MAX_FEE_BPS);
+  const feeRecipientText = envOr(args.feeRecipient, "PREFLIGHT_FEE_RECIPIENT");
+  const feeRecipient = feeRecipientText === undefined ? ZeroAddress : parseAddress("--fee-recipient", feeRecipientText);
+  if (feeBps > 0n && feeRecipient === ZeroAddress) {
+    throw new PreflightError(`--fee-bps is ${feeBps} but no --fee-recipient is set: give the address that receives the fee (or PREFLIGHT_FEE_RECIPIENT).`);
+  }
+  const noticePeriod = parseDuration("--notice-period", envOr(args.noticePeriod, "PREFLIGHT_NOTICE_PERIOD") ?? "3d");
+  if (noticePeriod === 0n) throw new PreflightError("--notice-period must be more than zero, or providers could not settle what they served before a payer withdraws.");
+  const salt = resolveSalt(envOr(args.salt, "PREFLIGHT_SALT") ?? DEFAULT_SALT_LABEL);
+  const mode = saltMode(salt, deployer.address);
+  const testTokenChoice = (args.testToken ?? "auto").toLowerCase();
+  if (!["auto", "yes", "no"].includes(testTokenChoice)) throw new PreflightError(`--test-token must be auto, yes or no; it is "${args.testToken}".`);
+  const withTestToken = testTokenChoice === "yes" || (testTokenChoice === "auto" && isLocalChain(chainId));
+  const tokenDecimals = parseInteger("--token-decimals", args.tokenDecimals ?? "6", 36n);
+
+  // ---- planned contracts and their CREATE2 addresses
+  const plan: Planned[] = [];
+  const preflightFactory = await ethers.getContractFactory("Preflight");
+  const preflightInit = (await preflightFactory.getDeployTransaction(owner, noticePeriod, feeBps, feeRecipient)).data;
+  plan.push({
+    name: "Preflight",
+    address: createXAddress(salt, deployer.address, BigInt(chainId), preflightInit),
+    initCode: preflightInit,
+    args: { initialOwner: owner, noticePeriod: noticePeriod.toString(), feeBps: feeBps.toString(), feeRecipient },
+    argsList: [owner, noticePeriod.toString(), feeBps.toString(), feeRecipient],
+    deployed: false,
+  });
+  const tokenName = args.tokenName ?? "Test USD Coin";
+  const tokenSymbol = args.tokenSymbol ?? "tUSDC";
+  if (withTestToken) {
+    const tokenFactory = await ethers.getContractFactory("TestToken");
+    const tokenInit = (await tokenFactory.getDeployTransaction(tokenName, tokenSymbol, tokenDecimals)).data;
+    plan.push({
+      name: "TestToken",
+      address: createXAddress(salt, deployer.address, BigInt(chainId), tokenInit),
+      initCode: tokenInit,
+      args: { name: tokenName, symbol: tokenSymbol, decimals: tokenDecimals.toString() },
+      argsList: [tokenName, tokenSymbol, tokenDecimals.toString()],
+      deployed: false,
+    });
+  }
+  for (const item of plan) item.deployed = (await ethers.provider.getCode(item.address)) !== "0x";
+
+  log(`Network ${network.name} (chain ${chainId}), deployer ${deployer.address}`);
+  log(`CREATE2 through CreateX ${CREATEX_ADDRESS}, salt ${salt} (${mode})`);
+  for (const item of plan) {
+    log(`  ${item.name.padEnd(10)} ${item.address}  ${item.deployed ? "already deployed: reusing it" : "to deploy"}`);
+  }
+  const toDeploy = plan.filter((p) => !p.deployed);
+  let fromBlock = 0;
+
+  if (toDeploy.length > 0) {
+    // ---- factory
+    const factoryCode = await ethers.provider.getCode(CREATEX_ADDRESS);
+    const factoryPresent = factoryCode !== "0x";
+    if (factoryPresent && keccak256(factoryCode) !== CREATEX_CODEHASH) {
+      throw new PreflightError(`The code at ${CREATEX_ADDRESS} on chain ${chainId} is not CreateX: CREATE2 addresses would not match other chains.`);
+    }
+    if (!factoryPresent && chainId !== 31337) {
+      throw new PreflightError(
+        `The CreateX factory (${CREATEX_ADDRESS}) is not deployed on chain ${chainId}, so no deterministic deployment is possible there yet. ` +
+          `It exists on 150+ chains (https://github.com/pcaversaccio/createx#createx-deployments); on a new chain, broadcast its ` +
+          `presigned transaction first (fund 0xeD456e05CaAb11d66C4c797dD6c1D6f9A7F352b5 with 0.3 ETH, then send the raw transaction ` +
+          `from the CreateX repository). Local chains with id 31337 get it installed automatically.`,
+      );
+    }
+
+    // ---- gas and balance
+    const factoryIface = new Interface([CREATEX_DEPLOY_CREATE2]);
+    let gas = 0n;
+    for (const item of toDeploy) {
+      try {
+        gas += factoryPresent
+          ? await ethers.provider.estimateGas({
+              from: deployer.address,
+              to: CREATEX_ADDRESS,
+              data: factoryIface.encodeFunctionData("deployCreate2", [salt, item.initCode]),
+            })
+          : (await ethers.provider.estimateGas({ from: deployer.address, data: item.initCode })) + CREATEX_OVERHEAD_GAS;
+      } catch (e) {
+        throw new PreflightError(`Deploying ${item.name} would revert: ${explainRevert(hre, e)}. Check the deploy parameters.`);
+      }
+    }
+    const feeData = await ethers.provider.getFeeData();
+    const gasPrice = feeData.maxFeePerGas ?? feeData.gasPrice ?? 0n;
+    const needed = (gas * gasPrice * FEE_MARGIN_PERCENT) / 100n;
+    const balance = await ethers.provider.getBalance(deployer.address);
+    log(`Estimated ${gas} gas at up to ${formatUnits(gasPrice, "gwei")} gwei: about ${formatEther(needed)} ETH with a ${FEE_MARGIN_PERCENT - 100n}% margin`);
+    if (balance < needed) {
+      throw new PreflightError(
+        `The deployer ${deployer.address} holds ${formatEther(balance)} ETH on ${network.name}, but the deployment needs about ` +
+          `${formatEther(needed)} ETH (${gas} gas at up to ${formatUnits(gasPrice, "gwei")} gwei, plus ${FEE_MARGIN_PERCENT - 100n}% margin). ` +
+          `Send it at least ${formatEther(needed - balance)} ETH (a faucet, on a testnet) and run the deploy again. Nothing was sent.`,
+      );
+    }
+
+    // ---- deploy with Ignition
+    fromBlock = await ethers.provider.getBlockNumber();
+    for (const item of toDeploy) {
+      const deploymentId = `${item.name.toLowerCase()}-${chainId}-${item.address.slice(2, 10).toLowerCase()}`;
+      if (isLocalChain(chainId) && network.name !== "hardhat") {
+        // A local chain forgets everything when its node stops; a journal from an earlier run would lie.
+        fs.rmSync(path.join(hre.config.paths.ignition, "deployments", deploymentId), { recursive: true, force: true });
+      }
+      log(`Deploying ${item.name} with Ignition (deployment id ${deploymentId})...`);
+      const result =
+        item.name === "Preflight"
+          ? await hre.ignition.deploy(PreflightModule, {
+              strategy: "create2",
+              strategyConfig: { salt },
+              deploymentId,
+              defaultSender: deployer.address,
+              parameters: { Preflight: { owner, noticePeriod, feeBps, feeRecipient } },
+            })
+          : await hre.ignition.deploy(TestTokenModule, {
+              strategy: "create2",
+              strategyConfig: { salt },
+              deploymentId,
+              defaultSender: deployer.address,
+              parameters: { TestToken: { name: tokenName, symbol: tokenSymbol, decimals: tokenDecimals } },
+            });
+      const contract = "preflight" in result ? result.preflight : result.testToken;
+      const actual = getAddress(await contract.getAddress());
+      if (actual !== item.address || (await ethers.provider.getCode(item.address)) === "0x") {
+        throw new PreflightError(
+          `Ignition reports ${item.name} at ${actual}, but it is not deployed at the expected ${item.address}. ` +
+            `If a stale journal is in ignition/deployments/${deploymentId}, remove it and deploy again.`,
+        );
+      }
+      log(`  ${item.name} deployed at ${item.address}`);
+    }
+  }
+
+  // ---- registry
+  const previous = readRegistry(hre, chainId);
+  const records: Partial<Record<Planned["name"], ContractRecord>> = {};
+  const verification = verificationPlan(chainId, hre.config.etherscan?.apiKey, args.skipVerify === true);
+  for (const item of plan) {
+    const known = previous?.contracts[item.name];
+    let origin: { block: number | null; tx: string | null };
+    if (known !== undefined && getAddress(known.address) === item.address && known.block !== null) {
+      origin = { block: known.block, tx: known.transactionHash };
+    } else {
+      origin = await findCreation(hre, item.address, item.deployed ? 0 : fromBlock);
+    }
+    records[item.name] = {
+      address: item.address,
+      constructorArgs: item.args,
+      constructorArgsList: item.argsList,
+      initCodeHash: keccak256(item.initCode),
+      block: origin.block,
+      transactionHash: origin.tx,
+      reused: item.deployed,
+      verification: known?.verification === "verified" && getAddress(known.address) === item.address ? "verified" : verification.reason,
+    };
+  }
+  const record: DeploymentRecord = {
+    chainId,
+    network: network.name,
+    factory: CREATEX_ADDRESS,
+    salt,
+    saltMode: mode,
+    deployer: deployer.address,
+    contracts: {
+      Preflight: records.Preflight!,
+      ...(records.TestToken !== undefined ? { TestToken: records.TestToken } : previous?.contracts.TestToken !== undefined ? { TestToken: previous.contracts.TestToken } : {}),
+    },
+    updatedAt: new Date().toISOString(),
+  };
+  const file = writeRegistry(hre, record);
+  log(`Registry written: ${file}`);
+
+  // ---- explorer verification (after the registry, so a failure here leaves the deployment recorded)
+  if (!verification.verify) {
+    log(`Explorer verification ${verification.reason}`);
+    return record;
+  }
+  for (const item of plan) {
+    const entry = record.contracts[item.name]!;
+    if (entry.verification === "verified") continue;
+    try {
+      await hre.run("verify:verify", { address: item.address, constructorArguments: item.argsList });
+      entry.verification = "verified";
+    } catch (e) {
+      entry.verification = `failed: ${(e as Error).message.split("\n")[0]}`;
+      log(
+        `Verification of ${item.name} failed (${entry.verification}); the deployment itself is complete. Retry with:\n` +
+          `  npx hardhat verify --network ${network.name} ${item.address} ${item.argsList.map((a) => JSON.stringify(a)).join(" ")}`,
+      );
+    }
+  }
+  writeRegistry(hre, record);
+  return record;
+}
