@@ -53,11 +53,26 @@ export async function resolveSigner(hre: HardhatRuntimeEnvironment, from: string
   return signer;
 }
 
+/** The chain id the network's RPC answers with, or a clear error when it cannot be reached. */
+export async function chainIdOf(hre: HardhatRuntimeEnvironment): Promise<number> {
+  try {
+    return Number(await hre.ethers.provider.send("eth_chainId", []));
+  } catch (e) {
+    const url = "url" in hre.network.config ? hre.network.config.url : "in-process";
+    throw new PreflightError(
+      `Cannot reach network "${hre.network.name}" at ${url} (${(e as Error).message.split("\n")[0]}). ` +
+        (hre.network.name === "localhost"
+          ? "Start a node first (npx hardhat node, or anvil), or point LOCALHOST_RPC_URL at it."
+          : "Check its RPC URL variable (see .env.example) and your connection."),
+    );
+  }
+}
+
 /**
  * Loads the deployment of the current chain (or `--preflight <address>`) and checks it is really there.
  */
 export async function loadContext(hre: HardhatRuntimeEnvironment, opts: { from?: string; preflight?: string }): Promise<TaskContext> {
-  const chainId = Number(await hre.ethers.provider.send("eth_chainId", []));
+  const chainId = await chainIdOf(hre);
   const record = readRegistry(hre, chainId);
   let address: string;
   if (opts.preflight !== undefined && opts.preflight !== "") {

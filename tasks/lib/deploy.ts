@@ -12,6 +12,7 @@ import TestTokenModule from "../../ignition/modules/TestToken";
 import { PreflightError } from "./errors";
 import { CREATEX_ADDRESS, CREATEX_CODEHASH, CREATEX_CONTRACT_CREATION, CREATEX_DEPLOY_CREATE2, createXAddress, saltMode } from "./createx";
 import { isLocalChain } from "./networks";
+import { chainIdOf } from "./context";
 import { parseAddress, parseDuration, parseInteger } from "./input";
 import { readRegistry, writeRegistry, type ContractRecord, type DeploymentRecord } from "./registry";
 
@@ -106,7 +107,7 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   await hre.run("compile", { quiet: true });
 
   // ---- network and chain id
-  const chainId = Number(await ethers.provider.send("eth_chainId", []));
+  const chainId = await chainIdOf(hre);
   const expected = network.config.chainId;
   if (network.name !== "hardhat" && expected !== undefined && expected !== chainId) {
     throw new PreflightError(
