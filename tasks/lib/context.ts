@@ -58,6 +58,9 @@ export async function chainIdOf(hre: HardhatRuntimeEnvironment): Promise<number>
   try {
     return Number(await hre.ethers.provider.send("eth_chainId", []));
   } catch (e) {
+    // Hardhat's own check of a network's configured chainId (HH101) names the chain the RPC serves.
+    const served = /connected to a chain with id (\d+)/.exec((e as Error).message);
+    if (served !== null) return Number(served[1]);
     const url = "url" in hre.network.config ? hre.network.config.url : "in-process";
     throw new PreflightError(
       `Cannot reach network "${hre.network.name}" at ${url} (${(e as Error).message.split("\n")[0]}). ` +
@@ -68,11 +71,23 @@ export async function chainIdOf(hre: HardhatRuntimeEnvironment): Promise<number>
   }
 }
 
+/** Refuses to go on when the network's RPC serves another chain than the network is configured for. */
+export function assertExpectedChain(hre: HardhatRuntimeEnvironment, chainId: number): void {
+  const expected = hre.network.config.chainId;
+  if (hre.network.name === "hardhat" || expected === undefined || expected === chainId) return;
+  throw new PreflightError(
+    `Network "${hre.network.name}" is chain ${expected}, but its RPC URL answers as chain ${chainId}. ` +
+      `Point the network's RPC URL variable (see .env.example) at a ${hre.network.name} endpoint` +
+      (hre.network.name === "custom" ? `, or set CUSTOM_CHAIN_ID=${chainId} if that is the chain you meant.` : "."),
+  );
+}
+
 /**
  * Loads the deployment of the current chain (or `--preflight <address>`) and checks it is really there.
  */
 export async function loadContext(hre: HardhatRuntimeEnvironment, opts: { from?: string; preflight?: string }): Promise<TaskContext> {
   const chainId = await chainIdOf(hre);
+  assertExpectedChain(hre, chainId);
   const record = readRegistry(hre, chainId);
   let address: string;
   if (opts.preflight !== undefined && opts.preflight !== "") {

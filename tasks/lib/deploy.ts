@@ -12,7 +12,7 @@ import TestTokenModule from "../../ignition/modules/TestToken";
 import { PreflightError } from "./errors";
 import { CREATEX_ADDRESS, CREATEX_CODEHASH, CREATEX_CONTRACT_CREATION, CREATEX_DEPLOY_CREATE2, createXAddress, saltMode } from "./createx";
 import { isLocalChain } from "./networks";
-import { chainIdOf } from "./context";
+import { assertExpectedChain, chainIdOf } from "./context";
 import { parseAddress, parseDuration, parseInteger } from "./input";
 import { readRegistry, writeRegistry, type ContractRecord, type DeploymentRecord } from "./registry";
 
@@ -98,6 +98,36 @@ async function findCreation(hre: HardhatRuntimeEnvironment, address: string, fro
   return { block: null, tx: null };
 }
 
+interface ModuleArgs {
+  salt: string;
+  deploymentId: string;
+  deployer: string;
+  owner: string;
+  noticePeriod: bigint;
+  feeBps: bigint;
+  feeRecipient: string;
+  tokenName: string;
+  tokenSymbol: string;
+  tokenDecimals: bigint;
+}
+
+/** Runs the Ignition module of `item` with the create2 strategy; returns the address Ignition reports. */
+async function deployModule(hre: HardhatRuntimeEnvironment, item: Planned, a: ModuleArgs): Promise<string> {
+  const options = { strategy: "create2" as const, strategyConfig: { salt: a.salt }, deploymentId: a.deploymentId, defaultSender: a.deployer };
+  if (item.name === "Preflight") {
+    const { preflight } = await hre.ignition.deploy(PreflightModule, {
+      ...options,
+      parameters: { Preflight: { owner: a.owner, noticePeriod: a.noticePeriod, feeBps: a.feeBps, feeRecipient: a.feeRecipient } },
+    });
+    return getAddress(await preflight.getAddress());
+  }
+  const { testToken } = await hre.ignition.deploy(TestTokenModule, {
+    ...options,
+    parameters: { TestToken: { name: a.tokenName, symbol: a.tokenSymbol, decimals: a.tokenDecimals } },
+  });
+  return getAddress(await testToken.getAddress());
+}
+
 /**
  * Deploys (or finds) Preflight and, on request, a TestToken, and writes `deployments/<chainId>.json`.
  * @param log where progress goes (console.log in the task)
@@ -108,14 +138,7 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
 
   // ---- network and chain id
   const chainId = await chainIdOf(hre);
-  const expected = network.config.chainId;
-  if (network.name !== "hardhat" && expected !== undefined && expected !== chainId) {
-    throw new PreflightError(
-      `Network "${network.name}" is chain ${expected}, but its RPC URL answers as chain ${chainId}. ` +
-        `Point the network's RPC URL variable (see .env.example) at a ${network.name} endpoint` +
-        (network.name === "custom" ? `, or set CUSTOM_CHAIN_ID=${chainId} if that is the chain you meant.` : "."),
-    );
-  }
+  assertExpectedChain(hre, chainId);
 
   // ---- deployer
   const signers = await ethers.getSigners();
@@ -226,34 +249,23 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
     fromBlock = await ethers.provider.getBlockNumber();
     for (const item of toDeploy) {
       const deploymentId = `${item.name.toLowerCase()}-${chainId}-${item.address.slice(2, 10).toLowerCase()}`;
+      const journal = path.join(hre.config.paths.ignition, "deployments", deploymentId);
       if (isLocalChain(chainId) && network.name !== "hardhat") {
         // A local chain forgets everything when its node stops; a journal from an earlier run would lie.
-        fs.rmSync(path.join(hre.config.paths.ignition, "deployments", deploymentId), { recursive: true, force: true });
+        fs.rmSync(journal, { recursive: true, force: true });
       }
-      log(`Deploying ${item.name} with Ignition (deployment id ${deploymentId})...`);
-      const result =
-        item.name === "Preflight"
-          ? await hre.ignition.deploy(PreflightModule, {
-              strategy: "create2",
-              strategyConfig: { salt },
-              deploymentId,
-              defaultSender: deployer.address,
-              parameters: { Preflight: { owner, noticePeriod, feeBps, feeRecipient } },
-            })
-          : await hre.ignition.deploy(TestTokenModule, {
-              strategy: "create2",
-              strategyConfig: { salt },
-              deploymentId,
-              defaultSender: deployer.address,
-              parameters: { TestToken: { name: tokenName, symbol: tokenSymbol, decimals: tokenDecimals } },
-            });
-      const contract = "preflight" in result ? result.preflight : result.testToken;
-      const actual = getAddress(await contract.getAddress());
-      if (actual !== item.address || (await ethers.provider.getCode(item.address)) === "0x") {
-        throw new PreflightError(
-          `Ignition reports ${item.name} at ${actual}, but it is not deployed at the expected ${item.address}. ` +
-            `If a stale journal is in ignition/deployments/${deploymentId}, remove it and deploy again.`,
-        );
+      for (let attempt = 1; ; attempt++) {
+        log(`Deploying ${item.name} with Ignition (deployment id ${deploymentId})...`);
+        const actual = await deployModule(hre, item, { salt, deploymentId, deployer: deployer.address, owner, noticePeriod, feeBps, feeRecipient, tokenName, tokenSymbol, tokenDecimals });
+        if (actual === item.address && (await ethers.provider.getCode(item.address)) !== "0x") break;
+        if (attempt === 1 && fs.existsSync(journal)) {
+          // Ignition trusted a journal of a deployment this chain does not have (a devnet that was reset).
+          const aside = `${journal}.stale-${Date.now()}`;
+          fs.renameSync(journal, aside);
+          log(`  Ignition's journal claims a deployment this chain does not have (was it reset?); moved it to ${aside}`);
+          continue;
+        }
+        throw new PreflightError(`Ignition reports ${item.name} at ${actual}, but no contract is at the expected ${item.address}; nothing more was sent.`);
       }
       log(`  ${item.name} deployed at ${item.address}`);
     }
