@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Interface, keccak256, formatEther, formatUnits, getAddress, ZeroAddress, id, isHexString, zeroPadValue } from "ethers";
+import { Contract, Interface, keccak256, formatEther, formatUnits, getAddress, ZeroAddress, id, isHexString, zeroPadValue } from "ethers";
 import type { HardhatRuntimeEnvironment } from "hardhat/types";
 import PreflightModule from "../../ignition/modules/Preflight";
 import TestTokenModule from "../../ignition/modules/TestToken";
@@ -80,6 +80,21 @@ function explainRevert(hre: HardhatRuntimeEnvironment, e: unknown): string {
     if (parsed !== null) return `${parsed.name}(${parsed.args.map(String).join(", ")})`;
   }
   return (e as Error).message;
+}
+
+/** The OP-stack GasPriceOracle predeploy (OP Sepolia, Base Sepolia, ...): L2 gas estimates leave out its L1 data fee. */
+export const OP_GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F";
+
+/** The L1 data fee of a transaction carrying `data`, on OP-stack chains; 0 elsewhere. */
+async function l1DataFee(hre: HardhatRuntimeEnvironment, data: string): Promise<bigint> {
+  if ((await hre.ethers.provider.getCode(OP_GAS_PRICE_ORACLE)) === "0x") return 0n;
+  const oracle = new Contract(OP_GAS_PRICE_ORACLE, ["function getL1Fee(bytes) view returns (uint256)"], hre.ethers.provider);
+  try {
+    // The fee is charged on the signed transaction; its calldata is nearly all of it.
+    return (await oracle.getL1Fee(data)) as bigint;
+  } catch {
+    return 0n;
+  }
 }
 
 async function findCreation(hre: HardhatRuntimeEnvironment, address: string, fromBlock: number): Promise<{ block: number | null; tx: string | null }> {
@@ -193,6 +208,9 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   for (const item of plan) item.deployed = (await ethers.provider.getCode(item.address)) !== "0x";
 
   log(`Network ${network.name} (chain ${chainId}), deployer ${deployer.address}`);
+  if (network.name === "hardhat") {
+    log("Note: the in-process hardhat network is gone when this command exits; to keep a deployment, run a node (npx hardhat node) and use --network localhost.");
+  }
   log(`CREATE2 through CreateX ${CREATEX_ADDRESS}, salt ${salt} (${mode})`);
   for (const item of plan) {
     log(`  ${item.name.padEnd(10)} ${item.address}  ${item.deployed ? "already deployed: reusing it" : "to deploy"}`);
@@ -234,13 +252,19 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
     }
     const feeData = await ethers.provider.getFeeData();
     const gasPrice = feeData.maxFeePerGas ?? feeData.gasPrice ?? 0n;
-    const needed = (gas * gasPrice * FEE_MARGIN_PERCENT) / 100n;
+    let l1Fee = 0n;
+    for (const item of toDeploy) l1Fee += await l1DataFee(hre, factoryIface.encodeFunctionData("deployCreate2", [salt, item.initCode]));
+    const needed = ((gas * gasPrice + l1Fee) * FEE_MARGIN_PERCENT) / 100n;
     const balance = await ethers.provider.getBalance(deployer.address);
-    log(`Estimated ${gas} gas at up to ${formatUnits(gasPrice, "gwei")} gwei: about ${formatEther(needed)} ETH with a ${FEE_MARGIN_PERCENT - 100n}% margin`);
+    const breakdown =
+      `${gas} gas at up to ${formatUnits(gasPrice, "gwei")} gwei` +
+      (l1Fee > 0n ? ` + ${formatEther(l1Fee)} ETH L1 data fee` : "") +
+      `, plus ${FEE_MARGIN_PERCENT - 100n}% margin`;
+    log(`Estimated cost: about ${formatEther(needed)} ETH (${breakdown})`);
     if (balance < needed) {
       throw new PreflightError(
         `The deployer ${deployer.address} holds ${formatEther(balance)} ETH on ${network.name}, but the deployment needs about ` +
-          `${formatEther(needed)} ETH (${gas} gas at up to ${formatUnits(gasPrice, "gwei")} gwei, plus ${FEE_MARGIN_PERCENT - 100n}% margin). ` +
+          `${formatEther(needed)} ETH (${breakdown}). ` +
           `Send it at least ${formatEther(needed - balance)} ETH (a faucet, on a testnet) and run the deploy again. Nothing was sent.`,
       );
     }

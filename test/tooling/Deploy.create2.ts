@@ -6,7 +6,7 @@ import type { Preflight, TestToken } from "../../typechain-types";
 import { expectTaskError, runTask, useTempRegistry } from "../helpers/tasks";
 import { CREATEX_ADDRESS, createXAddress, guardedSalt, saltMode } from "../../tasks/lib/createx";
 import { registryPath, type DeploymentRecord } from "../../tasks/lib/registry";
-import { verificationPlan } from "../../tasks/lib/deploy";
+import { OP_GAS_PRICE_ORACLE, verificationPlan } from "../../tasks/lib/deploy";
 
 const SALT = "test.deploy.create2";
 
@@ -122,6 +122,14 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
       expect(message).to.match(/Nothing was sent/);
       const needed = Number(/needs about ([0-9.]+) ETH/.exec(message)![1]);
       expect(needed).to.be.greaterThan(0.01);
+    });
+
+    it("counts the L1 data fee on OP-stack chains", async function () {
+      await loadFixture(deployWithDefaultsFixture);
+      // A GasPriceOracle predeploy that quotes 10,000 ETH of L1 fee for any transaction.
+      const fee = ethers.toBeHex(ethers.parseEther("10000"), 32).slice(2);
+      await hre.network.provider.send("hardhat_setCode", [OP_GAS_PRICE_ORACLE, `0x7f${fee}60005260206000f3`]);
+      await expectTaskError("deploy", { salt: `${SALT}.l2` }, /\+ 20000\.0 ETH L1 data fee, plus 30% margin/);
     });
   });
 
