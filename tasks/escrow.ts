@@ -196,3 +196,16 @@ common(task("balances", "Shows an account's escrow balance, pending withdrawal, 
     }
     return rows;
   });
+
+common(task("faucet", "Mints the deployed TestToken (local chains and testnets only) to an address"))
+  .addParam("amount", "amount in human units")
+  .addOptionalParam("to", "recipient (default: the sender)")
+  .setAction(async (args: Common & { amount: string; to?: string }, hre) => {
+    const ctx = await loadContext(hre, args);
+    const token = await resolveToken(ctx, "test");
+    const amount = parseAmount("--amount", args.amount, token.decimals, token.symbol);
+    const to = args.to === undefined ? ctx.signer.address : parseAddress("--to", args.to);
+    const contract = new Contract(token.address, ["function mint(address to, uint256 amount)"], ctx.signer);
+    await send(ctx, `Mint of ${formatAmount(amount, token.decimals, token.symbol)} to ${to}`, () => contract.mint(to, amount) as Promise<ContractTransactionResponse>, log);
+    return { to, amount };
+  });

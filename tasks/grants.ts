@@ -37,11 +37,11 @@ common(task("grant", "Grants a delegate key a scope to spend from your escrow (r
     const delegate = parseAddress("--delegate", args.delegate);
     if (delegate === ctx.signer.address) throw new PreflightError("--delegate is your own address: a payer signs for itself without a grant.");
     const provider = args.provider === undefined || args.provider.toLowerCase() === "any" ? ZeroAddress : parseAddress("--provider", args.provider);
-    const models = (args.models ?? "")
+    const modelNames = (args.models ?? "")
       .split(",")
       .map((m) => m.trim())
-      .filter((m) => m !== "" && m.toLowerCase() !== "any")
-      .map((m) => parseModel("--models", m));
+      .filter((m) => m !== "" && m.toLowerCase() !== "any");
+    const models = modelNames.map((m) => parseModel("--models", m));
     const maxPrice = parseAmount("--max-price", args.maxPrice, token.decimals, token.symbol);
     const budget = parseAmount("--budget", args.budget, token.decimals, token.symbol);
     for (const [name, v] of [["--max-price", maxPrice], ["--budget", budget]] as const) {
@@ -57,7 +57,7 @@ common(task("grant", "Grants a delegate key a scope to spend from your escrow (r
     await send(ctx, `Grant to ${delegate}`, () => ctx.preflight.grant(terms), log);
     const f = (v: bigint): string => formatAmount(v, token.decimals, token.symbol);
     log(
-      `  provider ${provider === ZeroAddress ? "any" : provider}, models ${models.length === 0 ? "any" : models.join(", ")}, ` +
+      `  provider ${provider === ZeroAddress ? "any" : provider}, models ${modelNames.length === 0 ? "any" : modelNames.join(", ")}, ` +
         `max ${f(maxPrice)} per request, budget ${f(budget)} ${period === 0n ? "in total" : `per ${formatDuration(period)}`}, expires ${formatTime(expiry)}`,
     );
     return terms;

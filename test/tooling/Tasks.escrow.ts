@@ -117,6 +117,15 @@ describe("Tasks: deposit, withdrawals, earnings, balances", function () {
     });
   });
 
+  describe("faucet", function () {
+    it("mints the deployed test token in human units", async function () {
+      const { usdc, other } = await loadFixture(deployedWithFundedPayerFixture);
+      await runTask("faucet", { amount: "42.5", to: other.address });
+      expect(await usdc.balanceOf(other.address)).to.equal(42_500_000n);
+      await expectTaskError("faucet", { amount: "1", to: "0x0" }, /--to "0x0" is not an address/);
+    });
+  });
+
   describe("balances and earnings", function () {
     it("shows escrow balance, pending withdrawal, earnings and wallet in human units", async function () {
       const { payer } = await loadFixture(deployedWithFundedPayerFixture);
