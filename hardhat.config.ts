@@ -6,6 +6,7 @@ import path from "node:path";
 import "dotenv/config";
 import "./tasks";
 import { assertRequestedNetworkConfigured, networksFromEnv, requestedNetwork } from "./tasks/lib/networks";
+import { DEFAULT_SALT } from "./tasks/lib/deploy";
 
 /** Testnets and custom chains come from environment variables (.env; see .env.example). */
 const envNetworks = networksFromEnv(process.env);
@@ -54,6 +55,8 @@ const config: HardhatUserConfig = {
   // Explorer verification (hardhat-verify, Etherscan v2: one key for every chain). Never attempted without a key.
   etherscan: { apiKey: process.env.ETHERSCAN_API_KEY ?? "", customChains: envNetworks.explorerChains },
   sourcify: { enabled: false },
+  // `npx hardhat ignition deploy ... --strategy create2` gets the same salt, so the same addresses, as `npm run deploy`.
+  ignition: { strategyConfig: { create2: { salt: DEFAULT_SALT } } },
   gasReporter: {
     enabled: process.env.REPORT_GAS !== undefined,
     currency: "USD",

@@ -33,6 +33,8 @@ export interface DeployArgs {
 
 /** The default CREATE2 salt: the same everywhere, so equal parameters give equal addresses on every chain. */
 export const DEFAULT_SALT_LABEL = "preflight.v1";
+/** keccak256 of the default label: the salt `npx hardhat ignition deploy --strategy create2` uses too. */
+export const DEFAULT_SALT = id(DEFAULT_SALT_LABEL);
 /** Safety margin on the balance check: Ignition may raise fees while a transaction waits. */
 const FEE_MARGIN_PERCENT = 130n;
 /** What going through CreateX costs on top of a plain CREATE, when CreateX is not installed yet to ask it. */
