@@ -274,24 +274,27 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
     // ---- deploy with Ignition
     fromBlock = await ethers.provider.getBlockNumber();
     for (const item of toDeploy) {
-      const deploymentId = `${item.name.toLowerCase()}-${chainId}-${item.address.slice(2, 10).toLowerCase()}`;
+      // A local chain forgets everything when its node stops, so its Ignition journal is of no later
+      // use (and one from an earlier run would lie): it gets a journal of its own, removed afterwards.
+      const local = isLocalChain(chainId) && network.name !== "hardhat";
+      const deploymentId = `${item.name.toLowerCase()}-${chainId}-${item.address.slice(2, 10).toLowerCase()}${local ? `-run${process.pid}-${Date.now()}` : ""}`;
       const journal = path.join(hre.config.paths.ignition, "deployments", deploymentId);
-      if (isLocalChain(chainId) && network.name !== "hardhat") {
-        // A local chain forgets everything when its node stops; a journal from an earlier run would lie.
-        fs.rmSync(journal, { recursive: true, force: true });
-      }
-      for (let attempt = 1; ; attempt++) {
-        log(`Deploying ${item.name} with Ignition (deployment id ${deploymentId})...`);
-        const actual = await deployModule(hre, item, { salt, deploymentId, deployer: deployer.address, owner, noticePeriod, feeBps, feeRecipient, tokenName, tokenSymbol, tokenDecimals });
-        if (actual === item.address && (await ethers.provider.getCode(item.address)) !== "0x") break;
-        if (attempt === 1 && fs.existsSync(journal)) {
-          // Ignition trusted a journal of a deployment this chain does not have (a devnet that was reset).
-          const aside = `${journal}.stale-${Date.now()}`;
-          fs.renameSync(journal, aside);
-          log(`  Ignition's journal claims a deployment this chain does not have (was it reset?); moved it to ${aside}`);
-          continue;
+      try {
+        for (let attempt = 1; ; attempt++) {
+          log(`Deploying ${item.name} with Ignition (deployment id ${deploymentId})...`);
+          const actual = await deployModule(hre, item, { salt, deploymentId, deployer: deployer.address, owner, noticePeriod, feeBps, feeRecipient, tokenName, tokenSymbol, tokenDecimals });
+          if (actual === item.address && (await ethers.provider.getCode(item.address)) !== "0x") break;
+          if (attempt === 1 && fs.existsSync(journal)) {
+            // Ignition trusted a journal of a deployment this chain does not have (a devnet that was reset).
+            const aside = `${journal}.stale-${Date.now()}`;
+            fs.renameSync(journal, aside);
+            log(`  Ignition's journal claims a deployment this chain does not have (was it reset?); moved it to ${aside}`);
+            continue;
+          }
+          throw new PreflightError(`Ignition reports ${item.name} at ${actual}, but no contract is at the expected ${item.address}; nothing more was sent.`);
         }
-        throw new PreflightError(`Ignition reports ${item.name} at ${actual}, but no contract is at the expected ${item.address}; nothing more was sent.`);
+      } finally {
+        if (local) fs.rmSync(journal, { recursive: true, force: true });
       }
       log(`  ${item.name} deployed at ${item.address}`);
     }
