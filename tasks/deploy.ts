@@ -11,5 +11,6 @@ task("deploy", "Deploys Preflight (and, on local chains, a test token) at the sa
   .addOptionalParam("tokenName", "TestToken name", "Test USD Coin", types.string)
   .addOptionalParam("tokenSymbol", "TestToken symbol", "tUSDC", types.string)
   .addOptionalParam("tokenDecimals", "TestToken decimals", "6", types.string)
+  .addFlag("dryRun", "run every check and print the addresses and the cost, but send nothing and write nothing")
   .addFlag("skipVerify", "do not verify on the block explorer even when ETHERSCAN_API_KEY is set")
   .setAction(async (args: Parameters<typeof deploySystem>[1], hre) => deploySystem(hre, args, (line) => console.log(line)));

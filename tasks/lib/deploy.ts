@@ -11,7 +11,7 @@ import PreflightModule from "../../ignition/modules/Preflight";
 import TestTokenModule from "../../ignition/modules/TestToken";
 import { PreflightError } from "./errors";
 import { CREATEX_ADDRESS, CREATEX_CODEHASH, CREATEX_CONTRACT_CREATION, CREATEX_DEPLOY_CREATE2, createXAddress, saltMode } from "./createx";
-import { isLocalChain } from "./networks";
+import { isLocalChain, KNOWN_NETWORKS } from "./networks";
 import { assertExpectedChain, chainIdOf } from "./context";
 import { parseAddress, parseDuration, parseInteger } from "./input";
 import { readRegistry, writeRegistry, type ContractRecord, type DeploymentRecord } from "./registry";
@@ -29,6 +29,8 @@ export interface DeployArgs {
   tokenSymbol?: string;
   tokenDecimals?: string;
   skipVerify?: boolean;
+  /** run every check and print the plan and its cost, but send nothing and write nothing */
+  dryRun?: boolean;
 }
 
 /** The default CREATE2 salt: the same everywhere, so equal parameters give equal addresses on every chain. */
@@ -66,10 +68,11 @@ export function resolveSalt(value: string): string {
 }
 
 /** Whether and why explorer verification runs. */
-export function verificationPlan(chainId: number, apiKey: unknown, skip: boolean): { verify: boolean; reason: string } {
+export function verificationPlan(chainId: number, apiKey: unknown, skip: boolean, explorerChainIds: readonly number[]): { verify: boolean; reason: string } {
   if (skip) return { verify: false, reason: "skipped: --skip-verify" };
   if (isLocalChain(chainId)) return { verify: false, reason: "skipped: local chain" };
   if (typeof apiKey !== "string" || apiKey.trim() === "") return { verify: false, reason: "skipped: ETHERSCAN_API_KEY is not set" };
+  if (!explorerChainIds.includes(chainId)) return { verify: false, reason: `skipped: no explorer configured for chain ${chainId} (set CUSTOM_EXPLORER_URL)` };
   return { verify: true, reason: "pending" };
 }
 
@@ -219,6 +222,30 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   }
   const toDeploy = plan.filter((p) => !p.deployed);
   let fromBlock = 0;
+  const dryRunRecord = (): DeploymentRecord => ({
+    chainId,
+    network: network.name,
+    factory: CREATEX_ADDRESS,
+    salt,
+    saltMode: mode,
+    deployer: deployer.address,
+    contracts: Object.fromEntries(
+      plan.map((item) => [
+        item.name,
+        {
+          address: item.address,
+          constructorArgs: item.args,
+          constructorArgsList: item.argsList,
+          initCodeHash: keccak256(item.initCode),
+          block: null,
+          transactionHash: null,
+          reused: item.deployed,
+          verification: "skipped: dry run",
+        },
+      ]),
+    ) as DeploymentRecord["contracts"],
+    updatedAt: new Date().toISOString(),
+  });
 
   if (toDeploy.length > 0) {
     // ---- factory
@@ -271,6 +298,11 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
       );
     }
 
+    if (args.dryRun === true) {
+      log("Dry run: every check passed; nothing was sent and no file was written.");
+      return dryRunRecord();
+    }
+
     // ---- deploy with Ignition
     fromBlock = await ethers.provider.getBlockNumber();
     for (const item of toDeploy) {
@@ -300,10 +332,16 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
     }
   }
 
+  if (args.dryRun === true) {
+    log("Dry run: nothing to deploy; nothing was sent and no file was written.");
+    return dryRunRecord();
+  }
+
   // ---- registry
   const previous = readRegistry(hre, chainId);
   const records: Partial<Record<Planned["name"], ContractRecord>> = {};
-  const verification = verificationPlan(chainId, hre.config.etherscan?.apiKey, args.skipVerify === true);
+  const explorerChainIds = [...KNOWN_NETWORKS.map((n) => n.chainId), ...hre.config.etherscan.customChains.map((c) => c.chainId)];
+  const verification = verificationPlan(chainId, hre.config.etherscan.apiKey, args.skipVerify === true, explorerChainIds);
   for (const item of plan) {
     const known = previous?.contracts[item.name];
     let origin: { block: number | null; tx: string | null };

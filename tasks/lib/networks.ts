@@ -113,7 +113,7 @@ export function networksFromEnv(env: Env): EnvNetworks {
     explorerChains.push({
       network: net.name,
       chainId: net.chainId,
-      urls: { apiURL: `${ETHERSCAN_V2_API}?chainid=${net.chainId}`, browserURL: net.browserURL },
+      urls: { apiURL: ETHERSCAN_V2_API, browserURL: net.browserURL },
     });
   }
 
@@ -138,7 +138,8 @@ export function networksFromEnv(env: Env): EnvNetworks {
       explorerChains.push({
         network: CUSTOM_NETWORK,
         chainId,
-        urls: { apiURL: set(env, "CUSTOM_EXPLORER_API_URL") ?? `${ETHERSCAN_V2_API}?chainid=${chainId}`, browserURL },
+        // One Etherscan v2 key verifies on every chain Etherscan indexes; hardhat-verify adds the chain id.
+        urls: { apiURL: ETHERSCAN_V2_API, browserURL },
       });
     }
   }

@@ -57,6 +57,20 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
       expect(record.contracts.Preflight.verification).to.equal("skipped: local chain");
     });
 
+    it("with --dry-run, checks everything and prints addresses and cost, but sends and writes nothing", async function () {
+      await loadFixture(deployWithDefaultsFixture);
+      const file = registryPath(hre, 31337);
+      const registryBefore = fs.readFileSync(file, "utf8");
+      const blockBefore = await ethers.provider.getBlockNumber();
+      const { result, output } = await runTask<DeploymentRecord>("deploy", { salt: `${SALT}.dry`, dryRun: true });
+      expect(output).to.match(/Preflight +0x[0-9a-fA-F]{40} +to deploy/);
+      expect(output).to.match(/Estimated cost: about [0-9.]+ ETH/);
+      expect(output).to.match(/Dry run: every check passed; nothing was sent and no file was written/);
+      expect(await ethers.provider.getCode(result.contracts.Preflight.address)).to.equal("0x");
+      expect(await ethers.provider.getBlockNumber()).to.equal(blockBefore);
+      expect(fs.readFileSync(file, "utf8")).to.equal(registryBefore);
+    });
+
     it("reuses a system already deployed at the expected address, and says so", async function () {
       const { record } = await loadFixture(deployWithDefaultsFixture);
       const blockBefore = await ethers.provider.getBlockNumber();
@@ -170,11 +184,16 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
   });
 
   describe("Explorer verification", function () {
-    it("is never attempted on local chains, without an API key, or with --skip-verify", function () {
-      expect(verificationPlan(31337, "key", false)).to.deep.equal({ verify: false, reason: "skipped: local chain" });
-      expect(verificationPlan(11155111, "", false)).to.deep.equal({ verify: false, reason: "skipped: ETHERSCAN_API_KEY is not set" });
-      expect(verificationPlan(11155111, "key", true)).to.deep.equal({ verify: false, reason: "skipped: --skip-verify" });
-      expect(verificationPlan(11155111, "key", false)).to.deep.equal({ verify: true, reason: "pending" });
+    it("is never attempted on local chains, without an API key or an explorer, or with --skip-verify", function () {
+      const explorers = [11155111];
+      expect(verificationPlan(31337, "key", false, explorers)).to.deep.equal({ verify: false, reason: "skipped: local chain" });
+      expect(verificationPlan(11155111, "", false, explorers)).to.deep.equal({ verify: false, reason: "skipped: ETHERSCAN_API_KEY is not set" });
+      expect(verificationPlan(11155111, "key", true, explorers)).to.deep.equal({ verify: false, reason: "skipped: --skip-verify" });
+      expect(verificationPlan(424242, "key", false, explorers)).to.deep.equal({
+        verify: false,
+        reason: "skipped: no explorer configured for chain 424242 (set CUSTOM_EXPLORER_URL)",
+      });
+      expect(verificationPlan(11155111, "key", false, explorers)).to.deep.equal({ verify: true, reason: "pending" });
     });
   });
 });

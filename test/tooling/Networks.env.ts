@@ -34,7 +34,7 @@ describe("Networks from environment variables", function () {
     expect(explorerChains.map((c) => [c.network, c.chainId, c.urls.apiURL])).to.deep.include([
       "opSepolia",
       11155420,
-      "https://api.etherscan.io/v2/api?chainid=11155420",
+      "https://api.etherscan.io/v2/api",
     ]);
   });
 
@@ -47,7 +47,7 @@ describe("Networks from environment variables", function () {
     });
     expect(networks.custom).to.deep.equal({ url: "http://127.0.0.1:9999", chainId: 17000, accounts: [KEY] });
     expect(explorerChains).to.deep.equal([
-      { network: "custom", chainId: 17000, urls: { apiURL: "https://api.etherscan.io/v2/api?chainid=17000", browserURL: "https://explorer.example" } },
+      { network: "custom", chainId: 17000, urls: { apiURL: "https://api.etherscan.io/v2/api", browserURL: "https://explorer.example" } },
     ]);
     expect(() => networksFromEnv({ CUSTOM_RPC_URL: "http://127.0.0.1:9999", CUSTOM_CHAIN_ID: "0x4268", CUSTOM_PRIVATE_KEY: KEY })).to.throw(
       /CUSTOM_CHAIN_ID must be a positive integer chain id/,
