@@ -1,10 +1,11 @@
 /**
  * The JSON files `sign-request` / `sign-voucher` write and `settle` / `claim-vouchers` read: the
  * signed EIP-712 message with its domain and signature, numbers as decimal strings. A file holds one
- * object or an array of them.
+ * object or an array of them. Signatures are not judged here: the contract decides (ECDSA of the payer
+ * or a delegate, or whatever an ERC-1271 smart-account payer accepts).
  */
-import { getAddress, isHexString, verifyTypedData } from "ethers";
-import { buildDomain, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain, type Request, type Voucher } from "../../sdk/eip712";
+import { getAddress, isHexString } from "ethers";
+import type { PreflightDomain, Request, Voucher } from "../../sdk/eip712";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 import { PreflightError } from "./errors";
 
@@ -178,24 +179,6 @@ export function parseVouchers(file: string, data: unknown, domain: PreflightDoma
     };
     return { voucher, signature: signatureField(where, item), signer: String(item.signer ?? "") };
   });
-}
-
-/** Who signed a request (for messages; the contract decides whether that signer may spend). */
-export function recoverRequestSigner(domain: PreflightDomain, parsed: ParsedRequest): string | undefined {
-  try {
-    return verifyTypedData(buildDomain(domain), { Request: [...REQUEST_TYPES.Request] }, parsed.request, parsed.signature);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Who signed a voucher. */
-export function recoverVoucherSigner(domain: PreflightDomain, parsed: ParsedVoucher): string | undefined {
-  try {
-    return verifyTypedData(buildDomain(domain), { Voucher: [...VOUCHER_TYPES.Voucher] }, parsed.voucher, parsed.signature);
-  } catch {
-    return undefined;
-  }
 }
 
 export function toRequestStruct(parsed: ParsedRequest): SignedRequestStruct {

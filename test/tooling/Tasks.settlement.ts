@@ -76,6 +76,16 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       expect(again.output).to.match(/would settle; nothing was sent/);
     });
 
+    it("leaves signatures to the contract: a tampered item is skipped as InvalidSigner, the rest settle", async function () {
+      const { provider } = await loadFixture(escrowWithGrantFixture);
+      await runTask("sign-request", { from: "1", provider: provider.address, token: "test", model: "llama", price: "0.1", count: "2", out: file("tampered.json") });
+      const items = JSON.parse(fs.readFileSync(file("tampered.json"), "utf8")) as SignedRequestJson[];
+      items[0].price = "100000000"; // the payer signed 0.1, not 100
+      fs.writeFileSync(file("tampered.json"), JSON.stringify(items));
+      const { result } = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("tampered.json") });
+      expect(result.map((r) => r.reason)).to.deep.equal(["InvalidSigner", "Settled"]);
+    });
+
     it("explains a single settlement's revert with the contract's error", async function () {
       const { provider } = await loadFixture(escrowWithGrantFixture);
       await runTask("sign-request", { from: "1", provider: provider.address, token: "test", model: "llama", price: "0.1", deadline: "1m", out: file("late.json") });
