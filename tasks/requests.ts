@@ -187,3 +187,20 @@ common(task("settle", "Settles a file of signed requests as the provider: one wi
     log(`${settled} of ${outcomes.length} settled.`);
     return outcomes;
   });
+
+common(task("cancel-requests", "Burns nonces as the payer, so requests signed with them can never settle"))
+  .addParam("token", "ETH, test or an ERC-20 address the requests pay in")
+  .addParam("nonces", "comma-separated nonces, e.g. 4,5,9")
+  .setAction(async (args: Common & { token: string; nonces: string }, hre) => {
+    const ctx = await loadContext(hre, args);
+    const token = await resolveToken(ctx, args.token);
+    const nonces = [...new Set(args.nonces.split(",").filter((n) => n.trim() !== "").map((n) => parseInteger("--nonces", n)))];
+    if (nonces.length === 0) throw new PreflightError("--nonces is empty: give the nonces to cancel, comma-separated.");
+    // One transaction per 64-nonce word of the bitmap.
+    const masks = new Map<bigint, bigint>();
+    for (const n of nonces) masks.set(n >> 6n, (masks.get(n >> 6n) ?? 0n) | (1n << (n & 63n)));
+    for (const [word, mask] of masks) {
+      await send(ctx, `Cancellation of nonces ${nonces.filter((n) => n >> 6n === word).join(", ")}`, () => ctx.preflight.invalidateNonces(token.address, word, mask), log);
+    }
+    return nonces;
+  });

@@ -5,7 +5,7 @@
  * or a delegate, or whatever an ERC-1271 smart-account payer accepts).
  */
 import { getAddress, isHexString } from "ethers";
-import type { PreflightDomain, Request, Voucher } from "../../sdk/eip712";
+import type { GrantMessage, PreflightDomain, Request, Voucher } from "../../sdk/eip712";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 import { PreflightError } from "./errors";
 
@@ -189,4 +189,67 @@ export function toRequestStruct(parsed: ParsedRequest): SignedRequestStruct {
 export function toVoucherStruct(parsed: ParsedVoucher): SignedVoucherStruct {
   const { payer, token, model, channel, cumulativeAmount } = parsed.voucher;
   return { payer, token, model, channel, cumulativeAmount, signature: parsed.signature };
+}
+
+export interface SignedGrantJson {
+  kind: "preflight.grant";
+  chainId: string;
+  verifyingContract: string;
+  payer: string;
+  delegate: string;
+  token: string;
+  provider: string;
+  maxPrice: string;
+  budget: string;
+  period: string;
+  expiry: string;
+  models: string[];
+  epoch: string;
+  deadline: string;
+  signature: string;
+}
+
+export function grantToJson(domain: PreflightDomain, grant: GrantMessage, signature: string): SignedGrantJson {
+  return {
+    kind: "preflight.grant",
+    chainId: domain.chainId.toString(),
+    verifyingContract: domain.verifyingContract,
+    payer: grant.payer,
+    delegate: grant.delegate,
+    token: grant.token,
+    provider: grant.provider,
+    maxPrice: grant.maxPrice.toString(),
+    budget: grant.budget.toString(),
+    period: grant.period.toString(),
+    expiry: grant.expiry.toString(),
+    models: grant.models,
+    epoch: grant.epoch.toString(),
+    deadline: grant.deadline.toString(),
+    signature,
+  };
+}
+
+/** Parses and checks a signed grant for `domain`. */
+export function parseGrant(file: string, data: unknown, domain: PreflightDomain): { message: GrantMessage; signature: string } {
+  if (Array.isArray(data)) throw new PreflightError(`${file} holds a list: submit-grant takes the single grant sign-grant wrote.`);
+  const [item] = items(file, data, "preflight.grant");
+  checkDomain(file, item, domain);
+  const models = item.models;
+  if (!Array.isArray(models) || models.some((m) => typeof m !== "string" || !isHexString(m, 32))) {
+    throw new PreflightError(`${file}: "models" must be a list of 32-byte hex ids.`);
+  }
+  const message: GrantMessage = {
+    payer: addressField(file, item, "payer"),
+    delegate: addressField(file, item, "delegate"),
+    token: addressField(file, item, "token"),
+    provider: addressField(file, item, "provider"),
+    maxPrice: uintField(file, item, "maxPrice"),
+    budget: uintField(file, item, "budget"),
+    period: uintField(file, item, "period"),
+    expiry: uintField(file, item, "expiry"),
+    models: models as string[],
+    epoch: uintField(file, item, "epoch"),
+    deadline: uintField(file, item, "deadline"),
+  };
+  return { message, signature: signatureField(file, item) };
 }

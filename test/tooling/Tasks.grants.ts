@@ -1,14 +1,17 @@
+import fs from "node:fs";
+import path from "node:path";
 import { ethers } from "hardhat";
 import { expect } from "chai";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Preflight, TestToken } from "../../typechain-types";
 import { expectTaskError, runTask, useTempRegistry } from "../helpers/tasks";
 import type { DeploymentRecord } from "../../tasks/lib/registry";
+import type { SignedGrantJson } from "../../tasks/lib/signed";
 
 const USDC = 10n ** 6n;
 
-describe("Tasks: grant, revoke, grant-info", function () {
-  useTempRegistry();
+describe("Tasks: grant, sign-grant, submit-grant, revoke, grant-info", function () {
+  const registry = useTempRegistry();
 
   /** A deployment through the deploy task; accounts: 1 payer, 2 provider, 3 delegate. */
   async function deployedFixture() {
@@ -58,6 +61,22 @@ describe("Tasks: grant, revoke, grant-info", function () {
     await runTask("revoke", { from: "1", delegate: delegate.address, token: "ETH" });
     expect((await runTask<{ status: string }>("grant-info", { from: "1", delegate: delegate.address, token: "ETH" })).result.status).to.equal("revoked");
     expect((await runTask<{ status: string }>("grant-info", { from: "2", delegate: delegate.address, token: "ETH" })).result.status).to.equal("none");
+  });
+
+  it("signs a grant that anyone submits once (gasless onboarding)", async function () {
+    const { preflight, usdc, payer, provider, delegate } = await loadFixture(deployedFixture);
+    const out = path.join(registry.dir(), "grant.json");
+    await runTask("sign-grant", { from: "1", delegate: delegate.address, token: "test", provider: provider.address, models: "llama", maxPrice: "0.5", budget: "5", out });
+    const signed = JSON.parse(fs.readFileSync(out, "utf8")) as SignedGrantJson;
+    expect([signed.kind, signed.payer, signed.epoch, signed.models]).to.deep.equal(["preflight.grant", payer.address, "0", [ethers.id("llama")]]);
+    await runTask("submit-grant", { from: "4", file: out });
+    const g = await preflight.grantOf(payer.address, await usdc.getAddress(), delegate.address);
+    expect([g.provider, g.maxPrice, g.budget, g.epoch]).to.deep.equal([provider.address, 500_000n, 5n * USDC, 1n]);
+    await expectTaskError("submit-grant", { from: "4", file: out }, /is for epoch 0, but the payer's grant to 0x[0-9a-fA-F]{40} is at epoch 1: it was already submitted/);
+
+    await runTask("sign-grant", { from: "1", delegate: delegate.address, token: "test", maxPrice: "0.5", budget: "5", deadline: "1h", out });
+    await time.increase(3601);
+    await expectTaskError("submit-grant", { from: "4", file: out }, /The signed grant expired at .*: ask the payer to sign a new one/);
   });
 
   it("says what is wrong with the input", async function () {

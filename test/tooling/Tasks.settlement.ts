@@ -61,8 +61,8 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       expect(items.map((i) => i.nonce)).to.deep.equal(["0", "1", "2", "3"]);
       expect(items[3].signer).to.equal(delegate.address);
       expect(ethers.dataLength(items[3].signature)).to.equal(64);
-      // Item 1 is burned by the payer before the provider settles.
-      await preflight.connect(payer).invalidateNonces(token, 0, 0b10);
+      // Item 1 is cancelled by the payer before the provider settles.
+      await runTask("cancel-requests", { from: "1", token: "test", nonces: "1" });
 
       const { result, output } = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("batch.json") });
       expect(result.map((r) => r.reason)).to.deep.equal(["Settled", "NonceUsed", "Settled", "Settled"]);
@@ -74,6 +74,14 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       const again = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("batch.json") });
       expect(again.result.every((r) => r.reason === "NonceUsed")).to.equal(true);
       expect(again.output).to.match(/would settle; nothing was sent/);
+    });
+
+    it("cancels nonces in any bitmap word, one transaction per word", async function () {
+      const { preflight, token, payer } = await loadFixture(escrowWithGrantFixture);
+      const { output } = await runTask("cancel-requests", { from: "1", token: "test", nonces: "2, 3, 70" });
+      expect(output.match(/Cancellation of nonces/g)).to.have.length(2);
+      expect(await preflight.nonceBitmap(payer.address, token, 0)).to.equal(0b1100n);
+      expect(await preflight.nonceBitmap(payer.address, token, 1)).to.equal(1n << 6n);
     });
 
     it("leaves signatures to the contract: a tampered item is skipped as InvalidSigner, the rest settle", async function () {
@@ -107,6 +115,7 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       await runTask("sign-request", { ...base, out: file("x.json") });
       await runTask("settle", { from: "2", file: file("x.json") });
       await expectTaskError("sign-request", { ...base, nonce: "0" }, /nonce 0 of 0x[0-9a-fA-F]{40} is already used/);
+      await expectTaskError("cancel-requests", { from: "1", token: "test", nonces: "1,x" }, /--nonces "x" is not a non-negative integer/);
       await expectTaskError("settle", { from: "4", file: file("x.json") }, /is for provider 0x[0-9a-fA-F]{40}, but you are 0x[0-9a-fA-F]{40}: only that provider can settle it/);
       await expectTaskError("settle", { from: "2", file: file("missing.json") }, /file ".*missing\.json" does not exist/);
       fs.writeFileSync(file("bad.json"), "{ not json");
