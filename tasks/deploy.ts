@@ -12,5 +12,6 @@ task("deploy", "Deploys Preflight (and, on local chains, a test token) at the sa
   .addOptionalParam("tokenSymbol", "TestToken symbol", "tUSDC", types.string)
   .addOptionalParam("tokenDecimals", "TestToken decimals", "6", types.string)
   .addFlag("dryRun", "run every check and print the addresses and the cost, but send nothing and write nothing")
+  .addFlag("noCompile", "do not compile first (like hardhat run --no-compile)")
   .addFlag("skipVerify", "do not verify on the block explorer even when ETHERSCAN_API_KEY is set")
   .setAction(async (args: Parameters<typeof deploySystem>[1], hre) => deploySystem(hre, args, (line) => console.log(line)));

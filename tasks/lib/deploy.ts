@@ -31,6 +31,8 @@ export interface DeployArgs {
   skipVerify?: boolean;
   /** run every check and print the plan and its cost, but send nothing and write nothing */
   dryRun?: boolean;
+  /** skip the compile step (the artifacts are known to be fresh) */
+  noCompile?: boolean;
 }
 
 /** The default CREATE2 salt: the same everywhere, so equal parameters give equal addresses on every chain. */
@@ -154,7 +156,7 @@ async function deployModule(hre: HardhatRuntimeEnvironment, item: Planned, a: Mo
  */
 export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployArgs, log: (line: string) => void): Promise<DeploymentRecord> {
   const { ethers, network } = hre;
-  await hre.run("compile", { quiet: true });
+  if (args.noCompile !== true) await hre.run("compile", { quiet: true });
 
   // ---- network and chain id
   const chainId = await chainIdOf(hre);

@@ -126,7 +126,7 @@ describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then 
     const nodes = [hardhatNode!, anvil!];
     const dirs = nodes.map((n) => path.join(dir, n.name.replace(" ", "-")));
     const envs = nodes.map((n, i) => ({ LOCALHOST_RPC_URL: n.url, PREFLIGHT_DEPLOYMENTS_DIR: dirs[i] }));
-    const deployed = await Promise.all(envs.map((env) => runHardhat(["deploy", "--network", "localhost"], env)));
+    const deployed = await Promise.all(envs.map((env) => runHardhat(["deploy", "--no-compile", "--network", "localhost"], env)));
     for (const run of deployed) {
       expectOk(run);
       expect(run.stdout).to.match(/Preflight deployed at 0x/);
@@ -155,7 +155,7 @@ describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then 
 
     // A second deploy finds everything in place and sends nothing; the tasks read the same chain.
     const [again, balances] = await Promise.all([
-      runHardhat(["deploy", "--network", "localhost"], envs[1]),
+      runHardhat(["deploy", "--no-compile", "--network", "localhost"], envs[1]),
       runHardhat(["balances", "--network", "localhost", "--from", "2", "--token", "test"], envs[0]),
     ]);
     expectOk(again);
@@ -168,9 +168,9 @@ describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then 
   it("refuses, sending nothing: missing variables, an RPC serving another chain, a chain without CreateX", async function () {
     const custom = { CUSTOM_RPC_URL: otherChain!.url, CUSTOM_CHAIN_ID: "424242", CUSTOM_PRIVATE_KEY: DEV_KEY_0, PREFLIGHT_DEPLOYMENTS_DIR: dir };
     const [missing, wrongChain, noFactory] = await Promise.all([
-      runHardhat(["deploy", "--network", "sepolia"], { PREFLIGHT_DEPLOYMENTS_DIR: dir }),
-      runHardhat(["deploy", "--network", "sepolia"], { SEPOLIA_RPC_URL: anvil!.url, SEPOLIA_PRIVATE_KEY: DEV_KEY_0, PREFLIGHT_DEPLOYMENTS_DIR: dir }),
-      runHardhat(["deploy", "--network", "custom"], custom),
+      runHardhat(["deploy", "--no-compile", "--network", "sepolia"], { PREFLIGHT_DEPLOYMENTS_DIR: dir }),
+      runHardhat(["deploy", "--no-compile", "--network", "sepolia"], { SEPOLIA_RPC_URL: anvil!.url, SEPOLIA_PRIVATE_KEY: DEV_KEY_0, PREFLIGHT_DEPLOYMENTS_DIR: dir }),
+      runHardhat(["deploy", "--no-compile", "--network", "custom"], custom),
     ]);
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.match(/Network "sepolia" is not configured: set SEPOLIA_RPC_URL and SEPOLIA_PRIVATE_KEY \(or DEPLOYER_PRIVATE_KEY\)/);
@@ -184,7 +184,7 @@ describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then 
     expect(await other.getTransactionCount(devAccount(0, other).address)).to.equal(0);
   });
 
-  it("gives the same addresses on another chain id, after CreateX is there, and skips verification without a key", async function () {
+  it("gives the same addresses on another chain id once CreateX is there, skips verification without a key, survives a chain reset", async function () {
     const env = { CUSTOM_RPC_URL: otherChain!.url, CUSTOM_CHAIN_ID: "424242", CUSTOM_PRIVATE_KEY: DEV_KEY_0, PREFLIGHT_DEPLOYMENTS_DIR: dir };
     // Put CreateX's code at its address, as its presigned deployment would.
     const source = providerFor(anvil!.url, 31337);
@@ -192,7 +192,7 @@ describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then 
     providers.push(source, target);
     await target.send("anvil_setCode", [CREATEX_ADDRESS, await source.getCode(CREATEX_ADDRESS)]);
 
-    const deployed = await runHardhat(["deploy", "--network", "custom", "--test-token", "yes"], env);
+    const deployed = await runHardhat(["deploy", "--no-compile", "--network", "custom", "--test-token", "yes"], env);
     expectOk(deployed);
     expect(deployed.stdout).to.match(/Explorer verification skipped: ETHERSCAN_API_KEY is not set/);
     const here = registryOf(dir, 424242);
@@ -201,5 +201,14 @@ describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then 
     expect(here.contracts.TestToken!.address).to.equal(local.contracts.TestToken!.address);
     expect(here.contracts.Preflight.verification).to.equal("skipped: ETHERSCAN_API_KEY is not set");
     expect(here.contracts.Preflight.block).to.be.a("number");
+
+    // The chain is reset but Ignition's journal of it survives: the deploy notices and deploys again.
+    await target.send("anvil_reset", []);
+    await target.send("anvil_setCode", [CREATEX_ADDRESS, await source.getCode(CREATEX_ADDRESS)]);
+    expect(await target.getCode(here.contracts.Preflight.address)).to.equal("0x");
+    const redeployed = await runHardhat(["deploy", "--no-compile", "--network", "custom", "--test-token", "yes"], env);
+    expectOk(redeployed);
+    expect(redeployed.stdout).to.match(/journal claims a deployment this chain does not have/);
+    expect(await target.getCode(here.contracts.Preflight.address)).to.not.equal("0x");
   });
 });
