@@ -76,6 +76,23 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       expect(again.output).to.match(/would settle; nothing was sent/);
     });
 
+    it("settles a file mixing tokens as one batch per token", async function () {
+      const { preflight, token, provider } = await loadFixture(escrowWithGrantFixture);
+      await runTask("deposit", { from: "1", token: "ETH", amount: "1" });
+      await runTask("sign-request", { from: "1", provider: provider.address, token: "test", model: "llama", price: "0.1", count: "2", out: file("mixed.json") });
+      await runTask("sign-request", { from: "1", provider: provider.address, token: "ETH", model: "llama", price: "0.001", out: file("mixed.json"), append: true });
+      const { result, output } = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("mixed.json") });
+      expect(result.map((r) => [r.index, r.reason])).to.deep.equal([
+        [0, "Settled"],
+        [1, "Settled"],
+        [2, "Settled"],
+      ]);
+      expect(output).to.match(/Batch of 2 tUSDC request\(s\)/);
+      expect(output).to.match(/Batch of 1 ETH request\(s\)/);
+      expect(await preflight.earningsOf(provider.address, token)).to.equal(200_000n);
+      expect(await preflight.earningsOf(provider.address, ethers.ZeroAddress)).to.equal(ethers.parseEther("0.001"));
+    });
+
     it("cancels nonces in any bitmap word, one transaction per word", async function () {
       const { preflight, token, payer } = await loadFixture(escrowWithGrantFixture);
       const { output } = await runTask("cancel-requests", { from: "1", token: "test", nonces: "2, 3, 70" });
