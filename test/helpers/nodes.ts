@@ -21,10 +21,17 @@ export interface RunningNode {
 }
 
 const running = new Set<ChildProcess>();
-// Last resort: never leave a node behind, even when mocha is interrupted.
+// Last resort: never leave a node behind, even when the run is interrupted (the nodes run in process
+// groups of their own, so a Ctrl-C at the terminal does not reach them by itself).
 process.once("exit", () => {
   for (const child of running) killGroup(child, "SIGKILL");
 });
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const child of running) killGroup(child, "SIGKILL");
+    process.kill(process.pid, signal);
+  });
+}
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
