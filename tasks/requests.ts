@@ -8,7 +8,7 @@ import { ZeroAddress, getAddress, id } from "ethers";
 import { signRequest, type Request } from "../sdk/eip712";
 import { PreflightError } from "./lib/errors";
 import { common, latestTimestamp, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
-import { formatAmount, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
+import { formatAmount, formatTime, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
 import { parseRequests, requestToJson, toRequestStruct, type ParsedRequest, type SignedRequestJson } from "./lib/signed";
 import { reasonName } from "./lib/reasons";
 
@@ -86,6 +86,10 @@ common(task("sign-request", "Signs inference request(s) as the payer or a delega
         throw new PreflightError(`The grant allows only provider ${grant.provider}, not ${provider}.`);
       }
       if (price > grant.maxPrice) throw new PreflightError(`--price is above the grant's cap of ${formatAmount(grant.maxPrice, token.decimals, token.symbol)} per request.`);
+      if (BigInt(grant.expiry) <= (await latestTimestamp(hre))) throw new PreflightError(`The grant from ${payer} expired at ${formatTime(grant.expiry)}: the payer must grant again.`);
+      if (!(await ctx.preflight.isModelAllowed(payer, token.address, ctx.signer.address, model))) {
+        throw new PreflightError(`The grant does not cover model "${args.model}": sign for a model the payer allowed (npx hardhat grant-info shows the grant).`);
+      }
     }
     const balance = await ctx.preflight.balanceOf(payer, token.address);
     if (balance < price * BigInt(count)) {

@@ -54,6 +54,9 @@ common(task("sign-voucher", "Signs a cumulative voucher: the total owed to a pro
       const grant = await ctx.preflight.grantOf(payer, token.address, ctx.signer.address);
       if (grant.expiry === 0n) throw new PreflightError(`${ctx.signer.address} has no ${token.symbol} grant from ${payer}.`);
       if (grant.provider !== ZeroAddress && getAddress(grant.provider) !== provider) throw new PreflightError(`The grant allows only provider ${grant.provider}, not ${provider}.`);
+      if (!(await ctx.preflight.isModelAllowed(payer, token.address, ctx.signer.address, model))) {
+        throw new PreflightError(`The grant does not cover model "${args.model}": sign for a model the payer allowed (npx hardhat grant-info shows the grant).`);
+      }
     }
     const voucher: Voucher = { payer, provider, token: token.address, model, channel, cumulativeAmount };
     const signature = await signVoucher(ctx.signer, ctx.domain, voucher, args.compact);

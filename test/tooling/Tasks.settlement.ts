@@ -128,6 +128,7 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       await expectTaskError("sign-request", { ...base, from: "4", payer: payer.address }, /has no tUSDC grant from/);
       await expectTaskError("sign-request", { ...base, from: "3", payer: payer.address, provider: other.address }, /The grant allows only provider/);
       await expectTaskError("sign-request", { ...base, from: "3", payer: payer.address, price: "2" }, /above the grant's cap of 1 tUSDC/);
+      await expectTaskError("sign-request", { ...base, from: "3", payer: payer.address, model: "gpt-x" }, /The grant does not cover model "gpt-x"/);
 
       await runTask("sign-request", { ...base, out: file("x.json") });
       await runTask("settle", { from: "2", file: file("x.json") });
@@ -194,6 +195,7 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       await expectTaskError("claim-voucher", { from: "1", file: file("v.json") }, /only that provider can claim it/);
       fs.writeFileSync(file("list.json"), JSON.stringify([JSON.parse(fs.readFileSync(file("v.json"), "utf8"))]));
       await expectTaskError("claim-voucher", { from: "2", file: file("list.json") }, /use claim-vouchers for several/);
+      await expectTaskError("sign-voucher", { ...base, from: "3", payer: (await ethers.getSigners())[1].address, model: "gpt-x", amount: "2" }, /The grant does not cover model "gpt-x"/);
       await expectTaskError("sign-voucher", { ...base, amount: "1", channel: "0xabc" }, /--channel "0xabc" starts with 0x but is not 32 bytes/);
       fs.writeFileSync(file("empty.json"), "[]");
       await expectTaskError("claim-vouchers", { from: "2", file: file("empty.json") }, /holds an empty list/);
