@@ -93,7 +93,8 @@ common(task("sign-request", "Signs inference request(s) as the payer or a delega
     }
     const balance = await ctx.preflight.balanceOf(payer, token.address);
     if (balance < price * BigInt(count)) {
-      log(`Warning: ${payer} has ${formatAmount(balance, token.decimals, token.symbol)} in escrow, less than ${count} x ${formatAmount(price, token.decimals, token.symbol)}; some requests would not settle.`);
+      // To stderr, so that printing the signed JSON to stdout stays valid JSON.
+      console.error(`Warning: ${payer} has ${formatAmount(balance, token.decimals, token.symbol)} in escrow, less than ${count} x ${formatAmount(price, token.decimals, token.symbol)}; some requests would not settle.`);
     }
 
     let existing: SignedRequestJson[] = [];
