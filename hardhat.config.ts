@@ -3,6 +3,14 @@ import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 import path from "node:path";
+import "dotenv/config";
+import "./tasks";
+import { assertRequestedNetworkConfigured, networksFromEnv, requestedNetwork } from "./tasks/lib/networks";
+import { DEFAULT_SALT } from "./tasks/lib/deploy";
+
+/** Testnets and custom chains come from environment variables (.env; see .env.example). */
+const envNetworks = networksFromEnv(process.env);
+assertRequestedNetworkConfigured(requestedNetwork(process.argv, process.env), envNetworks.missing);
 
 /**
  * Compilers come from exact-pinned `solc` npm packages (soljson), never from the internet:
@@ -42,7 +50,13 @@ const config: HardhatUserConfig = {
   },
   networks: {
     hardhat: { hardfork: "osaka" },
+    ...envNetworks.networks,
   },
+  // Explorer verification (hardhat-verify, Etherscan v2: one key for every chain). Never attempted without a key.
+  etherscan: { apiKey: process.env.ETHERSCAN_API_KEY ?? "", customChains: envNetworks.explorerChains },
+  sourcify: { enabled: false },
+  // `npx hardhat ignition deploy ... --strategy create2` gets the same salt, so the same addresses, as `npm run deploy`.
+  ignition: { strategyConfig: { create2: { salt: DEFAULT_SALT } } },
   gasReporter: {
     enabled: process.env.REPORT_GAS !== undefined,
     currency: "USD",

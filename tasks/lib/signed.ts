@@ -1,0 +1,255 @@
+/**
+ * The JSON files `sign-request` / `sign-voucher` write and `settle` / `claim-vouchers` read: the
+ * signed EIP-712 message with its domain and signature, numbers as decimal strings. A file holds one
+ * object or an array of them. Signatures are not judged here: the contract decides (ECDSA of the payer
+ * or a delegate, or whatever an ERC-1271 smart-account payer accepts).
+ */
+import { getAddress, isHexString } from "ethers";
+import type { GrantMessage, PreflightDomain, Request, Voucher } from "../../sdk/eip712";
+import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
+import { PreflightError } from "./errors";
+
+export interface SignedRequestJson {
+  kind: "preflight.request";
+  chainId: string;
+  verifyingContract: string;
+  /** who signed: the payer, or a delegate within the payer's grant */
+  signer: string;
+  payer: string;
+  provider: string;
+  token: string;
+  model: string;
+  price: string;
+  nonce: string;
+  deadline: string;
+  inputHash: string;
+  signature: string;
+}
+
+export interface SignedVoucherJson {
+  kind: "preflight.voucher";
+  chainId: string;
+  verifyingContract: string;
+  signer: string;
+  payer: string;
+  provider: string;
+  token: string;
+  model: string;
+  channel: string;
+  cumulativeAmount: string;
+  signature: string;
+}
+
+export interface ParsedRequest {
+  request: Request;
+  signature: string;
+  signer: string;
+}
+
+export interface ParsedVoucher {
+  voucher: Voucher;
+  signature: string;
+  signer: string;
+}
+
+export function requestToJson(domain: PreflightDomain, request: Request, signature: string, signer: string): SignedRequestJson {
+  return {
+    kind: "preflight.request",
+    chainId: domain.chainId.toString(),
+    verifyingContract: domain.verifyingContract,
+    signer,
+    payer: request.payer,
+    provider: request.provider,
+    token: request.token,
+    model: request.model,
+    price: request.price.toString(),
+    nonce: request.nonce.toString(),
+    deadline: request.deadline.toString(),
+    inputHash: request.inputHash,
+    signature,
+  };
+}
+
+export function voucherToJson(domain: PreflightDomain, voucher: Voucher, signature: string, signer: string): SignedVoucherJson {
+  return {
+    kind: "preflight.voucher",
+    chainId: domain.chainId.toString(),
+    verifyingContract: domain.verifyingContract,
+    signer,
+    payer: voucher.payer,
+    provider: voucher.provider,
+    token: voucher.token,
+    model: voucher.model,
+    channel: voucher.channel,
+    cumulativeAmount: voucher.cumulativeAmount.toString(),
+    signature,
+  };
+}
+
+type Fields = Record<string, unknown>;
+
+function field(where: string, item: Fields, name: string): string {
+  const value = item[name];
+  if (typeof value !== "string" && typeof value !== "number") throw new PreflightError(`${where}: field "${name}" is missing.`);
+  return String(value);
+}
+
+function addressField(where: string, item: Fields, name: string): string {
+  const value = field(where, item, name);
+  try {
+    return getAddress(value);
+  } catch {
+    throw new PreflightError(`${where}: "${name}" is not an address (${value}).`);
+  }
+}
+
+function uintField(where: string, item: Fields, name: string): bigint {
+  const value = field(where, item, name);
+  if (!/^[0-9]+$/.test(value)) throw new PreflightError(`${where}: "${name}" must be a non-negative integer in base units, as a string (${value}).`);
+  return BigInt(value);
+}
+
+function bytes32Field(where: string, item: Fields, name: string): string {
+  const value = field(where, item, name);
+  if (!isHexString(value, 32)) throw new PreflightError(`${where}: "${name}" must be 32 bytes of hex (${value}).`);
+  return value;
+}
+
+function signatureField(where: string, item: Fields): string {
+  const value = field(where, item, "signature");
+  if (!isHexString(value)) throw new PreflightError(`${where}: "signature" is not hex.`);
+  return value;
+}
+
+/** Checks the item was signed for this chain and this deployment. */
+function checkDomain(where: string, item: Fields, domain: PreflightDomain): void {
+  const chainId = uintField(where, item, "chainId");
+  if (chainId !== domain.chainId) {
+    throw new PreflightError(`${where}: signed for chain ${chainId}, but this network is chain ${domain.chainId}; run the task with the --network it was signed for.`);
+  }
+  const contract = addressField(where, item, "verifyingContract");
+  if (contract !== getAddress(domain.verifyingContract)) {
+    throw new PreflightError(`${where}: signed for the Preflight deployment ${contract}, not ${domain.verifyingContract}; it cannot settle here.`);
+  }
+}
+
+function items(file: string, data: unknown, kind: string): Fields[] {
+  const list = Array.isArray(data) ? data : [data];
+  if (list.length === 0) throw new PreflightError(`${file} holds an empty list: nothing to submit.`);
+  return list.map((item, i) => {
+    const where = Array.isArray(data) ? `${file} item ${i}` : file;
+    if (typeof item !== "object" || item === null) throw new PreflightError(`${where} is not an object.`);
+    const k = (item as Fields).kind;
+    if (k !== kind) throw new PreflightError(`${where} is not a ${kind} (its "kind" is ${JSON.stringify(k)}); use the file written by sign-${kind.split(".")[1]}.`);
+    return item as Fields;
+  });
+}
+
+/** Parses and checks a file of signed requests for `domain`. */
+export function parseRequests(file: string, data: unknown, domain: PreflightDomain): ParsedRequest[] {
+  return items(file, data, "preflight.request").map((item, i) => {
+    const where = Array.isArray(data) ? `${file} item ${i}` : file;
+    checkDomain(where, item, domain);
+    const request: Request = {
+      payer: addressField(where, item, "payer"),
+      provider: addressField(where, item, "provider"),
+      token: addressField(where, item, "token"),
+      model: bytes32Field(where, item, "model"),
+      price: uintField(where, item, "price"),
+      nonce: uintField(where, item, "nonce"),
+      deadline: uintField(where, item, "deadline"),
+      inputHash: bytes32Field(where, item, "inputHash"),
+    };
+    return { request, signature: signatureField(where, item), signer: String(item.signer ?? "") };
+  });
+}
+
+/** Parses and checks a file of signed vouchers for `domain`. */
+export function parseVouchers(file: string, data: unknown, domain: PreflightDomain): ParsedVoucher[] {
+  return items(file, data, "preflight.voucher").map((item, i) => {
+    const where = Array.isArray(data) ? `${file} item ${i}` : file;
+    checkDomain(where, item, domain);
+    const voucher: Voucher = {
+      payer: addressField(where, item, "payer"),
+      provider: addressField(where, item, "provider"),
+      token: addressField(where, item, "token"),
+      model: bytes32Field(where, item, "model"),
+      channel: bytes32Field(where, item, "channel"),
+      cumulativeAmount: uintField(where, item, "cumulativeAmount"),
+    };
+    return { voucher, signature: signatureField(where, item), signer: String(item.signer ?? "") };
+  });
+}
+
+export function toRequestStruct(parsed: ParsedRequest): SignedRequestStruct {
+  const { payer, token, model, price, nonce, deadline, inputHash } = parsed.request;
+  return { payer, token, model, price, nonce, deadline, inputHash, signature: parsed.signature };
+}
+
+export function toVoucherStruct(parsed: ParsedVoucher): SignedVoucherStruct {
+  const { payer, token, model, channel, cumulativeAmount } = parsed.voucher;
+  return { payer, token, model, channel, cumulativeAmount, signature: parsed.signature };
+}
+
+export interface SignedGrantJson {
+  kind: "preflight.grant";
+  chainId: string;
+  verifyingContract: string;
+  payer: string;
+  delegate: string;
+  token: string;
+  provider: string;
+  maxPrice: string;
+  budget: string;
+  period: string;
+  expiry: string;
+  models: string[];
+  epoch: string;
+  deadline: string;
+  signature: string;
+}
+
+export function grantToJson(domain: PreflightDomain, grant: GrantMessage, signature: string): SignedGrantJson {
+  return {
+    kind: "preflight.grant",
+    chainId: domain.chainId.toString(),
+    verifyingContract: domain.verifyingContract,
+    payer: grant.payer,
+    delegate: grant.delegate,
+    token: grant.token,
+    provider: grant.provider,
+    maxPrice: grant.maxPrice.toString(),
+    budget: grant.budget.toString(),
+    period: grant.period.toString(),
+    expiry: grant.expiry.toString(),
+    models: grant.models,
+    epoch: grant.epoch.toString(),
+    deadline: grant.deadline.toString(),
+    signature,
+  };
+}
+
+/** Parses and checks a signed grant for `domain`. */
+export function parseGrant(file: string, data: unknown, domain: PreflightDomain): { message: GrantMessage; signature: string } {
+  if (Array.isArray(data)) throw new PreflightError(`${file} holds a list: submit-grant takes the single grant sign-grant wrote.`);
+  const [item] = items(file, data, "preflight.grant");
+  checkDomain(file, item, domain);
+  const models = item.models;
+  if (!Array.isArray(models) || models.some((m) => typeof m !== "string" || !isHexString(m, 32))) {
+    throw new PreflightError(`${file}: "models" must be a list of 32-byte hex ids.`);
+  }
+  const message: GrantMessage = {
+    payer: addressField(file, item, "payer"),
+    delegate: addressField(file, item, "delegate"),
+    token: addressField(file, item, "token"),
+    provider: addressField(file, item, "provider"),
+    maxPrice: uintField(file, item, "maxPrice"),
+    budget: uintField(file, item, "budget"),
+    period: uintField(file, item, "period"),
+    expiry: uintField(file, item, "expiry"),
+    models: models as string[],
+    epoch: uintField(file, item, "epoch"),
+    deadline: uintField(file, item, "deadline"),
+  };
+  return { message, signature: signatureField(file, item) };
+}
