@@ -1,9 +1,11 @@
 /**
- * Real JSON-RPC nodes for integration tests: `npx hardhat node` and anvil (@foundry-rs/anvil), each
+ * Real JSON-RPC nodes for integration tests: `npx hardhat node` and anvil (Foundry's npm build,
+ * `@foundry-rs/anvil-linux-amd64`: the platform package itself, see the README's stack notes), each
  * on a free 127.0.0.1 port of its own, in their own process group so that stopping them stops
  * every child; plus Hardhat CLI runs as child processes (exactly what a user types).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { HDNodeWallet, JsonRpcProvider, Mnemonic, Network } from "ethers";
@@ -11,6 +13,9 @@ import { HDNodeWallet, JsonRpcProvider, Mnemonic, Network } from "ethers";
 const ROOT = path.resolve(__dirname, "..", "..");
 const HARDHAT_CLI = require.resolve("hardhat/internal/cli/cli");
 const ANVIL = path.join(ROOT, "node_modules", ".bin", "anvil");
+const ANVIL_MISSING =
+  "anvil is not installed: it comes from the optional dependency @foundry-rs/anvil-linux-amd64 (Linux x64). " +
+  "Run `npm ci` on Linux x64, or put Foundry's anvil at node_modules/.bin/anvil.";
 /** The mnemonic both `hardhat node` and anvil fund their default accounts from. */
 export const DEV_MNEMONIC = "test test test test test test test test test test test junk";
 
@@ -100,7 +105,8 @@ export async function startHardhatNode(port: number): Promise<RunningNode> {
 
 /** Starts anvil on 127.0.0.1:`port` with `chainId`. */
 export async function startAnvil(port: number, chainId = 31337): Promise<RunningNode> {
-  return start("anvil", process.execPath, [ANVIL, "--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"], port, 30_000);
+  if (!existsSync(ANVIL)) throw new Error(ANVIL_MISSING);
+  return start("anvil", ANVIL, ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"], port, 30_000);
 }
 
 export interface CliRun {
