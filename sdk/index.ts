@@ -10,7 +10,7 @@ export * from "./types";
 export * from "./errors";
 export * from "./client";
 export { NonceAllocator, type BitmapReader } from "./nonces";
-export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVerifierOptions, type AccountView } from "./verifier";
+export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVerifierOptions, type AccountView, type GrantView } from "./verifier";
 export { BatchSettler, type BatchSettlerOptions, type BatchResult, type ItemResult } from "./settler";
 export { DigestComputer } from "./digest";
 export { cryptoBackend, type CryptoBackend } from "./crypto";

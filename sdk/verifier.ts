@@ -70,6 +70,26 @@ export interface AccountView {
   available: bigint;
 }
 
+/** What the verifier knows about one grant (the contract's `grantOf`, plus the models and reservations). */
+export interface GrantView {
+  epoch: bigint;
+  /** 0 = revoked (or never active). */
+  expiry: bigint;
+  /** Lowercase; the zero address = any provider. */
+  provider: string;
+  maxPrice: bigint;
+  budget: bigint;
+  period: bigint;
+  periodEnd: bigint;
+  /** Spent in the period ending at `periodEnd`, as of the last synced settlement. */
+  spent: bigint;
+  anyModel: boolean;
+  /** Allowed model ids (lowercase), empty when `anyModel`. */
+  models: string[];
+  /** What this verifier accepted under the grant and has not seen settle. */
+  reserved: bigint;
+}
+
 interface Account {
   balance: bigint;
   reserved: bigint;
@@ -224,16 +244,19 @@ export class PreflightVerifier {
     const token = voucher.token.toLowerCase();
     const channelKey = this.channelKey(payer, this.provider, token, voucher.channel);
     const claimed = this.channels.get(channelKey) ?? 0n;
-    if (voucher.cumulativeAmount <= claimed) return reject(Reason.NothingToClaim, 0n);
+    const previous = this.reservations.get("v|" + channelKey);
+    // An accepted, unclaimed voucher of the channel is what the provider will claim: one that does
+    // not exceed it adds nothing (the contract would answer NothingToClaim once that one is claimed).
+    const floor = previous?.cumulative !== undefined && previous.cumulative > claimed ? previous.cumulative : claimed;
+    if (voucher.cumulativeAmount <= floor) return reject(Reason.NothingToClaim, 0n);
     const amount = voucher.cumulativeAmount - claimed;
     const digestBytes = this.digests.voucher(voucher, this.provider);
-    const previous = this.reservations.get("v|" + channelKey);
     const auth = this.authorize(payer, token, voucher.model, amount, false, digestBytes, voucher.signature, options.at ?? this.clock(), undefined, previous);
     if (auth.reason !== Reason.Settled) return { ...auth.decision, amount };
     const account = this.account(payer, token);
     const heldHere = previous?.amount ?? 0n;
     if (account.balance < account.reserved - heldHere + amount) return { ...auth.decision, accepted: false, reason: Reason.InsufficientBalance, amount };
-    if (options.reserve !== false && (previous === undefined || voucher.cumulativeAmount > (previous.cumulative ?? 0n))) {
+    if (options.reserve !== false) {
       if (previous) this.release("v|" + channelKey);
       this.hold("v|" + channelKey, { payer, token, amount, delegate: auth.decision.delegate, deadline: UINT256_MAX, cumulative: voucher.cumulativeAmount });
     }
@@ -258,6 +281,20 @@ export class PreflightVerifier {
     const a = this.accounts.get(accountKey(payer.toLowerCase(), token.toLowerCase()));
     if (!a) return { balance: 0n, reserved: 0n, available: 0n };
     return { balance: a.balance, reserved: a.reserved, available: a.balance > a.reserved ? a.balance - a.reserved : 0n };
+  }
+
+  /**
+   * The cached state of a grant (as the contract stores it after the last synced settlement), or
+   * undefined when none was ever made.
+   * @example
+   * const g = verifier.grantOf(payer, token, sessionKey);
+   * if (g && g.expiry === 0n) console.log("revoked");
+   */
+  grantOf(payer: string, token: string, delegate: string): GrantView | undefined {
+    const g = this.grants.get(grantKey(payer.toLowerCase(), token.toLowerCase(), delegate.toLowerCase()));
+    if (!g) return undefined;
+    const { epoch, expiry, provider, maxPrice, budget, period, periodEnd, spent, anyModel, reserved } = g;
+    return { epoch, expiry, provider, maxPrice, budget, period, periodEnd, spent, anyModel, models: [...g.models], reserved };
   }
 
   /**
@@ -555,6 +592,15 @@ export class PreflightVerifier {
             } else {
               await this.applySettledRequest(item, provider, blockNumber);
             }
+          }
+          break;
+        }
+        case "VoucherSkipped": {
+          // A skipped voucher of this provider will not be claimed in that form: drop its reservation.
+          if (lc(a.provider) === this.provider) {
+            const prefix = `v|${lc(a.payer)}|${this.provider}|`;
+            const suffix = `|${String(a.channel).toLowerCase()}`;
+            for (const key of [...this.reservations.keys()]) if (key.startsWith(prefix) && key.endsWith(suffix)) this.release(key);
           }
           break;
         }
