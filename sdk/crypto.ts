@@ -77,6 +77,9 @@ const forcePureJs = process.env.PREFLIGHT_PURE_JS === "1";
 const nativeRecover = forcePureJs ? undefined : loadNativeRecover();
 const nativeKeccak = forcePureJs ? undefined : loadNativeKeccak();
 
+/** Both recovery implementations, for tests that check they agree (not part of the SDK's index). */
+export const recoverers: { native?: RecoverFn; noble: RecoverFn } = { native: nativeRecover, noble: nobleRecover };
+
 /** keccak-256 of `data`. */
 export const keccak256Bytes: KeccakFn = nativeKeccak ?? nobleKeccak;
 const recoverPublicKey: RecoverFn = nativeRecover ?? nobleRecover;

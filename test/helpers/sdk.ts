@@ -3,6 +3,7 @@ import { Signature, Wallet } from "ethers";
 import { hashRequest, hashVoucher, signGrant, type GrantTerms, type PreflightDomain, type Request, type Voucher } from "../../sdk/eip712";
 import type { SignedRequest, SignedVoucher } from "../../sdk/types";
 import type { Preflight } from "../../typechain-types";
+import { PreflightSdkError, type PreflightSdkErrorCode } from "../../sdk/errors";
 
 /** secp256k1 group order. */
 export const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
@@ -52,4 +53,16 @@ export async function grantBySignature(
 /** Timestamp of the latest block. */
 export async function latestTimestamp(): Promise<bigint> {
   return BigInt((await ethers.provider.getBlock("latest"))!.timestamp);
+}
+
+/** Asserts that `action` throws (or rejects with) a `PreflightSdkError` with `code`. */
+export async function expectSdkError(action: () => unknown, code: PreflightSdkErrorCode): Promise<void> {
+  let caught: unknown;
+  try {
+    await action();
+  } catch (e) {
+    caught = e;
+  }
+  if (!(caught instanceof PreflightSdkError)) throw new Error(`expected PreflightSdkError ${code}, got ${String(caught)}`);
+  if (caught.code !== code) throw new Error(`expected code ${code}, got ${caught.code}`);
 }
