@@ -54,7 +54,7 @@ describe("BatchSettler", function () {
       const { preflight, provider, token, request } = await loadFixture(deploySettlerFixture);
       const batches: BatchResult[] = [];
       const settler = new BatchSettler({ contract: preflight.connect(provider), token, maxBatchSize: 4, maxAgeMs: 60_000, onBatch: (b) => batches.push(b) });
-      const items = [];
+      const items: SignedRequest[] = [];
       for (let nonce = 0n; nonce < 6n; nonce++) items.push(await request(undefined, { nonce }));
       const outcomes = items.map((item) => settler.add(item));
       await settler.close();
