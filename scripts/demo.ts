@@ -66,10 +66,25 @@ function step(title: string): void {
   console.log(`\n== ${title}`);
 }
 
+/** The custom error a call reverted with, from the revert data (in-process) or the node's message (JSON-RPC). */
 function contractError(preflight: Preflight, error: unknown): string {
-  const data = (error as { data?: string }).data;
-  const parsed = typeof data === "string" ? preflight.interface.parseError(data) : null;
-  return parsed ? `${parsed.name}(${parsed.args.map((a: unknown) => String(a)).join(", ")})` : String((error as Error).message).slice(0, 80);
+  const seen = new Set<unknown>();
+  const findData = (e: unknown): string | undefined => {
+    if (e === null || typeof e !== "object" || seen.has(e)) return undefined;
+    seen.add(e);
+    const record = e as Record<string, unknown>;
+    if (typeof record.data === "string" && record.data.startsWith("0x") && record.data.length >= 10) return record.data;
+    for (const key of ["error", "info", "data", "cause"]) {
+      const found = findData(record[key]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  const data = findData(error);
+  const parsed = data ? preflight.interface.parseError(data) : null;
+  if (parsed) return `${parsed.name}(${parsed.args.map((a: unknown) => String(a)).join(", ")})`;
+  const message = String((error as Error).message);
+  return /custom error '([^']+)'/.exec(message)?.[1] ?? message.slice(0, 80);
 }
 
 async function main(): Promise<void> {
