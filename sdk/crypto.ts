@@ -6,6 +6,9 @@
  */
 import { secp256k1 as nobleSecp } from "@noble/curves/secp256k1";
 import { keccak_256 as nobleKeccak } from "@noble/hashes/sha3";
+import { PreflightSdkError } from "./errors";
+
+const ZEROS = "0".repeat(64);
 
 /** Which implementation backs each primitive in this process. */
 export interface CryptoBackend {
@@ -61,13 +64,40 @@ function loadNativeRecover(): RecoverFn | undefined {
   }
 }
 
+interface NativeKeccakState {
+  initialize(rate: number, capacity: number): void;
+  absorb(data: Buffer): void;
+  absorbLastFewBits(bits: number): void;
+  squeeze(length: number): Buffer;
+}
+
 function loadNativeKeccak(): KeccakFn | undefined {
+  const probe = new Uint8Array([1, 2, 3]);
+  const expected = nobleKeccak(probe);
+  try {
+    // The binding's sponge state, reused across calls: the package's stream wrapper costs more
+    // than the permutation itself for 1-3 block inputs.
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const path = require("node:path") as typeof import("node:path");
+    const dir = path.dirname(require.resolve("keccak/package.json"));
+    const load = require(require.resolve("node-gyp-build", { paths: [dir] })) as (d: string) => new () => NativeKeccakState;
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    const state = new (load(dir))();
+    const fn: KeccakFn = (data) => {
+      state.initialize(1088, 512);
+      state.absorb(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      state.absorbLastFewBits(0x01);
+      return state.squeeze(32);
+    };
+    if (equalBytes(fn(probe), expected)) return fn;
+  } catch {
+    // fall through to the package's public API
+  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const create = require("keccak") as NativeKeccakFactory;
     const fn: KeccakFn = (data) => create("keccak256").update(Buffer.from(data.buffer, data.byteOffset, data.byteLength)).digest();
-    const probe = new Uint8Array([1, 2, 3]);
-    return equalBytes(fn(probe), nobleKeccak(probe)) ? fn : undefined;
+    return equalBytes(fn(probe), expected) ? fn : undefined;
   } catch {
     return undefined;
   }
@@ -172,20 +202,18 @@ export function toHex(bytes: Uint8Array): string {
   return out;
 }
 
-/** Writes 32-byte big-endian `value` at `offset`. */
-export function writeWord(out: Uint8Array, offset: number, value: bigint): void {
-  let v = value;
-  for (let i = 31; i >= 0; i--) {
-    out[offset + i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
+/** Writes 32-byte big-endian `value` (0 <= value < 2^256) at `offset` of a Buffer. */
+export function writeWord(out: Buffer, offset: number, value: bigint): void {
+  const hex = value.toString(16);
+  out.write(ZEROS.slice(hex.length) + hex, offset, 32, "hex");
 }
 
 /** Writes a 0x-prefixed hex string of `byteLength` bytes right-aligned in the 32-byte word at `offset`. */
-export function writeHexWord(out: Uint8Array, offset: number, hex: string, byteLength: number): void {
-  const start = offset + 32 - byteLength;
-  for (let i = 0; i < 32 - byteLength; i++) out[offset + i] = 0;
-  for (let i = 0; i < byteLength; i++) out[start + i] = parseInt(hex.substr(2 + 2 * i, 2), 16);
+export function writeHexWord(out: Buffer, offset: number, hex: string, byteLength: number): void {
+  if (hex.length !== 2 + 2 * byteLength || out.write(hex.slice(2), offset + 32 - byteLength, byteLength, "hex") !== byteLength) {
+    throw new PreflightSdkError("INVALID_HEX", `expected ${byteLength} bytes of 0x-prefixed hex, got ${hex}`);
+  }
+  if (byteLength < 32) out.fill(0, offset, offset + 32 - byteLength);
 }
 
 /** Bytes of a 0x-prefixed hex string (assumed well formed). */
@@ -194,7 +222,7 @@ export function hexToBytes(hex: string): Uint8Array {
 }
 
 function bigIntToBytes(value: bigint): Uint8Array {
-  const out = new Uint8Array(32);
+  const out = Buffer.alloc(32);
   writeWord(out, 0, value);
   return out;
 }

@@ -12,8 +12,8 @@ export class DigestComputer {
   private readonly requestTypehash: Uint8Array;
   private readonly voucherTypehash: Uint8Array;
   private readonly prefix: Uint8Array;
-  private readonly requestBuf = new Uint8Array(9 * 32);
-  private readonly voucherBuf = new Uint8Array(7 * 32);
+  private readonly requestBuf = Buffer.alloc(9 * 32);
+  private readonly voucherBuf = Buffer.alloc(7 * 32);
 
   /**
    * @example
