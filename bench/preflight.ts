@@ -132,6 +132,19 @@ async function main(): Promise<void> {
   const verifierStats = stats(latencies, process.hrtime.bigint() - start, process.cpuUsage(cpu0));
   if (rejected > 0) throw new Error(`${rejected} valid requests rejected`);
 
+  // Second pass over the same requests (without reserving): CPU time of each verification alone
+  // (getrusage around each call), i.e. the latency on a core nobody else is using.
+  const cpuLatencies: number[] = [];
+  for (let i = 0; i < REQUESTS; i++) {
+    const c0 = process.cpuUsage();
+    verifier.verify(requests[WARMUP + i], { at, reserve: false });
+    const c = process.cpuUsage(c0);
+    cpuLatencies.push(c.user + c.system);
+  }
+  cpuLatencies.sort((a, b) => a - b);
+  const cpuP = (q: number): number => cpuLatencies[Math.min(REQUESTS - 1, Math.floor(q * REQUESTS))];
+  const cpuLatency = { p50Us: cpuP(0.5), p99Us: cpuP(0.99), note: "CPU time per verification (getrusage, 1 µs resolution), second pass without reserving" };
+
   // ---------------------------------------------------------------- plain ethers.verifyTypedData
   const ethersDomain = buildDomain(domain);
   const types = { Request: [...REQUEST_TYPES.Request] };
@@ -162,10 +175,14 @@ async function main(): Promise<void> {
       `${PAYERS} payers (half signing through a delegate grant, half 64-byte signatures), accepted and reserved`,
     backend: cryptoBackend(),
     target: { requestsPerSecond: 10_000, p99Us: 1_000 },
-    verifier: { ...verifierStats, checks: "signature, grant scope/budget, balance net of reservations, nonce; from the event-synced cache" },
+    verifier: { ...verifierStats, cpuLatency, checks: "signature, grant scope/budget, balance net of reservations, nonce; from the event-synced cache" },
     ethersVerifyTypedData: { ...ethersStats, checks: "signature only (recovers the signer)" },
     speedup: Math.round((verifierStats.requestsPerCpuSecond / ethersStats.requestsPerCpuSecond) * 10) / 10,
-    meetsTarget: verifierStats.requestsPerCpuSecond >= 10_000 && verifierStats.p99Us < 1_000,
+    meetsTarget: {
+      throughputPerCore: verifierStats.requestsPerCpuSecond >= 10_000,
+      p99WallClock: verifierStats.p99Us < 1_000,
+      p99CpuTime: cpuLatency.p99Us < 1_000,
+    },
   };
   const root = path.join(__dirname, "..");
   mkdirSync(path.join(root, "reports"), { recursive: true });
@@ -174,7 +191,8 @@ async function main(): Promise<void> {
   const fmt = (n: number): string => n.toLocaleString("en-US");
   const line =
     `Preflight verifier: **${fmt(verifierStats.requestsPerCpuSecond)} requests per CPU-second** on one core ` +
-    `(${fmt(verifierStats.requestsPerSecond)}/s wall clock), p50 ${verifierStats.p50Us} µs, p99 ${verifierStats.p99Us} µs ` +
+    `(${fmt(verifierStats.requestsPerSecond)}/s wall clock), p50 ${verifierStats.p50Us} µs, p99 ${verifierStats.p99Us} µs wall clock ` +
+    `(CPU time per request: p50 ${cpuLatency.p50Us} µs, p99 ${cpuLatency.p99Us} µs) ` +
     `(${report.backend.recover}, keccak ${report.backend.keccak}); plain \`ethers.verifyTypedData\` in the same run: ` +
     `${fmt(ethersStats.requestsPerCpuSecond)} per CPU-second (${fmt(ethersStats.requestsPerSecond)}/s wall clock), ` +
     `p50 ${ethersStats.p50Us} µs, p99 ${ethersStats.p99Us} µs (signature only). ` +
