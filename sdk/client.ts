@@ -6,6 +6,7 @@ import { id, type Signer } from "ethers";
 import type { Preflight } from "../typechain-types";
 import { signRequest, signVoucher, type PreflightDomain, type Request, type Voucher } from "./eip712";
 import type { SignedRequest, SignedVoucher } from "./types";
+import { PreflightSdkError } from "./errors";
 
 /**
  * The EIP-712 domain of a deployed Preflight (chain id from its provider).
@@ -14,7 +15,7 @@ import type { SignedRequest, SignedVoucher } from "./types";
  */
 export async function getDomain(contract: Preflight): Promise<PreflightDomain> {
   const network = await contract.runner?.provider?.getNetwork();
-  if (!network) throw new Error("the contract must be connected to a provider");
+  if (!network) throw new PreflightSdkError("INVALID_OPTION", "the contract must be connected to a provider");
   return { chainId: network.chainId, verifyingContract: await contract.getAddress() };
 }
 

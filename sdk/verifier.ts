@@ -58,6 +58,11 @@ export interface PreflightVerifierOptions {
   clock?: () => bigint;
   /** Blocks fetched per `eth_getLogs` call when catching up (default 5,000). */
   logChunk?: number;
+  /**
+   * Apply only blocks at least this deep (default 0). On chains that reorganise, a depth keeps the
+   * cache on final blocks; what was accepted and settled in the newer blocks stays reserved meanwhile.
+   */
+  confirmations?: number;
 }
 
 /** What the verifier knows about one payer's funds in one token. */
@@ -160,6 +165,7 @@ export class PreflightVerifier {
   private readonly digests: DigestComputer;
   private readonly clock: () => bigint;
   private readonly logChunk: number;
+  private readonly confirmations: number;
   private readonly accounts = new Map<string, Account>();
   private readonly grants = new Map<string, Grant>();
   private readonly channels = new Map<string, bigint>();
@@ -180,6 +186,7 @@ export class PreflightVerifier {
     this.digests = new DigestComputer(domain);
     this.clock = options.clock ?? (() => BigInt(Math.floor(Date.now() / 1000)));
     this.logChunk = options.logChunk ?? 5_000;
+    this.confirmations = options.confirmations ?? 0;
     this.nextBlock = options.fromBlock ?? 0;
   }
 
@@ -190,6 +197,11 @@ export class PreflightVerifier {
    */
   static async create(options: PreflightVerifierOptions): Promise<PreflightVerifier> {
     if (!ADDRESS_RE.test(options.provider)) throw new PreflightSdkError("INVALID_ADDRESS", `provider ${options.provider}`);
+    for (const [name, value] of [["fromBlock", options.fromBlock], ["logChunk", options.logChunk], ["confirmations", options.confirmations]] as const) {
+      if (value !== undefined && (!Number.isInteger(value) || value < (name === "logChunk" ? 1 : 0))) {
+        throw new PreflightSdkError("INVALID_OPTION", `${name} ${String(value)}`);
+      }
+    }
     const rpc = options.contract.runner?.provider;
     if (!rpc) throw new PreflightSdkError("INVALID_OPTION", "the contract must be connected to a provider");
     const { chainId } = await rpc.getNetwork();
@@ -266,7 +278,7 @@ export class PreflightVerifier {
   /**
    * Forgets the reservation of an accepted request that will not be settled (e.g. not served).
    * @example
-   * verifier.release(request);
+   * verifier.releaseRequest(request); // e.g. the request was never served
    */
   releaseRequest(request: Pick<SignedRequest, "payer" | "token" | "nonce">): void {
     this.release(requestKey(request.payer.toLowerCase(), request.token.toLowerCase(), request.nonce));
@@ -480,7 +492,7 @@ export class PreflightVerifier {
   }
 
   private async catchUp(toBlock?: number): Promise<number> {
-    const latest = toBlock ?? (await this.rpc.getBlockNumber());
+    const latest = toBlock ?? (await this.rpc.getBlockNumber()) - this.confirmations;
     while (this.nextBlock <= latest) {
       const to = Math.min(latest, this.nextBlock + this.logChunk - 1);
       const logs = await this.rpc.getLogs({ address: this.address, fromBlock: this.nextBlock, toBlock: to });
@@ -724,7 +736,11 @@ export class PreflightVerifier {
     }
   }
 
-  /** The contract this verifier follows. */
+  /**
+   * The contract this verifier follows.
+   * @example
+   * const address = await verifier.preflight.getAddress();
+   */
   get preflight(): Preflight {
     return this.contract;
   }
