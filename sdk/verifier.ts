@@ -8,7 +8,7 @@
  * It also reserves what it accepted until it settles (balance, nonce, grant spend, voucher channel),
  * so a payer cannot spend the same funds twice with one provider before settlement.
  */
-import { Interface, ZeroAddress, type Log, type Provider, type TransactionResponse, type Result } from "ethers";
+import { Interface, ZeroAddress, type Log, type Provider, type Result, type TransactionDescription, type TransactionResponse } from "ethers";
 import type { Preflight } from "../typechain-types";
 import { Preflight__factory } from "../typechain-types";
 import { DigestComputer } from "./digest";
@@ -93,6 +93,14 @@ export interface GrantView {
   models: string[];
   /** What this verifier accepted under the grant and has not seen settle. */
   reserved: bigint;
+}
+
+/** State to re-read at the end of a block (settlements sent through another contract). */
+interface Dirty {
+  /** accountKey(payer, token) whose grants must be re-read */
+  grantsOf: Set<string>;
+  /** tokens whose every cached account and grant must be re-read (a batch with unknown items) */
+  tokens: Set<string>;
 }
 
 interface Account {
@@ -504,30 +512,82 @@ export class PreflightVerifier {
   }
 
   private async applyLogs(logs: readonly Log[]): Promise<void> {
-    // Group by transaction, in chain order; each transaction is applied as a unit.
-    const byTx: Log[][] = [];
-    for (const log of logs) {
-      const last = byTx[byTx.length - 1];
-      if (last && last[0].transactionHash === log.transactionHash) last.push(log);
-      else byTx.push([log]);
+    // Group by block, then by transaction, in chain order; each transaction is applied as a unit.
+    let i = 0;
+    while (i < logs.length) {
+      const blockNumber = logs[i].blockNumber;
+      const byTx: Log[][] = [];
+      for (; i < logs.length && logs[i].blockNumber === blockNumber; i++) {
+        const last = byTx[byTx.length - 1];
+        if (last && last[0].transactionHash === logs[i].transactionHash) last.push(logs[i]);
+        else byTx.push([logs[i]]);
+      }
+      const dirty: Dirty = { grantsOf: new Set(), tokens: new Set() };
+      for (const txLogs of byTx) await this.applyTransaction(txLogs, dirty);
+      if (dirty.grantsOf.size > 0 || dirty.tokens.size > 0) await this.refresh(blockNumber, dirty);
     }
-    for (const txLogs of byTx) await this.applyTransaction(txLogs);
   }
 
-  private async applyTransaction(logs: Log[]): Promise<void> {
+  /**
+   * For settlements sent through another contract (e.g. a multisig), whose items are not in the
+   * transaction's calldata: re-reads the affected state with view calls at the end of the block
+   * (which includes every transaction of the block, so the values replace the cached ones exactly).
+   */
+  private async refresh(blockNumber: number, dirty: Dirty): Promise<void> {
+    const at = { blockTag: blockNumber };
+    const reads: Promise<void>[] = [];
+    for (const [key, account] of this.accounts) {
+      const [payer, token] = key.split("|");
+      if (!dirty.tokens.has(token)) continue;
+      reads.push(
+        this.contract.balanceOf(payer, token, at).then((b) => {
+          account.balance = b;
+        }),
+      );
+      for (const word of new Set([...account.words.keys(), ...account.pending.keys()])) {
+        reads.push(
+          this.contract.nonceBitmap(payer, token, word, at).then((bits) => {
+            account.words.set(word, bits);
+          }),
+        );
+      }
+    }
+    for (const [key, g] of this.grants) {
+      const [payer, token, delegate] = key.split("|");
+      if (!dirty.tokens.has(token) && !dirty.grantsOf.has(accountKey(payer, token))) continue;
+      reads.push(
+        this.contract.grantOf(payer, token, delegate, at).then((onChain) => {
+          g.spent = onChain.spent;
+          g.periodEnd = onChain.periodEnd;
+          g.expiry = onChain.expiry;
+          g.epoch = onChain.epoch;
+        }),
+      );
+    }
+    await Promise.all(reads);
+    // Requests reserved here whose nonce is now used on-chain settled (or can no longer settle).
+    for (const [key, r] of [...this.reservations]) {
+      if (r.cumulative !== undefined || !dirty.tokens.has(r.token)) continue;
+      const nonce = BigInt(key.slice(key.lastIndexOf("|") + 1));
+      if (this.isNonceUsed(r.payer, r.token, nonce)) this.release(key);
+    }
+  }
+
+  private async applyTransaction(logs: Log[], dirty: Dirty): Promise<void> {
     const parsed = logs.map((l) => ({ log: l, event: this.iface.parseLog(l) }));
     const blockNumber = logs[0].blockNumber;
     let tx: TransactionResponse | null | undefined;
-    const transaction = async (): Promise<TransactionResponse> => {
+    /**
+     * The Preflight calls of this transaction: its own calldata when sent to Preflight, else every
+     * Preflight call embedded verbatim in it (how a Safe, a multisig or a forwarder passes it on).
+     */
+    let calls: TransactionDescription[] | undefined;
+    const preflightCalls = async (): Promise<TransactionDescription[]> => {
+      if (calls) return calls;
       if (tx === undefined) tx = await this.rpc.getTransaction(logs[0].transactionHash);
       if (!tx) throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `transaction ${logs[0].transactionHash} not found`);
-      if ((tx.to ?? "").toLowerCase() !== this.address) {
-        throw new PreflightSdkError(
-          "UNEXPECTED_TRANSACTION",
-          `settlement ${tx.hash} was sent through another contract; its items cannot be decoded from calldata`,
-        );
-      }
-      return tx;
+      calls = (tx.to ?? "").toLowerCase() === this.address ? [this.iface.parseTransaction(tx)].filter(isCall) : this.embeddedCalls(tx.data);
+      return calls;
     };
     const skipped = new Set<string>();
     for (const { event } of parsed) {
@@ -586,15 +646,48 @@ export class PreflightVerifier {
           break;
         }
         case "RequestSettled": {
-          const call = this.iface.parseTransaction(await transaction());
-          if (!call || call.name !== "settle") throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `no settle call in ${logs[0].transactionHash}`);
-          await this.applySettledRequest(toSignedRequest(call.args[0] as Result), lc(a.provider), blockNumber);
+          const payer = lc(a.payer);
+          const token = lc(a.token);
+          const nonce = big(a.nonce);
+          const call = (await preflightCalls()).find((c) => {
+            if (c.name !== "settle") return false;
+            const r = toSignedRequest(c.args[0] as Result);
+            return r.payer.toLowerCase() === payer && r.token.toLowerCase() === token && r.nonce === nonce && r.price === big(a.price);
+          });
+          if (call) {
+            await this.applySettledRequest(toSignedRequest(call.args[0] as Result), lc(a.provider), blockNumber);
+          } else {
+            // Not decodable: the event says what moved; who signed (a delegate's spend) is re-read.
+            this.release(requestKey(payer, token, nonce));
+            const account = this.account(payer, token);
+            account.balance -= big(a.price);
+            account.words.set(nonce >> 6n, (account.words.get(nonce >> 6n) ?? 0n) | (1n << (nonce & 63n)));
+            dirty.grantsOf.add(accountKey(payer, token));
+          }
           break;
         }
         case "BatchSettled": {
           const provider = lc(a.provider);
-          const call = this.iface.parseTransaction(await transaction());
-          if (!call || call.name !== "settleBatch") throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `no settleBatch call in ${logs[0].transactionHash}`);
+          const token = lc(a.token);
+          const count = Number(a.settled);
+          const total = big(a.total);
+          // The settleBatch call whose items match the event (token, settled count and total).
+          const call = (await preflightCalls()).find((c) => {
+            if (c.name !== "settleBatch" || lc(c.args[0]) !== token) return false;
+            const items = (c.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
+            const settledItems = items.filter((_, i) => !skipped.has(`${provider}|${i}`));
+            return settledItems.length === count && settledItems.reduce((sum, r) => sum + r.price, 0n) === total;
+          });
+          if (!call) {
+            // Not decodable: skipped items are named by their events; the rest is re-read at block end.
+            for (const { event: e } of parsed) {
+              if (e?.name === "RequestSkipped" && lc(e.args.provider) === this.provider && provider === this.provider) {
+                this.release(requestKey(lc(e.args.payer), token, big(e.args.nonce)));
+              }
+            }
+            dirty.tokens.add(token);
+            break;
+          }
           const items = (call.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
           for (let i = 0; i < items.length; i++) {
             const item = items[i];
@@ -617,7 +710,7 @@ export class PreflightVerifier {
           break;
         }
         case "VoucherClaimed": {
-          await this.applyClaimedVoucher(event.args, transaction, blockNumber);
+          await this.applyClaimedVoucher(event.args, preflightCalls, blockNumber, dirty);
           break;
         }
         default:
@@ -638,7 +731,12 @@ export class PreflightVerifier {
     await this.recordDelegateSpend(payer, token, digest, item.signature, item.price, blockNumber);
   }
 
-  private async applyClaimedVoucher(args: Result, transaction: () => Promise<TransactionResponse>, blockNumber: number): Promise<void> {
+  private async applyClaimedVoucher(
+    args: Result,
+    preflightCalls: () => Promise<TransactionDescription[]>,
+    blockNumber: number,
+    dirty: Dirty,
+  ): Promise<void> {
     const payer = lc(args.payer);
     const provider = lc(args.provider);
     const token = lc(args.token);
@@ -654,15 +752,17 @@ export class PreflightVerifier {
       this.release("v|" + key);
       if (rest > 0n) this.hold("v|" + key, { ...held, amount: rest });
     }
-    const call = this.iface.parseTransaction(await transaction());
-    if (!call || (call.name !== "claimVoucher" && call.name !== "claimVouchers")) {
-      throw new PreflightSdkError("UNEXPECTED_TRANSACTION", "VoucherClaimed outside a claim call");
-    }
-    const vouchers = call.name === "claimVoucher" ? [call.args[0] as Result] : (call.args[1] as Result).toArray().map((v) => v as Result);
+    const vouchers = (await preflightCalls()).flatMap((c) =>
+      c.name === "claimVoucher" ? [c.args[0] as Result] : c.name === "claimVouchers" ? (c.args[1] as Result).toArray().map((v) => v as Result) : [],
+    );
     const match = vouchers
       .map((v) => toSignedVoucher(v))
       .find((v) => v.payer.toLowerCase() === payer && v.channel.toLowerCase() === channel && v.cumulativeAmount === cumulative);
-    if (match) await this.recordDelegateSpend(payer, token, this.digests.voucher(match, provider), match.signature, amount, blockNumber);
+    if (!match) {
+      dirty.grantsOf.add(accountKey(payer, token)); // not decodable: re-read who spent
+      return;
+    }
+    await this.recordDelegateSpend(payer, token, this.digests.voucher(match, provider), match.signature, amount, blockNumber);
   }
 
   /** InferencePermissions._recordSpend for an item that settled at `blockNumber`, if a delegate signed it. */
@@ -679,6 +779,24 @@ export class PreflightVerifier {
   }
 
   // ================================================================== helpers
+
+  /** Preflight settlement calls found verbatim inside another contract's calldata. */
+  private embeddedCalls(data: string): TransactionDescription[] {
+    const found: TransactionDescription[] = [];
+    const hex = data.toLowerCase();
+    for (const selector of SETTLEMENT_SELECTORS) {
+      for (let at = hex.indexOf(selector, 2); at !== -1; at = hex.indexOf(selector, at + 2)) {
+        if ((at - 2) % 2 !== 0) continue; // not on a byte boundary
+        try {
+          const call = this.iface.parseTransaction({ data: "0x" + hex.slice(at) });
+          if (call) found.push(call);
+        } catch {
+          // not a call after all (the selector's bytes appeared inside other data)
+        }
+      }
+    }
+    return found;
+  }
 
   private account(payer: string, token: string): Account {
     const key = accountKey(payer, token);
@@ -744,6 +862,14 @@ export class PreflightVerifier {
   get preflight(): Preflight {
     return this.contract;
   }
+}
+
+const SETTLEMENT_SELECTORS = (["settle", "settleBatch", "claimVoucher", "claimVouchers"] as const).map((name) =>
+  Preflight__factory.createInterface().getFunction(name)!.selector.slice(2),
+);
+
+function isCall(call: TransactionDescription | null): call is TransactionDescription {
+  return call !== null;
 }
 
 const ERC1271_IFACE = new Interface(["function isValidSignature(bytes32 hash, bytes signature) view returns (bytes4)"]);
