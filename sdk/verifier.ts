@@ -259,6 +259,27 @@ export class PreflightVerifier {
    * const d = verifier.verifyVoucher(signedVoucher);
    */
   verifyVoucher(voucher: SignedVoucher, options: VerifyOptions = {}): Decision {
+    return this.decideVoucher(voucher, options, undefined);
+  }
+
+  /**
+   * `verifyVoucher` with the ERC-1271 path of `verifyAsync`, for vouchers of contract-wallet payers.
+   * @example
+   * const d = await verifier.verifyVoucherAsync(voucherFromSafe);
+   */
+  async verifyVoucherAsync(voucher: SignedVoucher, options: VerifyOptions = {}): Promise<Decision> {
+    const first = this.decideVoucher(voucher, { ...options, reserve: false }, undefined);
+    const signatureRefused =
+      first.delegate === undefined && first.reason >= Reason.SignatureLength && first.reason <= Reason.InvalidSigner;
+    if (!signatureRefused || !(await this.isContract(voucher.payer.toLowerCase()))) {
+      return first.accepted && options.reserve !== false ? this.decideVoucher(voucher, options, undefined) : first;
+    }
+    const digest = first.digest ?? "0x" + toHex(this.digests.voucher(voucher, this.provider));
+    const accepted = await this.erc1271(voucher.payer.toLowerCase(), digest, voucher.signature);
+    return this.decideVoucher(voucher, options, accepted);
+  }
+
+  private decideVoucher(voucher: SignedVoucher, options: VerifyOptions, erc1271Accepted: boolean | undefined): Decision {
     validateVoucher(voucher);
     const payer = voucher.payer.toLowerCase();
     const token = voucher.token.toLowerCase();
@@ -271,7 +292,7 @@ export class PreflightVerifier {
     if (voucher.cumulativeAmount <= floor) return reject(Reason.NothingToClaim, 0n);
     const amount = voucher.cumulativeAmount - claimed;
     const digestBytes = this.digests.voucher(voucher, this.provider);
-    const auth = this.authorize(payer, token, voucher.model, amount, false, digestBytes, voucher.signature, options.at ?? this.clock(), undefined, previous);
+    const auth = this.authorize(payer, token, voucher.model, amount, false, digestBytes, voucher.signature, options.at ?? this.clock(), erc1271Accepted, previous);
     if (auth.reason !== Reason.Settled) return { ...auth.decision, amount };
     const account = this.account(payer, token);
     const heldHere = previous?.amount ?? 0n;

@@ -3,8 +3,8 @@ import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { PreflightVerifier, Reason } from "../../sdk";
 import { deployPreflightFixture } from "../helpers/fixtures";
-import { makeRequest } from "../helpers/requests";
-import { fundedWallet, signRequestFast } from "../helpers/sdk";
+import { makeRequest, MODEL_A } from "../helpers/requests";
+import { fundedWallet, signRequestFast, signVoucherFast } from "../helpers/sdk";
 
 /** The core fixture plus a contract-wallet payer (ERC-1271) owned by an EOA, with escrowed funds. */
 async function deployWalletPayerFixture() {
@@ -42,5 +42,23 @@ describe("PreflightVerifier with ERC-1271 payers", function () {
     await verifier.sync();
     expect((await verifier.verifyAsync(good)).reason).to.equal(Reason.NonceUsed);
     expect(verifier.accountOf(walletAddress, token).balance).to.equal(await preflight.balanceOf(walletAddress, token));
+  });
+
+  it("accepts a contract wallet's voucher through verifyVoucherAsync", async function () {
+    const { preflight, domain, provider, token, walletOwner, walletAddress } = await loadFixture(deployWalletPayerFixture);
+    const verifier = await PreflightVerifier.create({ contract: preflight, provider: provider.address });
+    const voucher = signVoucherFast(walletOwner, domain, {
+      payer: walletAddress,
+      provider: provider.address,
+      token,
+      model: MODEL_A,
+      channel: ethers.ZeroHash,
+      cumulativeAmount: 5_000n,
+    });
+    expect((await verifier.verifyVoucherAsync(voucher)).reason).to.equal(Reason.Settled);
+    await preflight.connect(provider).claimVoucher(voucher);
+    await verifier.sync();
+    expect((await verifier.verifyVoucherAsync(voucher)).reason).to.equal(Reason.NothingToClaim);
+    expect(verifier.pendingCount).to.equal(0);
   });
 });
