@@ -295,6 +295,7 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------------ 7. gas table
   step("7. Gas per transaction and per request (gasUsed from receipts: 21,000 base + calldata + execution)");
+  console.log("The 0.5% protocol fee is on here: every settlement also credits the fee recipient (one more storage write).");
   const table: string[][] = [["operation", "gasUsed", "requests", "gas/request", "calldata B", "note"]];
   for (const r of gasRows) {
     table.push([r.operation, r.gasUsed.toString(), r.requests ? String(r.requests) : "", r.requests ? (r.gasUsed / BigInt(r.requests)).toString() : "", String(r.calldataBytes), r.note]);
