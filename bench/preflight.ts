@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import secp256k1 from "secp256k1";
 import { PreflightVerifier, DigestComputer, cryptoBackend, Reason, reasonName, REQUEST_TYPES, buildDomain, type SignedRequest } from "../sdk";
+import { recoverers } from "../sdk/crypto";
 import type { Request } from "../sdk/eip712";
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000);
@@ -159,6 +160,19 @@ async function main(): Promise<void> {
   }
   const ethersStats = stats(ethersLatencies, process.hrtime.bigint() - ethersStart, process.cpuUsage(ethersCpu0));
 
+  // The pure-JS fallback (@noble/curves), used when the libsecp256k1 binding does not load: its
+  // recovery alone bounds the fallback's rate.
+  const NOBLE = 300;
+  const nobleInputs = requests.slice(WARMUP, WARMUP + NOBLE).map((r, i) => {
+    const sig = ethers.Signature.from(r.signature);
+    return { rs: ethers.getBytes(ethers.concat([sig.r, sig.s])), recid: sig.yParity, digest: digests.request(messages[WARMUP + i], provider.address) };
+  });
+  for (let i = 0; i < 30; i++) recoverers.noble(nobleInputs[i].rs, nobleInputs[i].recid, nobleInputs[i].digest);
+  const nobleCpu0 = process.cpuUsage();
+  for (const input of nobleInputs) recoverers.noble(input.rs, input.recid, input.digest);
+  const nobleCpu = process.cpuUsage(nobleCpu0);
+  const nobleRecoverUs = Math.round((nobleCpu.user + nobleCpu.system) / NOBLE);
+
   const commit = (() => {
     try {
       return execSync("git rev-parse --short HEAD", { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
@@ -177,6 +191,11 @@ async function main(): Promise<void> {
     target: { requestsPerSecond: 10_000, p99Us: 1_000 },
     verifier: { ...verifierStats, cpuLatency, checks: "signature, grant scope/budget, balance net of reservations, nonce; from the event-synced cache" },
     ethersVerifyTypedData: { ...ethersStats, checks: "signature only (recovers the signer)" },
+    pureJsFallback: {
+      recoverCpuUs: nobleRecoverUs,
+      maxRequestsPerCpuSecond: Math.round(1e6 / nobleRecoverUs),
+      note: "@noble/curves recovery alone (CPU time per signature), the bound on the fallback path when libsecp256k1 does not load",
+    },
     speedup: Math.round((verifierStats.requestsPerCpuSecond / ethersStats.requestsPerCpuSecond) * 10) / 10,
     meetsTarget: {
       throughputPerCore: verifierStats.requestsPerCpuSecond >= 10_000,
@@ -196,6 +215,7 @@ async function main(): Promise<void> {
     `(${report.backend.recover}, keccak ${report.backend.keccak}); plain \`ethers.verifyTypedData\` in the same run: ` +
     `${fmt(ethersStats.requestsPerCpuSecond)} per CPU-second (${fmt(ethersStats.requestsPerSecond)}/s wall clock), ` +
     `p50 ${ethersStats.p50Us} µs, p99 ${ethersStats.p99Us} µs (signature only). ` +
+    `Pure-JS fallback (no native binding): ${nobleRecoverUs} µs per recovery, at most ${fmt(report.pureJsFallback.maxRequestsPerCpuSecond)}/s. ` +
     `Machine: ${report.machine.cpu}, Node ${process.version}, load ${report.machine.loadAverage1m.toFixed(1)} (shared). ` +
     "Source: `reports/preflight.json` (`npm run bench:preflight`).";
   const readme = path.join(root, "README.md");

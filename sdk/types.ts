@@ -6,6 +6,9 @@
 /**
  * Why a request or voucher did not settle inside a batch, exactly the contract's `Reason` enum
  * (`contracts/interfaces/IPreflightTypes.sol`); `Settled` (0) means it settled / would settle.
+ * @example
+ * const [reason] = await preflight.settleBatch.staticCall(token, [signed]);
+ * if (Number(reason) === Reason.NonceUsed) console.log("already settled");
  */
 export enum Reason {
   Settled = 0,
