@@ -294,9 +294,11 @@ export class PreflightVerifier {
     const digestBytes = this.digests.voucher(voucher, this.provider);
     const auth = this.authorize(payer, token, voucher.model, amount, false, digestBytes, voucher.signature, options.at ?? this.clock(), erc1271Accepted, previous);
     if (auth.reason !== Reason.Settled) return { ...auth.decision, amount };
-    const account = this.account(payer, token);
+    const known = this.accounts.get(accountKey(payer, token));
     const heldHere = previous?.amount ?? 0n;
-    if (account.balance < account.reserved - heldHere + amount) return { ...auth.decision, accepted: false, reason: Reason.InsufficientBalance, amount };
+    if ((known?.balance ?? 0n) < (known?.reserved ?? 0n) - heldHere + amount) {
+      return { ...auth.decision, accepted: false, reason: Reason.InsufficientBalance, amount };
+    }
     if (options.reserve !== false) {
       if (previous) this.release("v|" + channelKey);
       this.hold("v|" + channelKey, { payer, token, amount, delegate: auth.decision.delegate, deadline: UINT256_MAX, cumulative: voucher.cumulativeAmount });
@@ -379,15 +381,19 @@ export class PreflightVerifier {
     const digestBytes = this.digests.request(request, this.provider);
     const auth = this.authorize(payer, token, request.model, price, true, digestBytes, request.signature, now, erc1271Accepted, undefined);
     if (auth.reason !== Reason.Settled) return { ...auth.decision, amount: price };
-    // Then the balance (net of what this verifier reserved), then the nonce.
-    const account = this.account(payer, token);
-    if (account.balance - account.reserved < price) return { ...auth.decision, accepted: false, reason: Reason.InsufficientBalance, amount: price };
+    // Then the balance (net of what this verifier reserved), then the nonce. (Unknown payers are
+    // not added to the cache unless something is reserved for them.)
+    const known = this.accounts.get(accountKey(payer, token));
+    if ((known ? known.balance - known.reserved : 0n) < price) {
+      return { ...auth.decision, accepted: false, reason: Reason.InsufficientBalance, amount: price };
+    }
     const word = request.nonce >> 6n;
     const bit = 1n << (request.nonce & 63n);
-    if ((((account.words.get(word) ?? 0n) | (account.pending.get(word) ?? 0n)) & bit) !== 0n) {
+    if (known && (((known.words.get(word) ?? 0n) | (known.pending.get(word) ?? 0n)) & bit) !== 0n) {
       return { ...auth.decision, accepted: false, reason: Reason.NonceUsed, amount: price };
     }
     if (options.reserve !== false) {
+      const account = known ?? this.account(payer, token);
       this.hold(requestKey(payer, token, request.nonce), { payer, token, amount: price, delegate: auth.decision.delegate, deadline: request.deadline });
       account.pending.set(word, (account.pending.get(word) ?? 0n) | bit);
     }
