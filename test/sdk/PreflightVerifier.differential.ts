@@ -24,11 +24,22 @@ async function deployDifferentialFixture() {
   const delegates: Wallet[] = [];
   for (let i = 0; i < 6; i++) delegates.push(await fundedWallet(100 + i));
   const stranger = await fundedWallet(200);
+  // Every block from here on gets an explicit timestamp, so that a run replays exactly.
+  let clock = (await latestTimestamp()) + 10n;
+  const tick = async (): Promise<void> => {
+    clock += 1n;
+    await ethers.provider.send("evm_setNextBlockTimestamp", [Number(clock)]);
+  };
+  await tick();
   await usdc.mint(owner.address, 1_000_000n * USDC);
+  await tick();
   await usdc.approve(await preflight.getAddress(), ethers.MaxUint256);
   const deposits = [2_500_000n, 1_500_000n, 1_000_000n, 6_000n];
-  for (let i = 0; i < 4; i++) await preflight.deposit(payers[i].address, token, deposits[i]);
-  const now = await latestTimestamp();
+  for (let i = 0; i < 4; i++) {
+    await tick();
+    await preflight.deposit(payers[i].address, token, deposits[i]);
+  }
+  const now = clock;
   const terms = (delegate: Wallet, over: Partial<GrantTerms>): GrantTerms => ({
     delegate: delegate.address,
     token,
@@ -42,19 +53,30 @@ async function deployDifferentialFixture() {
   });
   // Scoped to this provider and two models; another provider; anything but a short period;
   // one that expires mid-run; one that gets revoked and re-granted; a tight budget.
+  await tick();
   await grantBySignature(preflight, domain, payers[0], other, terms(delegates[0], {}));
+  await tick();
   await grantBySignature(preflight, domain, payers[0], other, terms(delegates[1], { provider: other.address }));
+  await tick();
   await grantBySignature(preflight, domain, payers[1], other, terms(delegates[2], { provider: ethers.ZeroAddress, models: [], maxPrice: 10_000n, budget: 30_000n, period: 600n }));
+  await tick();
   await grantBySignature(preflight, domain, payers[1], other, terms(delegates[3], { expiry: now + 2_500n }));
+  await tick();
   await grantBySignature(preflight, domain, payers[2], other, terms(delegates[4], { models: [MODEL_B] }));
+  await tick();
   await grantBySignature(preflight, domain, payers[2], other, terms(delegates[5], { budget: 8_000n, period: 0n }));
-  return { ...base, token, payers, delegates, stranger, terms };
+  return { ...base, token, payers, delegates, stranger, terms, startTime: clock };
 }
 
 describe("PreflightVerifier differential (verifier decision == contract outcome)", function () {
   it(`agrees with settleBatch on ${ROUNDS * BATCH} random valid and corrupted requests`, async function () {
-    const { preflight, domain, provider, other, token, payers, delegates, stranger, terms } =
+    const { preflight, domain, provider, other, token, payers, delegates, stranger, terms, startTime } =
       await loadFixture(deployDifferentialFixture);
+    let clock = startTime;
+    const tick = async (seconds = 1n): Promise<void> => {
+      clock += seconds;
+      await ethers.provider.send("evm_setNextBlockTimestamp", [Number(clock)]);
+    };
     // A verifier is in-process state: build it after loadFixture (which reverts the chain, not the heap).
     const verifier = await PreflightVerifier.create({ contract: preflight, provider: provider.address });
     const rng = new Random(SEED);
@@ -67,24 +89,36 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
 
     for (let round = 0; round < ROUNDS; round++) {
       // ---------------------------------------------------------------- chain-side events between batches
-      if (rng.chance(0.3)) await (await preflight.connect(payers[2]).revoke(token, delegates[4].address)).wait();
-      else if (rng.chance(0.3)) await grantBySignature(preflight, domain, payers[2], other, terms(delegates[4], { models: [MODEL_B], expiry: (await latestTimestamp()) + 50_000n }));
+      if (rng.chance(0.3)) {
+        await tick();
+        await (await preflight.connect(payers[2]).revoke(token, delegates[4].address)).wait();
+      } else if (rng.chance(0.3)) {
+        await tick();
+        await grantBySignature(preflight, domain, payers[2], other, terms(delegates[4], { models: [MODEL_B], expiry: clock + 50_000n }));
+      }
       if (rng.chance(0.25)) {
         const word = rng.big(0n, 3n);
         const mask = rng.big(1n, (1n << 53n) - 1n);
+        await tick();
         await (await preflight.connect(payers[0]).invalidateNonces(token, word, mask)).wait();
       }
-      if (rng.chance(0.3)) await (await preflight.deposit(payers[3].address, token, rng.big(1_000n, 8_000n))).wait();
-      if (round === ROUNDS - 3) await (await preflight.connect(payers[1]).requestWithdrawal(token, 40_000n)).wait();
+      if (rng.chance(0.3)) {
+        await tick();
+        await (await preflight.deposit(payers[3].address, token, rng.big(1_000n, 8_000n))).wait();
+      }
+      if (round === ROUNDS - 3) {
+        await tick();
+        await (await preflight.connect(payers[1]).requestWithdrawal(token, 40_000n)).wait();
+      }
       if (round === ROUNDS - 1) {
-        await ethers.provider.send("evm_increaseTime", [3 * 24 * 3600 + 1]);
-        await ethers.provider.send("evm_mine", []);
+        await tick(3n * 24n * 3600n + 1n); // past the notice period
         await (await preflight.connect(payers[1]).withdraw(token, payers[1].address)).wait();
       }
       await verifier.sync();
 
       // ---------------------------------------------------------------- a batch of random requests
-      const at = (await latestTimestamp()) + (rng.chance(0.25) ? rng.big(300n, 1_500n) : rng.big(1n, 20n));
+      const at = clock + (rng.chance(0.25) ? rng.big(300n, 1_500n) : rng.big(1n, 20n));
+      clock = at;
       const batch: SignedRequest[] = [];
       const batchNonces: bigint[][] = payers.map(() => []);
       for (let i = 0; i < BATCH; i++) {
