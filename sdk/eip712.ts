@@ -182,7 +182,11 @@ export function hashGrant(domain: PreflightDomain, grant: GrantMessage): string 
   return TypedDataEncoder.hash(buildDomain(domain), mutable(GRANT_TYPES), grant);
 }
 
-/** The encoded type string of a primary type, e.g. "Request(address payer,...)". */
+/**
+ * The encoded type string of a primary type, whose keccak-256 is the contract's typehash.
+ * @example
+ * encodeType(REQUEST_TYPES, "Request"); // "Request(address payer,address provider,...)"
+ */
 export function encodeType(types: Record<string, readonly TypedDataField[]>, primaryType: string): string {
   return TypedDataEncoder.from(mutable(types)).encodeType(primaryType);
 }
