@@ -89,13 +89,13 @@ function contractError(preflight: Preflight, error: unknown): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const [deployer, payer, provider, relayer, otherProvider] = (await ethers.getSigners()) as unknown as Signer[];
+  const [, payer, provider, relayer, otherProvider] = (await ethers.getSigners()) as unknown as Signer[];
   const [payerAddress, providerAddress, relayerAddress] = await Promise.all([payer.getAddress(), provider.getAddress(), relayer.getAddress()]);
   console.log(`Preflight demo on network "${network.name}" (chain ${(await ethers.provider.getNetwork()).chainId})`);
 
   // ------------------------------------------------------------------ 1. deploy and fund
   step("1. Deploy, and fund the payer with a permit deposit");
-  const { preflight, token: usdcToken, deployBlock } = await deploySystem({ deployer, noticePeriod: NOTICE_PERIOD, feeBps: 50 });
+  const { preflight, token: usdcToken, deployBlock } = await deploySystem({ noticePeriod: NOTICE_PERIOD, feeBps: 50 });
   const token = await usdcToken.getAddress();
   const domain: PreflightDomain = await getDomain(preflight);
   console.log(`Preflight ${domain.verifyingContract} (block ${deployBlock}), test USDC ${token}, fee 0.5%, notice period 1 day`);
