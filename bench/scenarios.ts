@@ -99,7 +99,10 @@ async function setup(peers: boolean, trace: boolean): Promise<Env> {
   const pf = await preflight.getAddress();
   await mined(usdc.mint(deployer.address, DEPOSIT * BigInt(MAX_PAYERS) * 4n));
   await mined(usdc.approve(pf, ethers.MaxUint256));
-  for (const p of payers) await mined(preflight.deposit(p.address, token, DEPOSIT));
+  for (const p of payers) {
+    await mined(preflight.deposit(p.address, token, DEPOSIT));
+    await mined(usdc.mint(p.address, DEPOSIT)); // payers hold tokens outside the escrow too
+  }
   await mined(usdc.mint(payers[MAX_PAYERS - 1]!.address, DEPOSIT * 2n)); // deposits by permit
   // The delegate of payer 0: any model, this provider, a daily budget.
   await mined(
@@ -125,7 +128,6 @@ async function setup(peers: boolean, trace: boolean): Promise<Env> {
     await mined(usdc.approve(bl, ethers.MaxUint256));
     for (const p of payers) {
       await mined(env.baseline.deposit(p.address, token, DEPOSIT));
-      await mined(usdc.mint(p.address, DEPOSIT));
       await mined(usdc.connect(p).approve(env.permit2, ethers.MaxUint256));
       await mined(env.eip3009.mint(p.address, DEPOSIT));
     }

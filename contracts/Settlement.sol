@@ -129,7 +129,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             _authorize(payer, token, provider, request.model, price, true, digest, request.signature, strict);
         if (reason != Reason.Settled) return (reason, 0);
 
-        uint256 account = _accounts[payer][token];
+        uint256 accountSlot = PayerAccount.slotOf(_accounts, payer, token);
+        uint256 account = PayerAccount.load(accountSlot);
         uint256 balance = account.balance();
         if (balance < price) {
             if (strict) revert InsufficientBalance(balance, price);
@@ -137,14 +138,14 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         }
         (uint256 word, uint256 mask) = PayerAccount.locate(request.nonce);
         bool fresh;
-        (account, fresh) = account.useNonces(word, mask, _spilledNonces[payer][token]);
+        (account, fresh) = account.useNonces(word, mask, _spilledNonces, payer, token);
         if (!fresh) {
             if (strict) revert NonceAlreadyUsed(payer, request.nonce);
             return (Reason.NonceUsed, 0);
         }
         // Cannot underflow: balance >= price was checked above.
         unchecked {
-            _accounts[payer][token] = account.withBalance(balance - price);
+            PayerAccount.store(accountSlot, account.withBalance(balance - price));
         }
         if (delegate != address(0)) _recordSpend(payer, token, delegate, grantSpent, grantPeriodEnd);
         return (Reason.Settled, price);
@@ -174,7 +175,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             _authorize(payer, token, provider, voucher.model, amount, false, digest, voucher.signature, strict);
         if (reason != Reason.Settled) return (reason, 0);
 
-        uint256 account = _accounts[payer][token];
+        uint256 accountSlot = PayerAccount.slotOf(_accounts, payer, token);
+        uint256 account = PayerAccount.load(accountSlot);
         uint256 balance = account.balance();
         if (balance < amount) {
             if (strict) revert InsufficientBalance(balance, amount);
@@ -183,7 +185,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         _claimed[key] = cumulative;
         // Cannot underflow: balance >= amount was checked above.
         unchecked {
-            _accounts[payer][token] = account.withBalance(balance - amount);
+            PayerAccount.store(accountSlot, account.withBalance(balance - amount));
         }
         if (delegate != address(0)) _recordSpend(payer, token, delegate, grantSpent, grantPeriodEnd);
         emit VoucherClaimed(payer, provider, token, voucher.channel, cumulative, amount);
