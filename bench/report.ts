@@ -154,7 +154,7 @@ export function gapNotes(rows: Row[]): string {
   if (met.get("batch of 100 requests, 100 payers, one provider") === false) {
     notes.push(
       `- **batch of 100, 100 payers (${fmt(m100.gasPerRequest)}/request)**: each payer's slot is cold (2,100 + 2,900 write) on top of the one-payer costs ` +
-        `(balances ${fmt(per(m100, "balances"))}/request); the packed entry point above would bring it to about 9,000.`,
+        `(balances ${fmt(per(m100, "balances"))}/request), so it needs the packed entry point above as well.`,
     );
   }
   const v1 = pf("voucher-claim", 1, "later");
