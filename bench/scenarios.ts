@@ -13,6 +13,7 @@ import { ethers, network } from "hardhat";
 import { Wallet, Signature, type TransactionReceipt, type ContractTransactionResponse } from "ethers";
 import { signRequest, signVoucher, signGrant, type PreflightDomain, type Request } from "../sdk/eip712";
 import type { Preflight, TestToken, OzBaselineEscrow, Eip3009Token, PeerBatcher } from "../typechain-types";
+import { encodePacked, type SignedPackedItem } from "../sdk/packed";
 import { SlotRegistry, emptySteps, STEPS, type Steps } from "./slots";
 import { attribute } from "./trace";
 
@@ -306,6 +307,31 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
         const reqs = [];
         for (let i = 0; i < n; i++) reqs.push(await signed(env, payers[i]!, payers[i]!, BigInt(round)));
         return row("preflight", "batch-many-payers", state(round), n, await measure(env, [await mined(pf.settleBatch(token, reqs))]), 1);
+      })),
+    );
+  }
+  // The compact entry point, same requests and checks: settlePacked(token, packed).
+  const packedItem = async (payer: Wallet, nonce: bigint): Promise<SignedPackedItem> => {
+    const r = request(env, payer, nonce, token);
+    return { request: r, signature: await signRequest(payer, env.domain, r, true) };
+  };
+  for (const n of BATCH_ONE_PAYER) {
+    rows.push(
+      ...(await firstAndLater(async (round) => {
+        const items = [];
+        for (let i = 0; i < n; i++) items.push(await packedItem(payers[0]!, BigInt(round * n + i)));
+        const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
+        return row("preflight", "batch-one-payer-packed", state(round), n, m, 1, "settlePacked: one group, 96 bytes per request");
+      })),
+    );
+  }
+  for (const n of BATCH_MANY_PAYERS) {
+    rows.push(
+      ...(await firstAndLater(async (round) => {
+        const items = [];
+        for (let i = 0; i < n; i++) items.push(await packedItem(payers[i]!, BigInt(round)));
+        const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
+        return row("preflight", "batch-many-payers-packed", state(round), n, m, 1, "settlePacked: one group per payer");
       })),
     );
   }

@@ -30,6 +30,32 @@ library PreflightHash {
         }
     }
 
+    /// @notice Struct hash of a request given field by field (the packed batch entry point).
+    function hash(
+        address payer,
+        address provider,
+        address token,
+        bytes32 model,
+        uint256 price,
+        uint256 nonce,
+        uint256 deadline,
+        bytes32 inputHash
+    ) internal pure returns (bytes32 result) {
+        assembly ("memory-safe") {
+            let m := mload(0x40) // free memory, used as scratch without being claimed
+            mstore(m, REQUEST_TYPEHASH)
+            mstore(add(m, 0x20), payer)
+            mstore(add(m, 0x40), provider)
+            mstore(add(m, 0x60), token)
+            mstore(add(m, 0x80), model)
+            mstore(add(m, 0xa0), price)
+            mstore(add(m, 0xc0), nonce)
+            mstore(add(m, 0xe0), deadline)
+            mstore(add(m, 0x100), inputHash)
+            result := keccak256(m, 0x120)
+        }
+    }
+
     /// @notice Struct hash of `voucher` as addressed to `provider`.
     function hash(SignedVoucher calldata voucher, address provider) internal pure returns (bytes32 result) {
         assembly ("memory-safe") {
