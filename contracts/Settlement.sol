@@ -59,12 +59,13 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
     /// @inheritdoc IPackedSettlement
     function settlePacked(address token, bytes calldata packed) external returns (Reason[] memory reasons) {
         reasons = new Reason[](_countPacked(packed));
+        uint256 buffer = PreflightHash.allocateRequestBuffer();
         uint256 total;
         uint256 settled;
         uint256 index;
         for (uint256 offset; offset < packed.length;) {
             (uint256 end,,) = PackedRequests.groupEnd(packed, offset);
-            (uint256 groupTotal, uint256 groupSettled) = _settleGroup(token, packed, offset, end, index, reasons);
+            (uint256 groupTotal, uint256 groupSettled) = _settleGroup(token, packed, offset, end, index, reasons, buffer);
             // Cannot overflow: sums of 96-bit prices and item counts of one calldata argument.
             unchecked {
                 total += groupTotal;
@@ -148,7 +149,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
     }
 
     /// @dev Settles the group of `packed` in [offset, end) to the caller; its first item is batch item
-    /// `index`. The payer's slot is read and written once for the whole group: nothing else reads it
+    /// `index`; `buffer` holds the request encoding, whose shared fields are written once per group. The payer's slot is read and written once for the whole group: nothing else reads it
     /// meanwhile, as the only external calls are ERC-1271 staticcalls, which cannot settle or withdraw.
     function _settleGroup(
         address token,
@@ -156,10 +157,12 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
         uint256 offset,
         uint256 end,
         uint256 index,
-        Reason[] memory reasons
+        Reason[] memory reasons,
+        uint256 buffer
     ) private returns (uint256 total, uint256 settled) {
         (address payer, bytes32 model, uint256 price, uint256 deadline, uint256 nonce) =
             PackedRequests.header(packed, offset);
+        PreflightHash.setRequestGroup(buffer, payer, msg.sender, token, model, price, deadline);
         bool expired = block.timestamp > deadline;
         uint256 accountSlot = PayerAccount.slotOf(_accounts, payer, token);
         uint256 account = PayerAccount.load(accountSlot);
@@ -171,8 +174,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
                 Reason reason = Reason.Expired;
                 if (!expired) {
                     (bytes32 inputHash, bytes calldata signature) = PackedRequests.item(packed, at);
-                    bytes32 digest =
-                        _hashTypedData(PreflightHash.hash(payer, msg.sender, token, model, price, nonce, deadline, inputHash));
+                    bytes32 digest = _hashTypedData(PreflightHash.hashInBuffer(buffer, nonce, inputHash));
                     (reason, account) = _debitPacked(account, payer, token, model, price, nonce, digest, signature);
                 }
                 if (reason == Reason.Settled) {
