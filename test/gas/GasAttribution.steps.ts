@@ -17,7 +17,16 @@ async function deployAttributionFixture() {
   registry.addToken(token);
   registry.mapping(pf, "_accounts", [f.payer.address, token]);
   registry.mapping(pf, "_earnings", [f.provider.address, token]);
-  return { ...f, token, registry };
+  // The OpenZeppelin baseline: its ReentrancyGuard earns an SSTORE refund, and it calls the token.
+  const baseline = await ethers.deployContract("OzBaselineEscrow", [f.owner.address]);
+  await f.usdc.connect(f.payer).approve(await baseline.getAddress(), ethers.MaxUint256);
+  await baseline.connect(f.payer).deposit(f.payer.address, token, 10_000n);
+  const bl = await baseline.getAddress();
+  await registry.addContract(bl, "contracts/bench/OzBaselineEscrow.sol:OzBaselineEscrow", { balances: "balances", usedNonces: "nonce" });
+  registry.mapping(bl, "balances", [f.payer.address, token]);
+  registry.mapping(bl, "usedNonces", [f.payer.address, 0n]);
+  for (const holder of [bl, f.provider.address]) registry.mapping(token, "_balances", [holder]);
+  return { ...f, token, registry, baseline };
 }
 
 /** The benchmark's gas attribution, checked on transactions whose costs follow from the EVM rules. */
@@ -35,6 +44,18 @@ describe("Gas attribution", function () {
     expect(a.steps.recovery).to.be.within(3_000, 3_200); // ecrecover plus the call around it
     // Two cold slots rewritten (payer, provider earnings: new) and the cold fee slot read.
     expect(a.steps.balances).to.be.greaterThan(2_100 + 2_900 + 2_100 + 20_000);
+  });
+
+  it("credits SSTORE refunds back and charges token calls to balances", async function () {
+    const f = await loadFixture(deployAttributionFixture);
+    const domain = { chainId: f.domain.chainId, verifyingContract: await f.baseline.getAddress() };
+    const request = await signedRequest(f.payer, domain, await makeRequest({ payer: f.payer.address, provider: f.provider.address, token: f.token }));
+    const receipt = (await (await f.baseline.connect(f.provider).settle(request)).wait())!;
+    const a = await attribute(receipt, f.registry); // throws unless the refund model matches the receipt
+    expect(STEPS.reduce((sum, s) => sum + a.steps[s], 0)).to.equal(Number(receipt.gasUsed));
+    expect(a.steps.nonce).to.be.greaterThan(20_000); // a new usedNonces slot
+    // Payer balance, the token call (cold account), its two balance slots (the provider's is new).
+    expect(a.steps.balances).to.be.greaterThan(2_100 + 2_900 + 2_600 + 2 * 2_100 + 2_900 + 20_000);
   });
 
   it("charges the EIP-7623 calldata floor to intrinsic when it is higher", async function () {
