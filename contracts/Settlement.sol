@@ -60,12 +60,13 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
     function settlePacked(address token, bytes calldata packed) external returns (Reason[] memory reasons) {
         reasons = new Reason[](_countPacked(packed));
         uint256 buffer = PreflightHash.allocateRequestBuffer();
+        bytes32 separator = DOMAIN_SEPARATOR();
         uint256 total;
         uint256 settled;
         uint256 index;
         for (uint256 offset; offset < packed.length;) {
             (uint256 end,,) = PackedRequests.groupEnd(packed, offset);
-            (uint256 groupTotal, uint256 groupSettled) = _settleGroup(token, packed, offset, end, index, reasons, buffer);
+            (uint256 groupTotal, uint256 groupSettled) = _settleGroup(token, packed, offset, end, index, reasons, buffer, separator);
             // Cannot overflow: sums of 96-bit prices and item counts of one calldata argument.
             unchecked {
                 total += groupTotal;
@@ -149,7 +150,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
     }
 
     /// @dev Settles the group of `packed` in [offset, end) to the caller; its first item is batch item
-    /// `index`; `buffer` holds the request encoding, whose shared fields are written once per group. The payer's slot is read and written once for the whole group: nothing else reads it
+    /// `index`; `buffer` holds the request encoding, whose shared fields are written once per group, and
+    /// `separator` is the domain separator, read once per batch. The payer's slot is read and written once for the whole group: nothing else reads it
     /// meanwhile, as the only external calls are ERC-1271 staticcalls, which cannot settle or withdraw.
     function _settleGroup(
         address token,
@@ -158,7 +160,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
         uint256 end,
         uint256 index,
         Reason[] memory reasons,
-        uint256 buffer
+        uint256 buffer,
+        bytes32 separator
     ) private returns (uint256 total, uint256 settled) {
         (address payer, bytes32 model, uint256 price, uint256 deadline, uint256 nonce) =
             PackedRequests.header(packed, offset);
@@ -174,7 +177,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
                 Reason reason = Reason.Expired;
                 if (!expired) {
                     (bytes32 inputHash, bytes calldata signature) = PackedRequests.item(packed, at);
-                    bytes32 digest = _hashTypedData(PreflightHash.hashInBuffer(buffer, nonce, inputHash));
+                    bytes32 digest = _hashTypedData(separator, PreflightHash.hashInBuffer(buffer, nonce, inputHash));
                     (reason, account) = _debitPacked(account, payer, token, model, price, nonce, digest, signature);
                 }
                 if (reason == Reason.Settled) {
