@@ -44,6 +44,20 @@ const config: HardhatUserConfig = {
           evmVersion: "prague",
           viaIR: true,
           optimizer: { enabled: true, runs: 1_000_000 },
+          // The gas suite (bench/) reads storage layouts to attribute SLOAD/SSTORE to steps.
+          outputSelection: { "*": { "*": ["storageLayout"] } },
+        },
+      },
+      {
+        // Uniswap Permit2 (benchmark peer, contracts/bench/Permit2Peer.sol), with the settings of its
+        // own foundry.toml: solc 0.8.17, via-IR, 1,000,000 runs, no metadata hash (london is 0.8.17's default EVM).
+        version: "0.8.17",
+        settings: {
+          evmVersion: "london",
+          viaIR: true,
+          optimizer: { enabled: true, runs: 1_000_000 },
+          metadata: { bytecodeHash: "none" },
+          outputSelection: { "*": { "*": ["storageLayout"] } },
         },
       },
     ],

@@ -46,7 +46,11 @@ abstract contract EIP712Domain is IEIP712Domain {
 
     /// @dev The EIP-712 digest of `structHash` under this domain, built in scratch space.
     function _hashTypedData(bytes32 structHash) internal view returns (bytes32 digest) {
-        bytes32 separator = DOMAIN_SEPARATOR();
+        return _hashTypedData(DOMAIN_SEPARATOR(), structHash);
+    }
+
+    /// @dev The EIP-712 digest of `structHash` under `separator` (a batch reads `DOMAIN_SEPARATOR()` once).
+    function _hashTypedData(bytes32 separator, bytes32 structHash) internal pure returns (bytes32 digest) {
         assembly ("memory-safe") {
             let m := mload(0x40) // word 0x40 is overwritten below: keep the free memory pointer
             mstore(0x00, 0x1901) // lands in bytes 30..31 of word 0

@@ -56,6 +56,55 @@ library PayerAccount {
         return (account, true);
     }
 
+    /// @notice `useNonces` for (payer, token) that locates the spilled words only when it needs them:
+    /// the common case (the nonce is in the window) then hashes no mapping key at all.
+    /// @param spilled the spilled words of every (payer, token)
+    function useNonces(
+        uint256 account,
+        uint256 word,
+        uint256 mask,
+        mapping(address => mapping(address => mapping(uint256 => uint256))) storage spilled,
+        address payer,
+        address token
+    ) internal returns (uint256 updated, bool fresh) {
+        if (word == (account >> 128) & FULL_WORD) {
+            uint256 bits = account >> 192;
+            if (bits & mask != 0) return (account, false);
+            if (bits | mask != FULL_WORD) return (_pack(account & BALANCE_MASK, word, bits | mask), true);
+        }
+        return useNonces(account, word, mask, spilled[payer][token]);
+    }
+
+    /// @notice The storage slot of `accounts[payer][token]`, hashed once so that a settlement reads and
+    /// writes the account without computing its key twice.
+    function slotOf(mapping(address => mapping(address => uint256)) storage accounts, address payer, address token)
+        internal
+        pure
+        returns (uint256 slot)
+    {
+        assembly ("memory-safe") {
+            mstore(0x00, payer) // scratch space: key . mapping slot
+            mstore(0x20, accounts.slot)
+            mstore(0x20, keccak256(0x00, 0x40)) // slot of accounts[payer]
+            mstore(0x00, token)
+            slot := keccak256(0x00, 0x40) // slot of accounts[payer][token]
+        }
+    }
+
+    /// @notice The account stored at `slot` (see `slotOf`).
+    function load(uint256 slot) internal view returns (uint256 account) {
+        assembly ("memory-safe") {
+            account := sload(slot)
+        }
+    }
+
+    /// @notice Stores `account` at `slot` (see `slotOf`).
+    function store(uint256 slot, uint256 account) internal {
+        assembly ("memory-safe") {
+            sstore(slot, account)
+        }
+    }
+
     /// @notice The used-nonce bitmap of `word`.
     function bitmap(uint256 account, uint256 word, mapping(uint256 => uint256) storage spilled)
         internal

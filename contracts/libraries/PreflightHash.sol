@@ -30,6 +30,44 @@ library PreflightHash {
         }
     }
 
+    /// @notice Allocates a request buffer for `hashInBuffer`, so a batch writes its shared fields once.
+    function allocateRequestBuffer() internal pure returns (uint256 buffer) {
+        assembly ("memory-safe") {
+            buffer := mload(0x40)
+            mstore(0x40, add(buffer, 0x120)) // claim the 9 words of a Request struct encoding
+            mstore(buffer, REQUEST_TYPEHASH)
+        }
+    }
+
+    /// @notice Writes the fields a group of requests shares into `buffer` (see `allocateRequestBuffer`).
+    function setRequestGroup(
+        uint256 buffer,
+        address payer,
+        address provider,
+        address token,
+        bytes32 model,
+        uint256 price,
+        uint256 deadline
+    ) internal pure {
+        assembly ("memory-safe") {
+            mstore(add(buffer, 0x20), payer)
+            mstore(add(buffer, 0x40), provider)
+            mstore(add(buffer, 0x60), token)
+            mstore(add(buffer, 0x80), model)
+            mstore(add(buffer, 0xa0), price)
+            mstore(add(buffer, 0xe0), deadline)
+        }
+    }
+
+    /// @notice Struct hash of the request in `buffer` with `nonce` and `inputHash` filled in.
+    function hashInBuffer(uint256 buffer, uint256 nonce, bytes32 inputHash) internal pure returns (bytes32 result) {
+        assembly ("memory-safe") {
+            mstore(add(buffer, 0xc0), nonce)
+            mstore(add(buffer, 0x100), inputHash)
+            result := keccak256(buffer, 0x120)
+        }
+    }
+
     /// @notice Struct hash of `voucher` as addressed to `provider`.
     function hash(SignedVoucher calldata voucher, address provider) internal pure returns (bytes32 result) {
         assembly ("memory-safe") {

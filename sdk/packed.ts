@@ -1,0 +1,72 @@
+/**
+ * Encoder for Preflight's compact batch entry point `settlePacked(token, packed)`: the same signed
+ * requests as `settleBatch`, in about a quarter of the calldata (~97 bytes per request when one payer
+ * signs consecutive nonces). See contracts/interfaces/IPackedSettlement.sol for the layout.
+ */
+import { Signature, concat, getAddress, toBeHex, zeroPadValue } from "ethers";
+import type { Request } from "./eip712";
+
+/** A request with its signature (65-byte, or 64-byte EIP-2098; both are packed as 64 bytes). */
+export interface SignedPackedItem {
+  request: Request;
+  signature: string;
+}
+
+const UINT64 = 2n ** 64n;
+const UINT96 = 2n ** 96n;
+const MAX_GROUP = 0xffff;
+
+/**
+ * Packs `items` for `settlePacked`. Consecutive items of the same payer, model, price and deadline
+ * whose nonces follow each other share one 82-byte header; each item then costs 96 bytes.
+ * Every item must name the same token and provider (the caller of `settlePacked`); deadlines and
+ * nonces must fit 64 bits, prices 96 bits.
+ * @example
+ * const packed = encodePacked(requests.map((request, i) => ({ request, signature: signatures[i] })));
+ * await preflight.connect(provider).settlePacked(token, packed);
+ */
+export function encodePacked(items: SignedPackedItem[]): string {
+  if (items.length === 0) throw new Error("encodePacked: no items");
+  const { token, provider } = items[0]!.request;
+  const parts: string[] = [];
+  let group: SignedPackedItem[] = [];
+  const flush = (): void => {
+    if (group.length === 0) return;
+    const r = group[0]!.request;
+    parts.push(
+      getAddress(r.payer),
+      zeroPadValue(r.model, 32),
+      toBeHex(r.price, 12),
+      toBeHex(r.deadline, 8),
+      toBeHex(r.nonce, 8),
+      toBeHex(group.length, 2),
+    );
+    for (const item of group) {
+      const sig = Signature.from(item.signature);
+      parts.push(zeroPadValue(item.request.inputHash, 32), sig.r, sig.yParityAndS);
+    }
+    group = [];
+  };
+  for (const item of items) {
+    const r = item.request;
+    if (r.token.toLowerCase() !== token.toLowerCase()) throw new Error("encodePacked: every item must use the same token");
+    if (r.provider.toLowerCase() !== provider.toLowerCase()) throw new Error("encodePacked: every item must name the same provider");
+    if (r.deadline >= UINT64 || r.nonce >= UINT64 || r.price >= UINT96 || r.price < 0n) {
+      throw new Error("encodePacked: deadline and nonce must fit 64 bits, price 96 bits (use settleBatch)");
+    }
+    const head = group[0]?.request;
+    const joins =
+      head !== undefined &&
+      group.length < MAX_GROUP &&
+      head.payer.toLowerCase() === r.payer.toLowerCase() &&
+      head.model === r.model &&
+      head.price === r.price &&
+      head.deadline === r.deadline &&
+      head.nonce + BigInt(group.length) === r.nonce;
+    if (!joins) flush();
+    group.push(item);
+  }
+  flush();
+  return concat(parts);
+}
+
