@@ -303,7 +303,7 @@ describe("Preflight: properties that must hold", function () {
         [
           "acceptOwnership", "cancelWithdrawal", "claimVoucher", "claimVouchers", "deposit", "depositETH",
           "depositWithPermit", "grant", "grantBySig", "invalidateNonces", "renounceOwnership", "requestWithdrawal",
-          "revoke", "setFee", "settle", "settleBatch", "transferOwnership", "withdraw", "withdrawEarnings",
+          "revoke", "setFee", "settle", "settleBatch", "settlePacked", "transferOwnership", "withdraw", "withdrawEarnings",
         ].sort(),
       );
       await preflight.connect(provider).settle(await sign(payerA, { price: 100n * USDC }));
