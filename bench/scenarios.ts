@@ -14,7 +14,7 @@ import { Wallet, Signature, type TransactionReceipt, type ContractTransactionRes
 import { signRequest, signVoucher, signGrant, type PreflightDomain, type Request } from "../sdk/eip712";
 import type { Preflight, TestToken, OzBaselineEscrow, Eip3009Token, PeerBatcher } from "../typechain-types";
 import { encodePacked, type SignedPackedItem } from "../sdk/packed";
-import { SlotRegistry, emptySteps, STEPS, type Steps } from "./slots";
+import { SlotRegistry, emptySteps, STEPS, PREFLIGHT_STEP_OF_VARIABLE, type Steps } from "./slots";
 import { attribute } from "./trace";
 
 export type System = "preflight" | "oz-baseline" | "permit2" | "eip3009";
@@ -141,16 +141,7 @@ async function buildRegistry(env: Env): Promise<SlotRegistry> {
   const r = new SlotRegistry();
   const pf = await env.preflight.getAddress();
   const token = await env.usdc.getAddress();
-  await r.addContract(pf, "contracts/Preflight.sol:Preflight", {
-    _accounts: "balances", // balance and nonce window share this slot
-    _spilledNonces: "nonce",
-    _withdrawals: "balances",
-    _earnings: "balances",
-    _fee: "balances",
-    _grants: "permission",
-    _grantModels: "permission",
-    _claimed: "nonce",
-  });
+  await r.addContract(pf, "contracts/Preflight.sol:Preflight", PREFLIGHT_STEP_OF_VARIABLE);
   await r.addContract(token, "contracts/test/TestToken.sol:TestToken", {
     _balances: "balances",
     _allowances: "balances",

@@ -15,6 +15,18 @@ export const STEPS = ["intrinsic", "hashing", "recovery", "permission", "nonce",
 export type Step = (typeof STEPS)[number];
 export type Steps = Record<Step, number>;
 
+/** Which verification step each of Preflight's state variables serves (the rest, e.g. owner, count as "rest"). */
+export const PREFLIGHT_STEP_OF_VARIABLE: Record<string, Step> = {
+  _accounts: "balances", // balance and nonce window share this slot
+  _spilledNonces: "nonce",
+  _withdrawals: "balances",
+  _earnings: "balances",
+  _fee: "balances",
+  _grants: "permission",
+  _grantModels: "permission",
+  _claimed: "nonce", // a voucher channel's cumulative amount is its replay protection
+};
+
 export function emptySteps(): Steps {
   return { intrinsic: 0, hashing: 0, recovery: 0, permission: 0, nonce: 0, balances: 0, events: 0, rest: 0 };
 }
