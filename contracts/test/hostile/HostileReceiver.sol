@@ -2,7 +2,7 @@
 pragma solidity 0.8.30;
 
 /// @notice HOSTILE TEST ACCOUNT: a contract that can act as a payer or provider (through `execute`) and
-/// whose `receive` misbehaves when native ETH arrives: it reverts, re-enters `target` with `data`
+/// whose `receive` misbehaves when native ETH arrives: it reverts, re-enters `hookTarget` with `data`
 /// (recording the outcome), re-enters and reverts if that failed, or burns all the gas it is given.
 contract HostileReceiver {
     enum Mode {
@@ -14,7 +14,7 @@ contract HostileReceiver {
     }
 
     Mode public mode;
-    address public target;
+    address public hookTarget;
     bytes public data;
     bool public lastOk;
     bytes public lastReturn;
@@ -24,9 +24,9 @@ contract HostileReceiver {
     error ReentryFailed(bytes reason);
     error CallFailed(bytes reason);
 
-    function setMode(Mode mode_, address target_, bytes calldata data_) external {
+    function setMode(Mode mode_, address hookTarget_, bytes calldata data_) external {
         mode = mode_;
-        target = target_;
+        hookTarget = hookTarget_;
         data = data_;
     }
 
@@ -50,7 +50,7 @@ contract HostileReceiver {
         }
         if (m == Mode.Reenter || m == Mode.ReenterOrRevert) {
             // solhint-disable-next-line avoid-low-level-calls
-            (bool ok, bytes memory ret) = target.call(data);
+            (bool ok, bytes memory ret) = hookTarget.call(data);
             lastOk = ok;
             lastReturn = ret;
             if (!ok && m == Mode.ReenterOrRevert) revert ReentryFailed(ret);
