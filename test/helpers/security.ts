@@ -52,18 +52,21 @@ export function terms(fields: Pick<GrantTerms, "delegate" | "token"> & Partial<G
   };
 }
 
-/** The payer's signature of `t` for `grantBySig`, at the grant's current epoch. */
+/**
+ * A signature of `t` for `grantBySig`, at the grant's current epoch unless `options.epoch` is given.
+ * `options.payer` names the payer when `signer` signs for a smart account (ERC-1271).
+ */
 export async function signedGrant(
   preflight: Preflight,
-  payer: Signer,
+  signer: Signer,
   domain: PreflightDomain,
   t: GrantTerms,
   deadline: bigint,
-  epoch?: bigint,
+  options: { payer?: string; epoch?: bigint } = {},
 ): Promise<string> {
-  const payerAddress = await payer.getAddress();
-  const current = (await preflight.grantOf(payerAddress, t.token, t.delegate)).epoch;
-  return signGrant(payer, domain, { ...t, payer: payerAddress, epoch: epoch ?? current, deadline });
+  const payer = options.payer ?? (await signer.getAddress());
+  const current = (await preflight.grantOf(payer, t.token, t.delegate)).epoch;
+  return signGrant(signer, domain, { ...t, payer, epoch: options.epoch ?? current, deadline });
 }
 
 /**
