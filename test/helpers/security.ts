@@ -5,8 +5,20 @@
  */
 import { ethers, network } from "hardhat";
 import { Signature, type Signer } from "ethers";
-import { signGrant, type GrantTerms, type PreflightDomain } from "../../sdk/eip712";
+import secp256k1 from "secp256k1";
+import {
+  domainSeparator,
+  encodeType,
+  hashRequest,
+  REQUEST_TYPES,
+  signGrant,
+  type GrantTerms,
+  type PreflightDomain,
+  type Request,
+} from "../../sdk/eip712";
 import type { Preflight } from "../../typechain-types";
+import type { SignedRequestStruct } from "../../typechain-types/contracts/Preflight";
+import { toSignedRequest } from "./requests";
 
 /** secp256k1 group order. */
 export const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
@@ -124,4 +136,42 @@ export async function maxTransactionGas(): Promise<bigint> {
   const block = await ethers.provider.getBlock("latest");
   const limit = block!.gasLimit;
   return limit < TX_GAS_CAP ? limit : TX_GAS_CAP;
+}
+
+/**
+ * A fast signer of requests for tests that need thousands of them: the digest is built by hand and
+ * signed with libsecp256k1 (~0.1 ms per request instead of ~2.5 ms through ethers' typed-data encoder).
+ * The first digest is checked against the SDK's `hashRequest`, so the two cannot drift.
+ * @returns a function turning a request into the contract's calldata struct, with a 64-byte signature
+ */
+export function fastRequestSigner(privateKey: string, domain: PreflightDomain): (request: Request) => SignedRequestStruct {
+  const separator = domainSeparator(domain);
+  const typehash = ethers.id(encodeType(REQUEST_TYPES, "Request"));
+  const key = ethers.getBytes(privateKey);
+  const word = (x: bigint | string) => ethers.toBeHex(typeof x === "string" ? BigInt(x) : x, 32);
+  let checked = false;
+  return (request) => {
+    const structHash = ethers.keccak256(
+      ethers.concat([
+        typehash,
+        word(request.payer),
+        word(request.provider),
+        word(request.token),
+        request.model,
+        word(request.price),
+        word(request.nonce),
+        word(request.deadline),
+        request.inputHash,
+      ]),
+    );
+    const digest = ethers.keccak256(ethers.concat(["0x1901", separator, structHash]));
+    if (!checked) {
+      if (digest !== hashRequest(domain, request)) throw new Error("fast digest differs from the SDK's hashRequest");
+      checked = true;
+    }
+    const { signature, recid } = secp256k1.ecdsaSign(ethers.getBytes(digest), key);
+    const vs = new Uint8Array(signature.slice(32));
+    vs[0] |= recid << 7; // EIP-2098: the parity goes into the top bit of s
+    return toSignedRequest(request, ethers.hexlify(ethers.concat([signature.slice(0, 32), vs])));
+  };
 }
