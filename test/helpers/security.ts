@@ -127,6 +127,8 @@ export const Reason = {
   NothingToClaim: 13n,
   TokenMismatch: 14n,
 } as const;
+/** One of the `Reason` codes. */
+export type ReasonCode = (typeof Reason)[keyof typeof Reason];
 
 /** The EIP-7825 per-transaction gas cap (Osaka): no transaction, hence no batch, may use more. */
 export const TX_GAS_CAP = 1n << 24n;
