@@ -196,7 +196,7 @@ describe("Security: bounds", function () {
     expect(await preflight.earningsOf(provider.address, token)).to.equal(0n);
   });
 
-  it("the largest batch one transaction can carry settles every item (measured, not assumed)", async function () {
+  it("the largest batch one transaction can carry settles every item (measured, not assumed) @gas", async function () {
     this.timeout(600_000);
     const { preflight, usdc, provider, token, domain } = await loadFixture(deployBoundsFixture);
     // The cheapest item is one signed by its payer with a 64-byte signature: that gives the largest batch.

@@ -6,7 +6,7 @@ import { makeRequest, signedRequest, signedVoucher, MODEL_A } from "../helpers/r
 import { Reason, signedGrant, terms } from "../helpers/security";
 import type { HostileWallet1271 } from "../../typechain-types";
 
-const Mode = { Honest: 0, WrongValue: 1, Revert: 2, BurnGas: 3, HugeData: 4, ShortData: 5, DirtyMagic: 6, AcceptAll: 7 } as const;
+const Mode = { Honest: 0, WrongValue: 1, Revert: 2, BurnGas: 3, HugeData: 4, ShortData: 5, DirtyMagic: 6, AcceptAll: 7, Expensive: 8 } as const;
 /** The gas cap Preflight gives a payer's ERC-1271 check (InferencePermissions.ERC1271_GAS_LIMIT). */
 const ERC1271_GAS_LIMIT = 200_000n;
 
@@ -46,7 +46,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
     ).to.be.revertedWithCustomError(preflight, "InvalidSigner");
   });
 
-  for (const [name, mode] of Object.entries(Mode).filter(([n]) => n !== "Honest" && n !== "AcceptAll")) {
+  for (const [name, mode] of Object.entries(Mode).filter(([n]) => !["Honest", "AcceptAll", "Expensive"].includes(n))) {
     it(`a wallet whose isValidSignature misbehaves (${name}) is refused, at bounded cost to the provider's batch`, async function () {
       const { preflight, provider, payer, wallet, walletAddress, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
       await wallet.setMode(mode);
@@ -86,12 +86,52 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
     await expect(preflight.connect(provider).claimVoucher(voucher)).to.emit(preflight, "VoucherClaimed");
   });
 
+  it("a signature check starved of gas reverts the transaction; it never reports a valid item as invalid", async function () {
+    const { preflight, provider, wallet, walletAddress, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
+    await wallet.setMode(Mode.Expensive);
+    const token = ethers.ZeroAddress;
+    const voucher = await signedVoucher(walletOwner, domain, {
+      payer: walletAddress,
+      provider: provider.address,
+      token,
+      model: MODEL_A,
+      channel: ethers.ZeroHash,
+      cumulativeAmount: 9n,
+    });
+    const request = await signedRequest(walletOwner, domain, await makeRequest({ payer: walletAddress, provider: provider.address, token }));
+    const claim = preflight.connect(provider).claimVouchers;
+    const batch = preflight.connect(provider).settleBatch;
+    // With gas to spare the wallet's (honest, costly) check passes.
+    expect(await claim.staticCall(token, [voucher])).to.deep.equal([Reason.Settled]);
+    const needed = await claim.estimateGas(token, [voucher]);
+    // Below what the check needs, the transaction must fail: a skipped item reported as InvalidSigner
+    // would tell the provider's verifier to drop a valid, payable voucher.
+    for (let gas = needed + 20_000n; gas > needed - 200_000n; gas -= 1_000n) {
+      for (const [name, call] of [
+        ["claimVouchers", () => claim.staticCall(token, [voucher], { gasLimit: gas })],
+        ["settleBatch", () => batch.staticCall(token, [request], { gasLimit: gas })],
+      ] as const) {
+        let reasons: bigint[] | undefined;
+        try {
+          reasons = await call();
+        } catch {
+          continue; // out of gas: fine, the provider retries with more
+        }
+        expect(reasons, `${name} with ${gas} gas`).to.deep.equal([Reason.Settled]);
+      }
+    }
+    // The standard gas estimate therefore pays the voucher.
+    await expect(preflight.connect(provider).claimVouchers(token, [voucher], { gasLimit: needed })).to.emit(preflight, "VoucherClaimed");
+  });
+
   describe("EIP-7702", function () {
     it("an EOA delegated to wallet code still signs with its key (ecrecover first), even if its code refuses", async function () {
       const { preflight, provider, payer, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
       const implementation = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
       const authorization = await payer.authorize({ address: await implementation.getAddress(), nonce: (await payer.getNonce()) + 1 });
-      await (await payer.sendTransaction({ type: 4, to: payer.address, authorizationList: [authorization] })).wait();
+      // Explicit EIP-1559 fees: a network config with a fixed gasPrice (e.g. under coverage) cannot carry an authorization list.
+      const fees = { maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 0n };
+      await (await payer.sendTransaction({ type: 4, to: payer.address, authorizationList: [authorization], ...fees })).wait();
       const code = await ethers.provider.getCode(payer.address);
       expect(code).to.equal(ethers.concat(["0xef0100", await implementation.getAddress()]).toLowerCase());
       // The delegated code refuses every ERC-1271 check; it does not matter for the EOA's own key.

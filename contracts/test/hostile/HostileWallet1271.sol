@@ -6,7 +6,8 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 /// @notice HOSTILE TEST WALLET: an ERC-1271 smart account owned by one key, whose `isValidSignature`
 /// can be switched to misbehave: answer a wrong value, revert (with a large reason), burn all the gas
 /// it is given, return a huge payload, return a too-short payload, or answer the magic value with
-/// dirty low bytes. Acts as a payer through `execute` (deposit, withdraw, grant, ...).
+/// dirty low bytes; or (`Expensive`) be honest but costly, spending `EXPENSIVE_GAS` before checking, like
+/// a wallet verifying a passkey in Solidity. Acts as a payer through `execute` (deposit, withdraw, grant, ...).
 contract HostileWallet1271 {
     enum Mode {
         Honest,
@@ -16,10 +17,13 @@ contract HostileWallet1271 {
         HugeData,
         ShortData,
         DirtyMagic,
-        AcceptAll
+        AcceptAll,
+        Expensive
     }
 
     bytes4 private constant MAGIC = 0x1626ba7e;
+    /// @notice What an `Expensive` check burns before verifying (under Preflight's 200,000 cap).
+    uint256 public constant EXPENSIVE_GAS = 180_000;
 
     address public immutable owner;
     Mode public mode;
@@ -72,6 +76,10 @@ contract HostileWallet1271 {
             }
         }
         if (m == Mode.AcceptAll) return MAGIC;
+        if (m == Mode.Expensive) {
+            uint256 stop = gasleft() > EXPENSIVE_GAS ? gasleft() - EXPENSIVE_GAS : 0;
+            while (gasleft() > stop) {} // honest, just costly
+        }
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
         return err == ECDSA.RecoverError.NoError && signer == owner ? MAGIC : bytes4(0);
     }
