@@ -124,6 +124,34 @@ describe("Security: bounds", function () {
       await expect(preflight.connect(provider).settle(late)).to.be.revertedWithCustomError(preflight, "RequestExpired").withArgs(now);
       expect(await preflight.connect(provider).settleBatch.staticCall(token, [late])).to.deep.equal([Reason.Expired]);
     });
+    it("a voucher beyond the payer's balance pays nothing and leaves its channel where it was", async function () {
+      const { preflight, payer, provider, token, domain } = await loadFixture(deployBoundsFixture);
+      const balance = await preflight.balanceOf(payer.address, token);
+      const voucher = await signedVoucher(payer, domain, {
+        payer: payer.address,
+        provider: provider.address,
+        token,
+        model: MODEL_A,
+        channel: ethers.ZeroHash,
+        cumulativeAmount: balance + 1n,
+      });
+      await expect(preflight.connect(provider).claimVoucher(voucher))
+        .to.be.revertedWithCustomError(preflight, "InsufficientBalance")
+        .withArgs(balance, balance + 1n);
+      expect(await preflight.connect(provider).claimVouchers.staticCall(token, [voucher])).to.deep.equal([Reason.InsufficientBalance]);
+      expect(await preflight.claimedOf(payer.address, provider.address, token, ethers.ZeroHash)).to.equal(0n);
+    });
+
+    it("a nonce below the payer's nonce window (a full, passed word) is used", async function () {
+      const { preflight, payer, provider, token, domain } = await loadFixture(deployBoundsFixture);
+      await preflight.connect(payer).invalidateNonces(token, 0n, (1n << 64n) - 1n); // word 0 full: the window moves to word 1
+      expect(await preflight.nonceBitmap(payer.address, token, 0n)).to.equal((1n << 64n) - 1n);
+      const old = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 5n }));
+      await expect(preflight.connect(provider).settle(old)).to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed").withArgs(payer.address, 5n);
+      const next = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 64n }));
+      await preflight.connect(provider).settle(next);
+      expect(await preflight.nonceBitmap(payer.address, token, 1n)).to.equal(1n);
+    });
   });
 
   describe("zero amounts and addresses", function () {

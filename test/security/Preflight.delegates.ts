@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, MODEL_A, MODEL_B } from "../helpers/requests";
@@ -229,5 +229,59 @@ describe("Security: delegates beyond their scope", function () {
     // makes what it signed earlier settle again if the new scope covers it and its nonce is unused.
     await preflight.connect(payer).grant({ ...scope, models: [] });
     await expect(preflight.connect(provider).settle(modelA)).to.emit(preflight, "RequestSettled");
+  });
+
+  it("a revoke always works, even on a (payer, token, delegate) whose epochs are exhausted", async function () {
+    const { preflight, provider, payer, delegate, token, scope, byDelegate } = await loadFixture(deployDelegatesFixture);
+    // Find the grant's first storage slot (mapping payer => token => delegate => Grant) and move its
+    // epoch to the last but one, as if the payer had granted and revoked 65,534 times.
+    const epochShift = 240n; // slot 0 packs spent(88) | maxPrice(88) | periodEnd(32) | expiry(32) | epoch(16)
+    const coder = ethers.AbiCoder.defaultAbiCoder();
+    const address = await preflight.getAddress();
+    let slot: string | undefined;
+    for (let base = 0n; base < 64n && slot === undefined; base++) {
+      const inner = ethers.keccak256(coder.encode(["address", "uint256"], [payer.address, base]));
+      const middle = ethers.keccak256(coder.encode(["address", "bytes32"], [token, inner]));
+      const candidate = ethers.keccak256(coder.encode(["address", "bytes32"], [delegate.address, middle]));
+      const word = BigInt(await ethers.provider.getStorage(address, candidate));
+      if (word >> epochShift === 1n && ((word >> 208n) & 0xffffffffn) === scope.expiry) slot = candidate;
+    }
+    expect(slot, "grant slot").to.not.equal(undefined);
+    const word = BigInt(await ethers.provider.getStorage(address, slot!));
+    const exhausted = (word & ((1n << epochShift) - 1n)) | (65_534n << epochShift);
+    await network.provider.send("hardhat_setStorageAt", [address, slot, ethers.toBeHex(exhausted, 32)]);
+    await preflight.connect(payer).grant(scope); // epoch 65,535: the last one
+    expect((await preflight.grantOf(payer.address, token, delegate.address)).epoch).to.equal(65_535n);
+    const signed = await byDelegate();
+    // The payer must still be able to stop this delegate at once.
+    await expect(preflight.connect(payer).revoke(token, delegate.address)).to.emit(preflight, "GrantRevoked");
+    await expect(preflight.connect(provider).settle(signed)).to.be.revertedWithCustomError(preflight, "RevokedGrant");
+    // It can never be granted again (use another key), and revoking again is harmless.
+    await expect(preflight.connect(payer).grant(scope)).to.be.revertedWithCustomError(preflight, "GrantEpochExhausted");
+    await preflight.connect(payer).revoke(token, delegate.address);
+    expect((await preflight.grantOf(payer.address, token, delegate.address)).expiry).to.equal(0n);
+  });
+
+  it("a grant signed for payer address(0) never applies, whatever the signature", async function () {
+    const { preflight, scope } = await loadFixture(deployDelegatesFixture);
+    const deadline = BigInt(await time.latest()) + 600n;
+    for (const signature of [ethers.concat([ethers.ZeroHash, ethers.ZeroHash, "0x1b"]), "0x", ethers.concat([ethers.ZeroHash, ethers.ZeroHash])]) {
+      await expect(preflight.grantBySig(ethers.ZeroAddress, scope, deadline, signature)).to.be.reverted;
+    }
+    expect((await preflight.grantOf(ethers.ZeroAddress, scope.token, scope.delegate)).epoch).to.equal(0n);
+  });
+
+  it("an any-model grant allows every model; a budget period near the end of 32-bit time is capped, not wrapped", async function () {
+    const { preflight, provider, payer, delegate, token, scope, byDelegate } = await loadFixture(deployDelegatesFixture);
+    const period = 2n ** 31n; // ~68 years: the second period would end after 2^32 - 1
+    await preflight.connect(payer).grant({ ...scope, models: [], period, expiry: 2n ** 32n - 1n });
+    expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_B)).to.equal(true);
+    const { periodEnd } = await preflight.grantOf(payer.address, token, delegate.address);
+    await preflight.connect(provider).settle(await byDelegate({ price: 2_000n, deadline: 2n ** 40n }));
+    const late = await byDelegate({ price: 2_000n, deadline: 2n ** 40n });
+    await time.setNextBlockTimestamp(periodEnd);
+    await preflight.connect(provider).settle(late);
+    const g = await preflight.grantOf(payer.address, token, delegate.address);
+    expect([g.spent, g.periodEnd]).to.deep.equal([2_000n, 2n ** 32n - 1n]);
   });
 });

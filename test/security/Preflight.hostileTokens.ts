@@ -46,6 +46,14 @@ describe("Security: hostile tokens and receivers", function () {
       expect(await reentrant.lastReturn()).to.equal(REENTRANCY);
       expect(await preflight.balanceOf(payer.address, token)).to.equal(1_000n);
       expect(await reentrant.balanceOf(address)).to.equal(1_000n);
+      // Nor depositWithPermit, nor depositETH.
+      const viaPermit = preflight.interface.encodeFunctionData("depositWithPermit", [payer.address, token, 1n, 0n, 0, ethers.ZeroHash, ethers.ZeroHash]);
+      for (const data of [viaPermit, preflight.interface.encodeFunctionData("depositETH", [payer.address])]) {
+        await reentrant.arm(address, data);
+        await preflight.connect(payer).deposit(payer.address, token, 1_000n);
+        expect(await reentrant.lastReturn()).to.equal(REENTRANCY);
+      }
+      expect(await preflight.balanceOf(payer.address, token)).to.equal(3_000n);
     });
 
     it("cannot re-enter withdraw or withdrawEarnings, and a nested settle leaves accounting sound", async function () {

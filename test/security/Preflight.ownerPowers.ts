@@ -91,7 +91,8 @@ describe("Security: owner powers", function () {
 
   it("the fee applies to later settlements only, at the rate set, and goes to the recipient as earnings", async function () {
     const { preflight, owner, payer, provider, feeRecipient, token, domain } = await loadFixture(deployOwnerPowersFixture);
-    await preflight.connect(owner).setFee(1_000, feeRecipient.address);
+    await expect(preflight.connect(owner).setFee(1_000, feeRecipient.address)).to.emit(preflight, "FeeChanged").withArgs(1_000n, feeRecipient.address);
+    expect(await preflight.fee()).to.deep.equal([1_000n, feeRecipient.address]);
     const request = await makeRequest({ payer: payer.address, provider: provider.address, token, price: 10_000n, nonce: 3n });
     const before = await preflight.earningsOf(provider.address, token);
     await preflight.connect(provider).settle(await signedRequest(payer, domain, request));

@@ -112,4 +112,37 @@ describe("Security: races and griefing", function () {
       "NoWithdrawalRequested",
     );
   });
+
+  it("a front-run EIP-2612 permit cannot block a deposit, and nobody else can use the payer's permit", async function () {
+    const { preflight, usdc, payer, other, token } = await loadFixture(deployRacesFixture);
+    const address = await preflight.getAddress();
+    await usdc.connect(payer).approve(address, 0n);
+    const amount = 50n * USDC;
+    const deadline = BigInt(await time.latest()) + 600n;
+    const permitSignature = ethers.Signature.from(
+      await payer.signTypedData(
+        { name: "USD Coin", version: "1", chainId: (await ethers.provider.getNetwork()).chainId, verifyingContract: token },
+        { Permit: [
+          { name: "owner", type: "address" },
+          { name: "spender", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "nonce", type: "uint256" },
+          { name: "deadline", type: "uint256" },
+        ] },
+        { owner: payer.address, spender: address, value: amount, nonce: await usdc.nonces(payer.address), deadline },
+      ),
+    );
+    const { v, r, s } = permitSignature;
+    // Someone else cannot deposit with it: the permit is checked against the caller, and the caller has no allowance.
+    await expect(preflight.connect(other).depositWithPermit(other.address, token, amount, deadline, v, r, s)).to.be.reverted;
+    // A griefer submits the permit first; the payer's deposit still goes through on the allowance it set.
+    await usdc.connect(other).permit(payer.address, address, amount, deadline, v, r, s);
+    const before = await preflight.balanceOf(payer.address, token);
+    await expect(preflight.connect(payer).depositWithPermit(payer.address, token, amount, deadline, v, r, s))
+      .to.emit(preflight, "Deposited")
+      .withArgs(payer.address, token, payer.address, amount);
+    expect(await preflight.balanceOf(payer.address, token)).to.equal(before + amount);
+    // Without any allowance (permit used up, none set), the deposit fails instead of crediting.
+    await expect(preflight.connect(payer).depositWithPermit(payer.address, token, amount, deadline, v, r, s)).to.be.reverted;
+  });
 });
