@@ -86,7 +86,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
     await expect(preflight.connect(provider).claimVoucher(voucher)).to.emit(preflight, "VoucherClaimed");
   });
 
-  it("a signature check starved of gas reverts the transaction; it never reports a valid item as invalid", async function () {
+  it("a signature check starved of gas reverts the transaction; it never reports a valid item as invalid @gas", async function () {
     const { preflight, provider, wallet, walletAddress, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
     await wallet.setMode(Mode.Expensive);
     const token = ethers.ZeroAddress;
