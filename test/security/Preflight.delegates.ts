@@ -224,6 +224,7 @@ describe("Security: delegates beyond their scope", function () {
     await preflight.connect(payer).revoke(token, delegate.address);
     await preflight.connect(payer).grant({ ...scope, models: [MODEL_B] });
     expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_A)).to.equal(false);
+    expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_B)).to.equal(true);
     await expect(preflight.connect(provider).settle(modelA)).to.be.revertedWithCustomError(preflight, "ModelNotAllowed");
     // Known limit (SECURITY.md): requests bind the key, not the grant's epoch. Re-granting the same key
     // makes what it signed earlier settle again if the new scope covers it and its nonce is unused.
