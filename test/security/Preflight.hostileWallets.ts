@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, MODEL_A } from "../helpers/requests";
@@ -157,6 +157,19 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
         preflight,
         "GrantSet",
       );
+    });
+    it("an EOA given arbitrary code (hardhat_setCode, as a stand-in where 7702 is unavailable) still signs with its key", async function () {
+      const { preflight, provider, payer, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
+      // Code that refuses every ERC-1271 check (HostileWallet1271 in Revert mode, set through its storage).
+      const template = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
+      await network.provider.send("hardhat_setCode", [payer.address, await ethers.provider.getCode(await template.getAddress())]);
+      await network.provider.send("hardhat_setStorageAt", [payer.address, ethers.toBeHex(0, 32), ethers.toBeHex(Mode.Revert, 32)]);
+      expect(await (template.attach(payer.address) as HostileWallet1271).mode()).to.equal(BigInt(Mode.Revert));
+      const token = ethers.ZeroAddress;
+      const own = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 9n }));
+      await expect(preflight.connect(provider).settle(own)).to.emit(preflight, "RequestSettled");
+      const byWalletKey = await signedRequest(walletOwner, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 10n }));
+      await expect(preflight.connect(provider).settle(byWalletKey)).to.be.revertedWithCustomError(preflight, "InvalidSigner");
     });
   });
 });
