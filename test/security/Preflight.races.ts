@@ -1,9 +1,9 @@
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, NOTICE_PERIOD, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest } from "../helpers/requests";
-import { Reason, terms } from "../helpers/security";
+import { Reason, terms, TX_GAS_CAP } from "../helpers/security";
 import type { Request } from "../../sdk/eip712";
 
 /** The payer holds 1,000 USDC and has granted `delegate` any model with any provider. */
@@ -144,5 +144,47 @@ describe("Security: races and griefing", function () {
     expect(await preflight.balanceOf(payer.address, token)).to.equal(before + amount);
     // Without any allowance (permit used up, none set), the deposit fails instead of crediting.
     await expect(preflight.connect(payer).depositWithPermit(payer.address, token, amount, deadline, v, r, s)).to.be.reverted;
+  });
+
+  it("a payer who pre-fills nonce words far ahead cannot make a provider's batch run out of gas", async function () {
+    const { preflight, usdc, payer, provider, other, token, domain, sign } = await loadFixture(deployRacesFixture);
+    const address = await preflight.getAddress();
+    const coder = ethers.AbiCoder.defaultAbiCoder();
+    // Locate the payer's spilled nonce words (mapping payer => token => word => bits): mark one, then search.
+    await preflight.connect(payer).invalidateNonces(token, 5n, 1n);
+    const slotOf = (base: bigint, word: bigint) => {
+      const inner = ethers.keccak256(coder.encode(["address", "uint256"], [payer.address, base]));
+      const middle = ethers.keccak256(coder.encode(["address", "bytes32"], [token, inner]));
+      return ethers.keccak256(coder.encode(["uint256", "bytes32"], [word, middle]));
+    };
+    let base = 0n;
+    while (BigInt(await ethers.provider.getStorage(address, slotOf(base, 5n))) !== 1n) {
+      base += 1n;
+      expect(base).to.be.lessThan(64n);
+    }
+    // The payer fills every nonce of words 1..8,200 (what 8,200 invalidateNonces calls would do, set
+    // directly to keep the test fast) and every nonce of its window word 0 but the last.
+    const words = 8_200n;
+    const full = ethers.toBeHex((1n << 64n) - 1n, 32);
+    for (let word = 1n; word <= words; word++) await network.provider.send("hardhat_setStorageAt", [address, slotOf(base, word), full]);
+    await preflight.connect(payer).invalidateNonces(token, 0n, (1n << 63n) - 1n);
+    expect(await preflight.nonceBitmap(payer.address, token, words)).to.equal((1n << 64n) - 1n);
+    // The provider holds honest requests from another payer, and one from this payer with nonce 63,
+    // whose settlement completes the window word.
+    await usdc.mint(other.address, 10n ** 9n);
+    await usdc.connect(other).approve(address, ethers.MaxUint256);
+    await preflight.connect(other).deposit(other.address, token, 10n ** 9n);
+    const honest = async (nonce: bigint) =>
+      signedRequest(other, domain, await makeRequest({ payer: other.address, provider: provider.address, token, nonce, deadline: 2n ** 40n }));
+    const batch = [await honest(1n), await sign(payer, { nonce: 63n }), await honest(2n)];
+    const receipt = await (await preflight.connect(provider).settleBatch(token, batch, { gasLimit: TX_GAS_CAP })).wait();
+    expect(receipt!.status).to.equal(1);
+    expect(receipt!.gasUsed).to.be.lessThan(500_000n);
+    expect(await preflight.earningsOf(provider.address, token)).to.equal(3_000n);
+    // Every nonce the payer filled stays used; nonces above them still work.
+    for (const nonce of [0n, 63n, 64n, 64n * 4_000n + 7n, 64n * words + 63n]) {
+      await expect(preflight.connect(provider).settle(await sign(payer, { nonce }))).to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed");
+    }
+    await expect(preflight.connect(provider).settle(await sign(payer, { nonce: 64n * (words + 1n) }))).to.emit(preflight, "RequestSettled");
   });
 });
