@@ -60,7 +60,10 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
     /// @inheritdoc IInferencePermissions
     function revoke(address token, address delegate) external {
         Grant storage g = _grants[msg.sender][token][delegate];
-        uint16 epoch = _nextEpoch(g.epoch);
+        // A revoke must always work. At the last epoch it only clears the expiry: no signed grant can
+        // apply there anyway (granting needs a next epoch), so there is nothing else to retire.
+        uint16 epoch = g.epoch;
+        if (epoch != type(uint16).max) ++epoch;
         g.expiry = 0;
         g.epoch = epoch;
         emit GrantRevoked(msg.sender, token, delegate, epoch);

@@ -12,11 +12,14 @@ pragma solidity ^0.8.28;
 /// Nonces are unordered: nonce n lives in word n >> 6 at bit n & 63. The word under the window is
 /// kept in the account slot; words above it "spill" to a separate mapping (an extra slot, so clients
 /// allocate inside the window, see the SDK). Words below the window are entirely used: the window
-/// only moves up when its word is full, and then loads the next word's spilled bits. So no nonce
-/// is ever lost or revived, and the common case touches one slot.
+/// only moves up when its word is full, and then loads the next word's spilled bits (over at most
+/// `MAX_SLIDE` full words per use). So no nonce is ever lost or revived, and the common case touches
+/// one slot.
 library PayerAccount {
     uint256 private constant BALANCE_MASK = type(uint128).max;
     uint256 private constant FULL_WORD = type(uint64).max;
+    /// @dev Most words the window slides over in one use: bounds what one settlement can cost.
+    uint256 private constant MAX_SLIDE = 8;
 
     /// @notice The balance held in `account`.
     function balance(uint256 account) internal pure returns (uint256) {
@@ -41,9 +44,12 @@ library PayerAccount {
             uint256 bits = account >> 192;
             if (bits & mask != 0) return (account, false);
             bits |= mask;
-            while (bits == FULL_WORD) {
-                // The window is full: everything at or below it is used. Slide to the next word and
-                // take over the bits already spent there.
+            // The window is full: everything at or below it is used. Slide to the next word and take
+            // over the bits already spent there, at most MAX_SLIDE words: a payer who filled words far
+            // ahead must not make the provider settling its request pay a cold read per word (it could
+            // push a whole batch past the transaction gas cap). A window left on a full word stays
+            // correct: its nonces are used, and the ones above it live in `spilled`.
+            for (uint256 i; bits == FULL_WORD && i < MAX_SLIDE; ++i) {
                 ++windowWord;
                 bits = spilled[windowWord];
             }
