@@ -436,7 +436,7 @@ describe("Preflight: properties that must hold", function () {
   describe("A malicious token or ETH receiver cannot re-enter and break accounting", function () {
     it("a token re-entering deposit, withdraw or withdrawEarnings hits the lock (Reentrancy)", async function () {
       const { preflight, preflightAddress, payerA, provider, domain } = await loadFixture(deployPropertiesFixture);
-      const evil = await ethers.deployContract("ReentrantToken");
+      const evil = await ethers.deployContract("BubblingReentrantToken");
       const evilAddress = await evil.getAddress();
       await evil.mint(payerA.address, 1_000_000n);
       await evil.connect(payerA).approve(preflightAddress, ethers.MaxUint256);

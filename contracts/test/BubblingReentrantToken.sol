@@ -4,8 +4,9 @@ pragma solidity 0.8.30;
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 
 /// @notice A hostile ERC-20 for tests: once armed, every transfer first calls `target` with `data`
+/// (unlike `hostile/ReentrantToken`, which records the re-entry and lets the outer call finish)
 /// (re-entering it) and bubbles up any revert, so a reentrancy guard's error reaches the caller.
-contract ReentrantToken is ERC20 {
+contract BubblingReentrantToken is ERC20 {
     address private _target;
     bytes private _data;
 
