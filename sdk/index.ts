@@ -12,6 +12,7 @@ export * from "./client";
 export { NonceAllocator, type BitmapReader } from "./nonces";
 export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVerifierOptions, type AccountView, type GrantView } from "./verifier";
 export { BatchSettler, type BatchSettlerOptions, type BatchResult, type ItemResult } from "./settler";
+export { encodePacked, decodePacked, type SignedPackedItem } from "./packed";
 export { DigestComputer } from "./digest";
 export { cryptoBackend, type CryptoBackend } from "./crypto";
 export type { Preflight, TestToken } from "../typechain-types";

@@ -3,8 +3,10 @@
  * requests as `settleBatch`, in about a quarter of the calldata (~97 bytes per request when one payer
  * signs consecutive nonces). See contracts/interfaces/IPackedSettlement.sol for the layout.
  */
-import { Signature, concat, getAddress, toBeHex, zeroPadValue } from "ethers";
+import { Signature, concat, dataLength, dataSlice, getAddress, isHexString, toBeHex, toBigInt, zeroPadValue } from "ethers";
 import type { Request } from "./eip712";
+import { PreflightSdkError } from "./errors";
+import type { SignedRequest } from "./types";
 
 /** A request with its signature (65-byte, or 64-byte EIP-2098; both are packed as 64 bytes). */
 export interface SignedPackedItem {
@@ -15,6 +17,10 @@ export interface SignedPackedItem {
 const UINT64 = 2n ** 64n;
 const UINT96 = 2n ** 96n;
 const MAX_GROUP = 0xffff;
+/** payer(20) model(32) price(12) deadline(8) firstNonce(8) count(2) */
+const HEADER = 82;
+/** inputHash(32) r(32) vs(32) */
+const ITEM = 96;
 
 /**
  * Packs `items` for `settlePacked`. Consecutive items of the same payer, model, price and deadline
@@ -26,7 +32,7 @@ const MAX_GROUP = 0xffff;
  * await preflight.connect(provider).settlePacked(token, packed);
  */
 export function encodePacked(items: SignedPackedItem[]): string {
-  if (items.length === 0) throw new Error("encodePacked: no items");
+  if (items.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodePacked: no items");
   const { token, provider } = items[0]!.request;
   const parts: string[] = [];
   let group: SignedPackedItem[] = [];
@@ -49,10 +55,12 @@ export function encodePacked(items: SignedPackedItem[]): string {
   };
   for (const item of items) {
     const r = item.request;
-    if (r.token.toLowerCase() !== token.toLowerCase()) throw new Error("encodePacked: every item must use the same token");
-    if (r.provider.toLowerCase() !== provider.toLowerCase()) throw new Error("encodePacked: every item must name the same provider");
+    if (r.token.toLowerCase() !== token.toLowerCase()) throw new PreflightSdkError("TOKEN_MISMATCH", "encodePacked: every item must use the same token");
+    if (r.provider.toLowerCase() !== provider.toLowerCase()) {
+      throw new PreflightSdkError("PROVIDER_MISMATCH", "encodePacked: every item must name the same provider");
+    }
     if (r.deadline >= UINT64 || r.nonce >= UINT64 || r.price >= UINT96 || r.price < 0n) {
-      throw new Error("encodePacked: deadline and nonce must fit 64 bits, price 96 bits (use settleBatch)");
+      throw new PreflightSdkError("INVALID_AMOUNT", "encodePacked: deadline and nonce must fit 64 bits, price 96 bits (use settleBatch)");
     }
     const head = group[0]?.request;
     const joins =
@@ -70,3 +78,44 @@ export function encodePacked(items: SignedPackedItem[]): string {
   return concat(parts);
 }
 
+
+/**
+ * Decodes `settlePacked` calldata back into the signed requests it carries, in item order (the
+ * `index` of `RequestSkipped`), each with its 64-byte EIP-2098 signature. The inverse of
+ * `encodePacked`; indexers and the verifier use it to recover a packed batch's items.
+ * @example
+ * const call = preflight.interface.parseTransaction(tx)!; // a settlePacked transaction
+ * const requests = decodePacked(call.args[0], call.args[1]);
+ */
+export function decodePacked(token: string, packed: string): SignedRequest[] {
+  if (!isHexString(packed)) throw new PreflightSdkError("INVALID_HEX", "decodePacked: packed is not hex");
+  const size = dataLength(packed);
+  const requests: SignedRequest[] = [];
+  for (let offset = 0; offset < size; ) {
+    if (offset + HEADER > size) throw new PreflightSdkError("INVALID_HEX", `decodePacked: truncated group header at byte ${offset}`);
+    const at = (from: number, length: number): string => dataSlice(packed, offset + from, offset + from + length);
+    const payer = getAddress(at(0, 20));
+    const model = at(20, 32);
+    const price = toBigInt(at(52, 12));
+    const deadline = toBigInt(at(64, 8));
+    const firstNonce = toBigInt(at(72, 8));
+    const count = Number(toBigInt(at(80, 2)));
+    const end = offset + HEADER + count * ITEM;
+    if (count === 0 || end > size) throw new PreflightSdkError("INVALID_HEX", `decodePacked: group at byte ${offset} holds ${count} items past the end`);
+    for (let i = 0; i < count; i++) {
+      const item = offset + HEADER + i * ITEM;
+      requests.push({
+        payer,
+        token: getAddress(token),
+        model,
+        price,
+        nonce: firstNonce + BigInt(i),
+        deadline,
+        inputHash: dataSlice(packed, item, item + 32),
+        signature: dataSlice(packed, item + 32, item + ITEM),
+      });
+    }
+    offset = end;
+  }
+  return requests;
+}

@@ -14,6 +14,7 @@ import { Preflight__factory } from "../typechain-types";
 import { DigestComputer } from "./digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus, toHex } from "./crypto";
 import { PreflightSdkError } from "./errors";
+import { decodePacked } from "./packed";
 import { Reason, type SignedRequest, type SignedVoucher } from "./types";
 import type { PreflightDomain } from "./eip712";
 
@@ -698,11 +699,14 @@ export class PreflightVerifier {
           const token = lc(a.token);
           const count = Number(a.settled);
           const total = big(a.total);
-          // The settleBatch call whose items match the event (token, settled count and total).
+          // The settleBatch or settlePacked call whose items match the event (token, settled count and total).
+          const batchItems = (c: TransactionDescription): SignedRequest[] =>
+            c.name === "settlePacked"
+              ? decodePacked(String(c.args[0]), String(c.args[1]))
+              : (c.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
           const call = (await preflightCalls()).find((c) => {
-            if (c.name !== "settleBatch" || lc(c.args[0]) !== token) return false;
-            const items = (c.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
-            const settledItems = items.filter((_, i) => !skipped.has(`${provider}|${i}`));
+            if ((c.name !== "settleBatch" && c.name !== "settlePacked") || lc(c.args[0]) !== token) return false;
+            const settledItems = batchItems(c).filter((_, i) => !skipped.has(`${provider}|${i}`));
             return settledItems.length === count && settledItems.reduce((sum, r) => sum + r.price, 0n) === total;
           });
           if (!call) {
@@ -715,7 +719,7 @@ export class PreflightVerifier {
             dirty.tokens.add(token);
             break;
           }
-          const items = (call.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
+          const items = batchItems(call);
           for (let i = 0; i < items.length; i++) {
             const item = items[i];
             if (skipped.has(`${provider}|${i}`)) {
@@ -891,7 +895,7 @@ export class PreflightVerifier {
   }
 }
 
-const SETTLEMENT_SELECTORS = (["settle", "settleBatch", "claimVoucher", "claimVouchers"] as const).map((name) =>
+const SETTLEMENT_SELECTORS = (["settle", "settleBatch", "settlePacked", "claimVoucher", "claimVouchers"] as const).map((name) =>
   Preflight__factory.createInterface().getFunction(name)!.selector.slice(2),
 );
 
