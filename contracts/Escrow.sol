@@ -24,6 +24,8 @@ abstract contract Escrow is IEscrow, Ownable2Step {
     uint16 public constant MAX_FEE_BPS = 1_000;
     /// @inheritdoc IEscrow
     uint256 public immutable NOTICE_PERIOD;
+    /// @inheritdoc IEscrow
+    uint256 public constant MAX_NOTICE_PERIOD = 365 days;
 
     /// @dev A pending withdrawal. Packs into one slot (128 + 40 bits).
     struct Withdrawal {
@@ -60,6 +62,9 @@ abstract contract Escrow is IEscrow, Ownable2Step {
     constructor(address initialOwner, uint256 noticePeriod, uint16 feeBps, address feeRecipient)
         Ownable(initialOwner)
     {
+        // Zero would let a payer withdraw under a provider's feet; a huge value would freeze withdrawals
+        // (and overflow the 40-bit readyAt). Both are refused at deployment.
+        if (noticePeriod == 0 || noticePeriod > MAX_NOTICE_PERIOD) revert InvalidNoticePeriod(noticePeriod, MAX_NOTICE_PERIOD);
         NOTICE_PERIOD = noticePeriod;
         _setFee(feeBps, feeRecipient);
     }

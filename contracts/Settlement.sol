@@ -85,10 +85,11 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
         uint256 account = _accounts[msg.sender][token];
         // Only the bits not used yet, so that invalidating an already-used nonce is not an error.
         uint256 unused = uint256(mask) & ~uint256(account.bitmap(word, spilled));
-        if (unused != 0) {
-            (account,) = account.useNonces(word, unused, spilled);
-            _accounts[msg.sender][token] = account;
-        }
+        uint256 updated = account;
+        if (unused != 0) (updated,) = updated.useNonces(word, unused, spilled);
+        // The payer's own call also catches a window that settlements left on a full word back up.
+        updated = updated.slideFullWindow(spilled);
+        if (updated != account) _accounts[msg.sender][token] = updated;
         emit NoncesInvalidated(msg.sender, token, word, mask);
     }
 

@@ -18,6 +18,8 @@ interface IEscrow is ISignatureErrors {
     error NoticePeriodActive(uint256 readyAt);
     /// @notice Native ETH could not be delivered to `to`.
     error EthTransferFailed(address to);
+    /// @notice The notice period given at deployment is zero or above `MAX_NOTICE_PERIOD`.
+    error InvalidNoticePeriod(uint256 noticePeriod, uint256 maxNoticePeriod);
     /// @notice The owner tried to set a fee above `MAX_FEE_BPS`.
     error FeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
 
@@ -76,6 +78,9 @@ interface IEscrow is ISignatureErrors {
 
     /// @notice Seconds between a withdrawal request and its execution, fixed at deployment.
     function NOTICE_PERIOD() external view returns (uint256);
+
+    /// @notice The longest notice period a deployment accepts (365 days): withdrawals can never be frozen.
+    function MAX_NOTICE_PERIOD() external view returns (uint256);
 
     /// @notice `payer`'s balance of `token`.
     function balanceOf(address payer, address token) external view returns (uint256);

@@ -55,7 +55,9 @@ interface ISettlement is ISignatureErrors {
     /// @return reasons one per voucher; `Reason.Settled` (0) for those that paid
     function claimVouchers(address token, SignedVoucher[] calldata vouchers) external returns (Reason[] memory reasons);
 
-    /// @notice Marks the nonces set in `mask` of bitmap `word` as used, so they can never settle.
+    /// @notice Marks the nonces set in `mask` of bitmap `word` as used, so they can never settle. Also
+    /// slides the caller's nonce window up over up to 8 full words that settlements left behind
+    /// (a `mask` of 0 does only that).
     function invalidateNonces(address token, uint256 word, uint64 mask) external;
 
     /// @notice Bitmap of used nonces of (payer, token) in `word` (bit i = nonce word*64+i).

@@ -43,17 +43,7 @@ library PayerAccount {
         if (word == windowWord) {
             uint256 bits = account >> 192;
             if (bits & mask != 0) return (account, false);
-            bits |= mask;
-            // The window is full: everything at or below it is used. Slide to the next word and take
-            // over the bits already spent there, at most MAX_SLIDE words: a payer who filled words far
-            // ahead must not make the provider settling its request pay a cold read per word (it could
-            // push a whole batch past the transaction gas cap). A window left on a full word stays
-            // correct: its nonces are used, and the ones above it live in `spilled`.
-            for (uint256 i; bits == FULL_WORD && i < MAX_SLIDE; ++i) {
-                ++windowWord;
-                bits = spilled[windowWord];
-            }
-            return (_pack(account & BALANCE_MASK, windowWord, bits), true);
+            return (_slide(account & BALANCE_MASK, windowWord, bits | mask, spilled), true);
         }
         if (word < windowWord) return (account, false);
         uint256 spilledBits = spilled[word];
@@ -111,6 +101,17 @@ library PayerAccount {
         }
     }
 
+    /// @notice Slides a full window up over at most `MAX_SLIDE` full words. A settlement stops after
+    /// `MAX_SLIDE` words so that a provider never pays for words a payer filled far ahead; the payer
+    /// catches its own window up with this (through `invalidateNonces`), paying the reads itself.
+    function slideFullWindow(uint256 account, mapping(uint256 => uint256) storage spilled)
+        internal
+        view
+        returns (uint256)
+    {
+        return _slide(account & BALANCE_MASK, (account >> 128) & FULL_WORD, account >> 192, spilled);
+    }
+
     /// @notice The used-nonce bitmap of `word`.
     function bitmap(uint256 account, uint256 word, mapping(uint256 => uint256) storage spilled)
         internal
@@ -126,6 +127,23 @@ library PayerAccount {
     /// @notice The bit of `nonce` within its word, and the word.
     function locate(uint256 nonce) internal pure returns (uint256 word, uint256 mask) {
         return (nonce >> 6, 1 << (nonce & 63));
+    }
+
+    /// @dev While the window's word is full (everything at or below it is used), slide to the next word
+    /// and take over the bits already spent there, over at most MAX_SLIDE words: a payer who filled words
+    /// far ahead must not make the provider settling its request pay a cold read per word (it could push
+    /// a whole batch past the transaction gas cap). A window left on a full word stays correct: its
+    /// nonces are used, and the ones above it live in `spilled`.
+    function _slide(uint256 balance_, uint256 windowWord, uint256 bits, mapping(uint256 => uint256) storage spilled)
+        private
+        view
+        returns (uint256)
+    {
+        for (uint256 i; bits == FULL_WORD && i < MAX_SLIDE; ++i) {
+            ++windowWord;
+            bits = spilled[windowWord];
+        }
+        return _pack(balance_, windowWord, bits);
     }
 
     function _pack(uint256 balance_, uint256 windowWord, uint256 bits) private pure returns (uint256) {

@@ -44,6 +44,7 @@ const FEE_MARGIN_PERCENT = 130n;
 /** What going through CreateX costs on top of a plain CREATE, when CreateX is not installed yet to ask it. */
 const CREATEX_OVERHEAD_GAS = 40_000n;
 const MAX_FEE_BPS = 1_000n;
+const MAX_NOTICE_PERIOD = 365n * 24n * 3600n;
 
 interface Planned {
   name: "Preflight" | "TestToken";
@@ -179,6 +180,9 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   }
   const noticePeriod = parseDuration("--notice-period", envOr(args.noticePeriod, "PREFLIGHT_NOTICE_PERIOD") ?? "3d");
   if (noticePeriod === 0n) throw new PreflightError("--notice-period must be more than zero, or providers could not settle what they served before a payer withdraws.");
+  if (noticePeriod > MAX_NOTICE_PERIOD) {
+    throw new PreflightError(`--notice-period is ${noticePeriod} s, more than the largest allowed, 365 days (${MAX_NOTICE_PERIOD} s): payers could not withdraw.`);
+  }
   const salt = resolveSalt(envOr(args.salt, "PREFLIGHT_SALT") ?? DEFAULT_SALT_LABEL);
   const mode = saltMode(salt, deployer.address);
   const testTokenChoice = (args.testToken ?? "auto").toLowerCase();

@@ -28,6 +28,19 @@ describe("Escrow: protocol fee and ownership", function () {
       expect(await preflight.fee()).to.deep.equal([MAX_FEE_BPS, recipient.address]);
     });
 
+    it("refuses a notice period of zero or above MAX_NOTICE_PERIOD (withdrawals could be instant or frozen)", async function () {
+      const [owner] = await ethers.getSigners();
+      const factory = await ethers.getContractFactory("Preflight");
+      const max = 365n * 24n * 3600n;
+      for (const noticePeriod of [0n, max + 1n, 2n ** 40n]) {
+        await expect(factory.deploy(owner.address, noticePeriod, 0n, ethers.ZeroAddress))
+          .to.be.revertedWithCustomError(factory, "InvalidNoticePeriod")
+          .withArgs(noticePeriod, max);
+      }
+      const longest = await factory.deploy(owner.address, max, 0n, ethers.ZeroAddress);
+      expect(await longest.NOTICE_PERIOD()).to.equal(await longest.MAX_NOTICE_PERIOD());
+    });
+
     it("refuses a zero initial owner", async function () {
       const factory = await ethers.getContractFactory("Preflight");
       await expect(factory.deploy(ethers.ZeroAddress, NOTICE_PERIOD, 0n, ethers.ZeroAddress))

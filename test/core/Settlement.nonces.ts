@@ -88,6 +88,28 @@ describe("Settlement: unordered nonces", function () {
     expect(await bitmap(0n, ethers.ZeroAddress)).to.equal(1n);
   });
 
+  describe("window catch-up after words filled far ahead", function () {
+    it("a settlement slides at most 8 words; the payer's invalidateNonces(token, 0, 0) catches the rest up", async function () {
+      const { preflight, payer, provider, token, settle, bitmap } = await loadFixture(deployNoncesFixture);
+      for (let word = 1n; word <= 20n; word++) await preflight.connect(payer).invalidateNonces(token, word, FULL);
+      await preflight.connect(payer).invalidateNonces(token, 0n, FULL >> 1n); // all of word 0 but nonce 63
+      await settle(63n); // completes word 0: the window slides over words 1..8 and stops, still on a full word
+      const gasOf = async (nonce: bigint) => (await (await settle(nonce)).wait())!.gasUsed;
+      await settle(21n * 64n + 1n); // word 21 is above the window: it gets a spilled slot of its own
+      const beyondWindow = await gasOf(21n * 64n + 2n); // reads and rewrites that extra slot
+      await preflight.connect(payer).invalidateNonces(token, 0n, 0n); // words 9..16
+      await preflight.connect(payer).invalidateNonces(token, 0n, 0n); // words 17..21: stops on the first non-full word
+      const inWindow = await gasOf(21n * 64n + 3n); // now in the payer's account slot: no extra slot
+      expect(inWindow).to.be.lessThan(beyondWindow - 4_000n);
+      // Nothing was lost or revived on the way.
+      for (let word = 0n; word <= 20n; word++) expect(await bitmap(word)).to.equal(FULL);
+      expect(await bitmap(21n)).to.equal(0b1110n);
+      await expect(settle(21n * 64n + 1n)).to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed");
+      await expect(settle(21n * 64n)).to.emit(preflight, "RequestSettled");
+      expect(provider.address).to.not.equal(payer.address);
+    });
+  });
+
   describe("invalidateNonces", function () {
     it("burns the nonces of the mask and emits NoncesInvalidated", async function () {
       const { preflight, payer, token, settle, bitmap } = await loadFixture(deployNoncesFixture);

@@ -125,6 +125,7 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
       await expectNothingSent({ owner: "0x1234" }, /--owner "0x1234" is not an address/);
       await expectNothingSent({ noticePeriod: "3 days" }, /--notice-period "3 days" is not a duration/);
       await expectNothingSent({ noticePeriod: "0" }, /--notice-period must be more than zero/);
+      await expectNothingSent({ noticePeriod: "366d" }, /--notice-period is 31622400 s, more than the largest allowed, 365 days/);
       await expectNothingSent({ salt: "0x1234" }, /--salt "0x1234" starts with 0x but is not 32 bytes/);
       await expectNothingSent({ testToken: "maybe" }, /--test-token must be auto, yes or no/);
     });
