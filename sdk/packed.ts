@@ -48,7 +48,7 @@ export function encodePacked(items: SignedPackedItem[]): string {
       toBeHex(group.length, 2),
     );
     for (const item of group) {
-      const sig = Signature.from(item.signature);
+      const sig = Signature.from(item.signature); // validated in the loop below
       parts.push(zeroPadValue(item.request.inputHash, 32), sig.r, sig.yParityAndS);
     }
     group = [];
@@ -62,6 +62,7 @@ export function encodePacked(items: SignedPackedItem[]): string {
     if (r.deadline >= UINT64 || r.nonce >= UINT64 || r.price >= UINT96 || r.price < 0n) {
       throw new PreflightSdkError("INVALID_AMOUNT", "encodePacked: deadline and nonce must fit 64 bits, price 96 bits (use settleBatch)");
     }
+    assertPackableSignature(item.signature);
     const head = group[0]?.request;
     const joins =
       head !== undefined &&
@@ -118,4 +119,19 @@ export function decodePacked(token: string, packed: string): SignedRequest[] {
     offset = end;
   }
   return requests;
+}
+
+/**
+ * Packing keeps r and s and folds v into the top bit of s (EIP-2098). ethers would also accept a
+ * 65-byte signature with v = 0/1 or an EIP-155 v and quietly fix it, which `settle` and `settleBatch`
+ * refuse: refuse it here too, so both entry points accept exactly the same signatures.
+ */
+function assertPackableSignature(signature: string): void {
+  if (!isHexString(signature) || (dataLength(signature) !== 64 && dataLength(signature) !== 65)) {
+    throw new PreflightSdkError("INVALID_HEX", "encodePacked: signatures must be 64 or 65 bytes (contract-wallet signatures go through settleBatch)");
+  }
+  if (dataLength(signature) === 65) {
+    const v = Number(toBigInt(dataSlice(signature, 64, 65)));
+    if (v !== 27 && v !== 28) throw new PreflightSdkError("INVALID_HEX", `encodePacked: a 65-byte signature needs v = 27 or 28, not ${v}`);
+  }
 }

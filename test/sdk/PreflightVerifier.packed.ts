@@ -36,6 +36,16 @@ describe("settlePacked through the SDK", function () {
     await expectSdkError(() => encodePacked([]), "INVALID_OPTION");
   });
 
+  it("encodePacked refuses signatures settle() would refuse, instead of repairing them (v = 0/1)", async function () {
+    const { preflight, provider, token, payer, domain } = await loadFixture(deployPackedFixture);
+    const request = await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 9n, price: 1n });
+    const good = signRequestFast(payer, domain, request).signature;
+    const lowV = good.slice(0, -2) + (parseInt(good.slice(-2), 16) - 27).toString(16).padStart(2, "0");
+    await expect(preflight.connect(provider).settle({ ...request, signature: lowV })).to.be.revertedWithCustomError(preflight, "InvalidSigner");
+    await expectSdkError(() => encodePacked([{ request, signature: lowV }]), "INVALID_HEX");
+    expect(encodePacked([{ request, signature: good }])).to.match(/^0x/);
+  });
+
   it("the verifier follows a settlePacked batch from its calldata: settled items debited and released, the skipped one too", async function () {
     const { preflight, provider, token, payer, signed, packed } = await loadFixture(deployPackedFixture);
     const verifier = await PreflightVerifier.create({ contract: preflight, provider: provider.address });
