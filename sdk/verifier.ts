@@ -610,11 +610,18 @@ export class PreflightVerifier {
      * Preflight call embedded verbatim in it (how a Safe, a multisig or a forwarder passes it on).
      */
     let calls: TransactionDescription[] | undefined;
+    /**
+     * Whether those calls were found inside another contract's calldata. Such calldata is the sender's
+     * to shape (a decoy encoding before the real call), so what it says is only a first estimate: the
+     * tokens it touched are re-read with view calls at the end of the block, which overwrites it.
+     */
+    let wrapped = false;
     const preflightCalls = async (): Promise<TransactionDescription[]> => {
       if (calls) return calls;
       if (tx === undefined) tx = await this.rpc.getTransaction(logs[0].transactionHash);
       if (!tx) throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `transaction ${logs[0].transactionHash} not found`);
-      calls = (tx.to ?? "").toLowerCase() === this.address ? [this.iface.parseTransaction(tx)].filter(isCall) : this.embeddedCalls(tx.data);
+      wrapped = (tx.to ?? "").toLowerCase() !== this.address;
+      calls = wrapped ? this.embeddedCalls(tx.data) : [this.iface.parseTransaction(tx)].filter(isCall);
       return calls;
     };
     const skipped = new Set<string>();
@@ -700,13 +707,9 @@ export class PreflightVerifier {
           const count = Number(a.settled);
           const total = big(a.total);
           // The settleBatch or settlePacked call whose items match the event (token, settled count and total).
-          const batchItems = (c: TransactionDescription): SignedRequest[] =>
-            c.name === "settlePacked"
-              ? decodePacked(String(c.args[0]), String(c.args[1]))
-              : (c.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
           const call = (await preflightCalls()).find((c) => {
             if ((c.name !== "settleBatch" && c.name !== "settlePacked") || lc(c.args[0]) !== token) return false;
-            const settledItems = batchItems(c).filter((_, i) => !skipped.has(`${provider}|${i}`));
+            const settledItems = requestsOf(c).filter((_, i) => !skipped.has(`${provider}|${i}`));
             return settledItems.length === count && settledItems.reduce((sum, r) => sum + r.price, 0n) === total;
           });
           if (!call) {
@@ -719,7 +722,7 @@ export class PreflightVerifier {
             dirty.tokens.add(token);
             break;
           }
-          const items = batchItems(call);
+          const items = requestsOf(call);
           for (let i = 0; i < items.length; i++) {
             const item = items[i];
             if (skipped.has(`${provider}|${i}`)) {
@@ -746,6 +749,19 @@ export class PreflightVerifier {
         }
         default:
           break;
+      }
+    }
+    if (wrapped) {
+      for (const { event } of parsed) {
+        if (event !== null && event.args.token !== undefined) dirty.tokens.add(lc(event.args.token));
+      }
+      // Every nonce word any decoded request names (decoy or real) is re-read with the balances.
+      for (const call of calls ?? []) {
+        for (const r of requestsOf(call)) {
+          const account = this.account(r.payer.toLowerCase(), r.token.toLowerCase());
+          const word = r.nonce >> 6n;
+          if (!account.words.has(word)) account.words.set(word, 0n);
+        }
       }
     }
   }
@@ -939,6 +955,20 @@ function lc(value: unknown): string {
 }
 function big(value: unknown): bigint {
   return BigInt(value as bigint);
+}
+
+/** The signed requests a decoded Preflight call carries (none for voucher claims). */
+function requestsOf(call: TransactionDescription): SignedRequest[] {
+  switch (call.name) {
+    case "settle":
+      return [toSignedRequest(call.args[0] as Result)];
+    case "settleBatch":
+      return (call.args[1] as Result).toArray().map((r) => toSignedRequest(r as Result));
+    case "settlePacked":
+      return decodePacked(String(call.args[0]), String(call.args[1]));
+    default:
+      return [];
+  }
 }
 
 function toSignedRequest(r: Result): SignedRequest {

@@ -62,6 +62,39 @@ describe("PreflightVerifier with settlements sent through another contract", fun
     expect(verifier.verify(batch[1], { reserve: false }).reason).to.equal(Reason.NonceUsed);
   });
 
+  it("is not fooled by a decoy settlement encoded ahead of the real one in a wrapper's calldata", async function () {
+    const { preflight, domain, token, operator, providerWallet, walletAddress, payer } = await loadFixture(deployWrappedProviderFixture);
+    const victim = await fundedWallet(503);
+    await preflight.connect(await ethers.getImpersonatedSigner((await ethers.getSigners())[0]!.address)).deposit(victim.address, token, 10_000n);
+    const verifier = await PreflightVerifier.create({ contract: preflight, provider: walletAddress });
+    const sign = async (who: typeof payer, nonce: bigint) =>
+      signRequestFast(who, domain, await makeRequest({ payer: who.address, provider: walletAddress, token, nonce, price: 1_000n }));
+    const real = [await sign(payer, 0n), await sign(payer, 1n)];
+    const decoy = [await sign(victim, 0n), await sign(victim, 1n)]; // same token, count and total: never sent to Preflight
+    // execute(target, data) with `data`'s offset pointing past a gap that holds the decoy encoding.
+    const word = (n: bigint | number) => ethers.toBeHex(n, 32);
+    const padded = (hex: string) => hex + "00".repeat((32 - (((hex.length - 2) / 2) % 32)) % 32);
+    const decoyCall = padded(preflight.interface.encodeFunctionData("settleBatch", [token, decoy]));
+    const realCall = preflight.interface.encodeFunctionData("settleBatch", [token, real]);
+    const data = ethers.concat([
+      providerWallet.interface.getFunction("execute")!.selector,
+      ethers.zeroPadValue(await preflight.getAddress(), 32),
+      word(0x40 + (decoyCall.length - 2) / 2),
+      decoyCall,
+      word((realCall.length - 2) / 2),
+      padded(realCall),
+    ]);
+    await operator.sendTransaction({ to: walletAddress, data });
+    expect(await preflight.balanceOf(payer.address, token)).to.equal(1_000_000n - 2_000n);
+
+    await verifier.sync();
+    expect(verifier.accountOf(victim.address, token).balance).to.equal(10_000n);
+    expect(verifier.isNonceUsed(victim.address, token, 0n)).to.equal(false);
+    expect(verifier.verify(await sign(victim, 0n), { reserve: false }).reason).to.equal(Reason.Settled);
+    expect(verifier.accountOf(payer.address, token).balance).to.equal(1_000_000n - 2_000n);
+    expect(verifier.verify(real[0]!, { reserve: false }).reason).to.equal(Reason.NonceUsed);
+  });
+
   it("falls back to reading state at the end of the block when the calls cannot be decoded", async function () {
     const { preflight, domain, token, payer, sessionKey } = await loadFixture(deployWrappedProviderFixture);
     const forwarder = await ethers.deployContract("ScramblingForwarder");
