@@ -104,8 +104,8 @@ describe("InferencePermissions: grants", function () {
           .withArgs(1n);
       });
 
-      // GrantEpochExhausted (65,535 grants/revokes of one (payer, token, delegate)) is not exercised:
-      // reaching it takes 65,535 transactions, far beyond this suite's time budget.
+      // GrantEpochExhausted (65,535 grants of one (payer, token, delegate)) is exercised in
+      // test/security/Preflight.delegates.ts by writing the epoch to storage.
     });
   });
 
