@@ -109,24 +109,9 @@ export async function pretendDeployedOnChain(address: string, originalChainId: b
   return original;
 }
 
-/** The contract's `Reason` codes for items skipped in a batch (mirror of `IPreflightTypes.Reason`). */
-export const Reason = {
-  Settled: 0n,
-  Expired: 1n,
-  SignatureLength: 2n,
-  SignatureMalleable: 3n,
-  InvalidSigner: 4n,
-  GrantRevoked: 5n,
-  GrantExpired: 6n,
-  ProviderNotAllowed: 7n,
-  ModelNotAllowed: 8n,
-  PriceAboveCap: 9n,
-  BudgetExceeded: 10n,
-  NonceUsed: 11n,
-  InsufficientBalance: 12n,
-  NothingToClaim: 13n,
-  TokenMismatch: 14n,
-} as const;
+/** The contract's `Reason` codes for items skipped in a batch (one mirror, in ./signatures). */
+export { Reason } from "./signatures";
+import { Reason } from "./signatures";
 /** One of the `Reason` codes. */
 export type ReasonCode = (typeof Reason)[keyof typeof Reason];
 
