@@ -241,15 +241,13 @@ export class PreflightVerifier {
    * const d = await verifier.verifyAsync(requestFromSafe);
    */
   async verifyAsync(request: SignedRequest, options: VerifyOptions = {}): Promise<Decision> {
-    const first = this.decideRequest(request, { ...options, reserve: false }, undefined);
-    const signatureRefused =
-      first.delegate === undefined && first.reason >= Reason.SignatureLength && first.reason <= Reason.InvalidSigner;
-    if (!signatureRefused || !(await this.isContract(request.payer.toLowerCase()))) {
-      return first.accepted && options.reserve !== false ? this.decideRequest(request, options, undefined) : first;
-    }
-    const digest = first.digest ?? "0x" + toHex(this.digests.request(request, this.provider));
-    const accepted = await this.erc1271(request.payer.toLowerCase(), digest, request.signature);
-    return this.decideRequest(request, options, accepted);
+    return this.decideWithErc1271(
+      request.payer,
+      request.signature,
+      options,
+      (o, erc1271Accepted) => this.decideRequest(request, o, erc1271Accepted),
+      () => this.digests.request(request, this.provider),
+    );
   }
 
   /**
@@ -269,15 +267,34 @@ export class PreflightVerifier {
    * const d = await verifier.verifyVoucherAsync(voucherFromSafe);
    */
   async verifyVoucherAsync(voucher: SignedVoucher, options: VerifyOptions = {}): Promise<Decision> {
-    const first = this.decideVoucher(voucher, { ...options, reserve: false }, undefined);
+    return this.decideWithErc1271(
+      voucher.payer,
+      voucher.signature,
+      options,
+      (o, erc1271Accepted) => this.decideVoucher(voucher, o, erc1271Accepted),
+      () => this.digests.voucher(voucher, this.provider),
+    );
+  }
+
+  /**
+   * The ERC-1271 path shared by requests and vouchers: decide without reserving; only when the
+   * signature alone was refused and the payer is a contract, ask the wallet, then decide for real.
+   */
+  private async decideWithErc1271(
+    payer: string,
+    signature: string,
+    options: VerifyOptions,
+    decide: (options: VerifyOptions, erc1271Accepted: boolean | undefined) => Decision,
+    digestOf: () => Uint8Array,
+  ): Promise<Decision> {
+    const first = decide({ ...options, reserve: false }, undefined);
     const signatureRefused =
       first.delegate === undefined && first.reason >= Reason.SignatureLength && first.reason <= Reason.InvalidSigner;
-    if (!signatureRefused || !(await this.isContract(voucher.payer.toLowerCase()))) {
-      return first.accepted && options.reserve !== false ? this.decideVoucher(voucher, options, undefined) : first;
+    if (!signatureRefused || !(await this.isContract(payer.toLowerCase()))) {
+      return first.accepted && options.reserve !== false ? decide(options, undefined) : first;
     }
-    const digest = first.digest ?? "0x" + toHex(this.digests.voucher(voucher, this.provider));
-    const accepted = await this.erc1271(voucher.payer.toLowerCase(), digest, voucher.signature);
-    return this.decideVoucher(voucher, options, accepted);
+    const digest = first.digest ?? "0x" + toHex(digestOf());
+    return decide(options, await this.erc1271(payer.toLowerCase(), digest, signature));
   }
 
   private decideVoucher(voucher: SignedVoucher, options: VerifyOptions, erc1271Accepted: boolean | undefined): Decision {
