@@ -37,7 +37,8 @@ export interface ViemJsonRpcAccountLike {
 
 /** A viem `WalletClient` (`createWalletClient`), with an `account` hoisted or none. */
 export interface ViemWalletClientLike {
-  type: "walletClient";
+  /** `"walletClient"` (viem types it as a string) */
+  type: string;
   account?: ViemLocalAccountLike | ViemJsonRpcAccountLike | undefined;
   signTypedData: (parameters: never) => Promise<Hex>;
   requestAddresses?: () => Promise<readonly Hex[]>;
