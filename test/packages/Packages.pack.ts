@@ -1,7 +1,7 @@
 import { expect } from "chai";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { PACKAGE_DIRS, buildPackages, installedVersion, packPackage, run, tempDir, type PackedPackage } from "../helpers/packages";
+import { PACKAGE_DIRS, ROOT, buildPackages, installedVersion, packPackage, run, tempDir, type PackedPackage } from "../helpers/packages";
 
 /** What a consumer runs from Node as an ES module: every subpath, both signers, the provider. */
 const ESM_CONSUMER = `
@@ -145,14 +145,20 @@ describe("Packages: npm pack, install into a fresh project, use from Node and Ty
     expect(JSON.parse(await run(process.execPath, ["cjs.cjs"], { cwd: project }))).to.deep.equal({ code: "UNKNOWN_DEPLOYMENT", digest: 66, verifier: "function" });
   });
 
-  it("type-checks a TypeScript consumer (NodeNext and bundler resolution, strict, no skipLibCheck)", async function () {
+  it("type-checks a TypeScript consumer and the examples/ projects (NodeNext and bundler resolution, strict, no skipLibCheck)", async function () {
     writeFileSync(path.join(project, "consumer.ts"), TS_CONSUMER);
+    // examples/<name>/src/index.ts import the packages by name, as the copied-out projects do.
+    const examples = ["dapp", "dapp-viem", "provider"].map((name) => {
+      const file = `example-${name}.ts`;
+      copyFileSync(path.join(ROOT, "examples", name, "src", "index.ts"), path.join(project, file));
+      return file;
+    });
     const tsc = path.join(project, "node_modules", "typescript", "bin", "tsc");
     // Node services resolve with nodenext, Vite and Next.js with bundler: check both, side by side.
     const settings = [["nodenext", "nodenext"], ["esnext", "bundler"]] as const;
     await Promise.all(
       settings.map(([module, resolution]) =>
-        run(process.execPath, [tsc, "--noEmit", "--strict", "--target", "es2022", "--module", module, "--moduleResolution", resolution, "--types", "node", "consumer.ts"], {
+        run(process.execPath, [tsc, "--noEmit", "--strict", "--target", "es2022", "--module", module, "--moduleResolution", resolution, "--types", "node", "consumer.ts", ...examples], {
           cwd: project,
         }),
       ),

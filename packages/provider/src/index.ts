@@ -12,3 +12,4 @@ export { BatchSettler, type BatchSettlerOptions, type BatchResult, type ItemResu
 export { DigestComputer } from "./digest";
 export { cryptoBackend, type CryptoBackend } from "./crypto";
 export * from "@preflight/sdk/typechain";
+export * from "@preflight/sdk/deployments";
