@@ -1,16 +1,29 @@
 import { subtask } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import { TASK_COMPILE_SOLIDITY_COMPILE_SOLC, TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 import path from "node:path";
 import "dotenv/config";
 import "./tasks";
-import { assertRequestedNetworkConfigured, networksFromEnv, requestedNetwork } from "./tasks/lib/networks";
+import { checkRequestedNetwork, networksFromEnv, requestedNetwork } from "./tasks/lib/networks";
 import { DEFAULT_SALT } from "./tasks/lib/deploy";
+import { exitOnUserError } from "./tasks/lib/errors";
 
-/** Testnets and custom chains come from environment variables (.env; see .env.example). */
-const envNetworks = networksFromEnv(process.env);
-assertRequestedNetworkConfigured(requestedNetwork(process.argv, process.env), envNetworks.missing);
+/**
+ * Testnets and custom chains come from environment variables (.env; see .env.example). Only the
+ * requested network's variables must be valid: a bad key for another network is a warning.
+ */
+const requested = requestedNetwork(process.argv, process.env);
+const envNetworks = exitOnUserError(() => networksFromEnv(process.env, requested));
+for (const warning of envNetworks.warnings) console.warn(`Warning: ${warning}`);
+exitOnUserError(() => checkRequestedNetwork(requested, envNetworks));
+
+/**
+ * `npm test`'s coverage stage (PREFLIGHT_COVERAGE=1) builds instrumented contracts: they go to a
+ * folder of their own, and typechain is not regenerated from them, so the real artifacts and types
+ * stay valid and nothing recompiles after `npm test`.
+ */
+const COVERAGE = process.env.PREFLIGHT_COVERAGE !== undefined;
 
 /**
  * Compilers come from exact-pinned `solc` npm packages (soljson), never from the internet:
@@ -33,6 +46,24 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
     [],
   )();
   return { compilerPath, isSolcJs: true, version: solcjs.version, longVersion };
+});
+
+/**
+ * Compile progress, even with --quiet (the demo and the tests compile quietly): a cold viaIR build
+ * with solcjs takes minutes, and a silent wait looks like a hang. Goes to stderr.
+ */
+subtask(TASK_COMPILE_SOLIDITY_COMPILE_SOLC, async (args: { input: { sources: object }; solcVersion: string }, _hre, runSuper) => {
+  const files = Object.keys(args.input.sources).length;
+  const started = Date.now();
+  const seconds = (): string => `${Math.round((Date.now() - started) / 1000)} s`;
+  console.error(`Compiling ${files} Solidity file(s) with solc ${args.solcVersion} (viaIR, optimizer); a first build takes a few minutes, later ones only what changed...`);
+  const ticker = setInterval(() => console.error(`  still compiling with solc ${args.solcVersion} (${seconds()})`), 30_000);
+  try {
+    return await runSuper(args);
+  } finally {
+    clearInterval(ticker);
+    console.error(`  solc ${args.solcVersion} done in ${seconds()}`);
+  }
 });
 
 const config: HardhatUserConfig = {
@@ -62,6 +93,8 @@ const config: HardhatUserConfig = {
       },
     ],
   },
+  paths: COVERAGE ? { artifacts: "cache/coverage/artifacts", cache: "cache/coverage/cache" } : {},
+  typechain: { dontOverrideCompile: COVERAGE },
   networks: {
     hardhat: { hardfork: "osaka" },
     ...envNetworks.networks,
@@ -76,7 +109,11 @@ const config: HardhatUserConfig = {
     currency: "USD",
     offline: true,
   },
-  mocha: { timeout: 120_000 },
+  // `npm test` (scripts/test/) records every test's duration against its timeout through this reporter.
+  mocha: {
+    timeout: 120_000,
+    ...(process.env.PREFLIGHT_TEST_TIMINGS !== undefined ? { reporter: path.join(__dirname, "scripts", "test", "timingReporter.ts") } : {}),
+  },
 };
 
 export default config;

@@ -14,6 +14,7 @@ export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVer
 export { BatchSettler, type BatchSettlerOptions, type BatchResult, type ItemResult } from "./settler";
 export { encodePacked, decodePacked, type SignedPackedItem } from "./packed";
 export { DigestComputer } from "./digest";
+export { describeSignedData, formatSignedData, EIP712_DOMAIN_TYPE, type SignedDataKind, type SignedDataMessages, type SignedDataDescription } from "./signedData";
 export { cryptoBackend, type CryptoBackend } from "./crypto";
 export type { Preflight, TestToken } from "../typechain-types";
 export type {

@@ -125,7 +125,7 @@ common(task("submit-grant", "Submits a grant a payer signed (sign-grant); anyone
 
 common(task("revoke", "Revokes a delegate's grant at once (and every signed grant not yet applied)"))
   .addParam("delegate", "the delegate's address")
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .setAction(async (args: Common & { delegate: string; token: string }, hre) => {
     const ctx = await loadContext(hre, args);
     const token = await resolveToken(ctx, args.token);
@@ -137,7 +137,7 @@ common(task("revoke", "Revokes a delegate's grant at once (and every signed gran
 
 common(task("grant-info", "Shows a delegate's grant: scope, spending, expiry"))
   .addParam("delegate", "the delegate's address")
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .addOptionalParam("payer", "the payer who granted it (default: the --from account)")
   .addOptionalParam("model", "also say whether this model is allowed")
   .setAction(async (args: Common & { delegate: string; token: string; payer?: string; model?: string }, hre) => {
