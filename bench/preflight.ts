@@ -204,8 +204,11 @@ async function main(): Promise<void> {
     },
   };
   const root = path.join(__dirname, "..");
-  mkdirSync(path.join(root, "reports"), { recursive: true });
-  writeFileSync(path.join(root, "reports", "preflight.json"), JSON.stringify(report, null, 2) + "\n");
+  // Tracked files are rewritten only on request (npm run bench:preflight:update); otherwise cache/bench/.
+  const update = process.env.BENCH_UPDATE !== undefined;
+  const outDir = update ? path.join(root, "reports") : path.join(root, "cache", "bench");
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, "preflight.json"), JSON.stringify(report, null, 2) + "\n");
 
   const fmt = (n: number): string => n.toLocaleString("en-US");
   const line =
@@ -221,7 +224,8 @@ async function main(): Promise<void> {
   const readme = path.join(root, "README.md");
   const text = readFileSync(readme, "utf8");
   const marker = /<!-- bench:preflight -->[\s\S]*?<!-- \/bench:preflight -->/;
-  if (marker.test(text)) writeFileSync(readme, text.replace(marker, `<!-- bench:preflight -->\n${line}\n<!-- /bench:preflight -->`));
+  if (update && marker.test(text)) writeFileSync(readme, text.replace(marker, `<!-- bench:preflight -->\n${line}\n<!-- /bench:preflight -->`));
+  console.log(update ? "Wrote reports/preflight.json." : "Wrote cache/bench/preflight.json; tracked files are unchanged (npm run bench:preflight:update rewrites reports/preflight.json).");
   console.log(JSON.stringify(report, null, 2));
 }
 

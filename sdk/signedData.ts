@@ -4,9 +4,8 @@
  * hash, the domain separator and the digest of a request, a voucher or a grant, plus the
  * `eth_signTypedData_v4` payload and, given a signature, the address it recovers to.
  *
- * The values are the ones the contract computes (the SDK's type tables are checked against the
- * contract's typehashes in test/sdk/eip712.typehash.ts, and this module against the contract in
- * test/sdk/SignedData.describe.ts).
+ * The values are the ones the contract computes: test/sdk/eip712.typehash.ts checks each of them
+ * against the contract's own hashing.
  */
 import { TypedDataEncoder, concat, id, keccak256, recoverAddress, type TypedDataDomain, type TypedDataField } from "ethers";
 import {

@@ -96,7 +96,8 @@ grantParams(task("sign-grant", "Signs a grant as the payer (EIP-712) for anyone 
     const json = grantToJson(ctx.domain, message, signature);
     if (args.out !== undefined) {
       writeJsonFile(args.out, json);
-      log(`Signed a grant to ${terms.delegate} (submit before ${formatTime(deadline)}) into ${args.out}`);
+      log(`Signed a grant to ${terms.delegate} for epoch ${epoch} (submit before ${formatTime(deadline)}) into ${args.out}`);
+      log(`  (the epoch is the grant's current one; applying it bumps the epoch, so GrantSet reports ${epoch + 1n} and this signature cannot apply twice)`);
       log(describeTerms(terms, token, modelNames));
     } else {
       log(stringify(json));
