@@ -44,8 +44,11 @@ export function mochaFailures(log: string, maxLines = 40): string {
   const lines = log.replace(/\x1b\[[0-9;]*m/g, "").split("\n");
   const start = lines.findIndex((l) => /^\s*\d+ failing\s*$/.test(l));
   if (start < 0) return "";
-  const out = lines.slice(start, start + maxLines);
-  return out.join("\n").trimEnd() + (lines.length > start + maxLines ? "\n  ..." : "");
+  // The list is indented; whatever follows it unindented (a coverage summary, say) is not part of it.
+  let end = start + 1;
+  while (end < lines.length && !/^\S/.test(lines[end])) end++;
+  const out = lines.slice(start, Math.min(end, start + maxLines));
+  return out.join("\n").trimEnd() + (end > start + maxLines ? "\n  ..." : "");
 }
 
 function runStage(stage: Stage, index: number, total: number, opts: Required<Pick<RunOptions, "write" | "cwd">>): Promise<StageResult> {
