@@ -104,9 +104,9 @@ export async function startHardhatNode(port: number): Promise<RunningNode> {
 }
 
 /** Starts anvil on 127.0.0.1:`port` with `chainId`. */
-export async function startAnvil(port: number, chainId = 31337): Promise<RunningNode> {
+export async function startAnvil(port: number, chainId = 31337, extraArgs: string[] = []): Promise<RunningNode> {
   if (!existsSync(ANVIL)) throw new Error(ANVIL_MISSING);
-  return start("anvil", ANVIL, ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"], port, 30_000);
+  return start("anvil", ANVIL, ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent", ...extraArgs], port, 30_000);
 }
 
 export interface CliRun {
