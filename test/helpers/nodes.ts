@@ -1,6 +1,6 @@
 /**
  * Real JSON-RPC nodes for integration tests: `npx hardhat node` and anvil (Foundry's npm build,
- * `@foundry-rs/anvil-linux-amd64`: the platform package itself, see the README's stack notes), each
+ * `@foundry-rs/anvil-linux-amd64`: the platform package itself, see docs/contracts.md, stack notes), each
  * on a free 127.0.0.1 port of its own, in their own process group so that stopping them stops
  * every child; plus Hardhat CLI runs as child processes (exactly what a user types).
  */
