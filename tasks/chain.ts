@@ -20,7 +20,8 @@ task("advance-time", "Local chains only: moves the chain's clock forward, by def
     const seconds = args.by !== undefined ? parseDuration("--by", args.by) : (await ctx.preflight.NOTICE_PERIOD()) + 1n;
     if (seconds === 0n) throw new PreflightError("--by must be more than zero.");
     const before = await latestTimestamp(hre);
-    await hre.network.provider.send("evm_increaseTime", [Number(seconds)]);
+    // From the latest block's time, not the wall clock: the move is exact whatever the node's clock says.
+    await hre.network.provider.send("evm_setNextBlockTimestamp", [Number(before + seconds)]);
     await hre.network.provider.send("evm_mine", []);
     const now = await latestTimestamp(hre);
     console.log(`Chain time moved by ${formatDuration(now - before)}: now ${formatTime(now)} (block mined).`);
