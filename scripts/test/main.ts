@@ -19,7 +19,7 @@ const bin = (name: string): string => path.join(ROOT, "node_modules", ".bin", na
 const TIMINGS = path.join(ROOT, "cache", "test-timings");
 
 /** Sizes of the property-based and differential runs in the coverage stage (env overrides). */
-const COVERAGE_SIZES = { FC_RUNS: process.env.FC_RUNS ?? "6", DIFF_ROUNDS: process.env.DIFF_ROUNDS ?? "3" };
+const COVERAGE_SIZES = { FC_RUNS: process.env.FC_RUNS ?? "6", DIFF_ROUNDS: process.env.DIFF_ROUNDS ?? "5" };
 
 export const STAGES: Stage[] = [
   { name: "compile", what: "build the contracts and their typechain types (a first build takes a few minutes)", command: bin("hardhat"), args: ["compile"] },

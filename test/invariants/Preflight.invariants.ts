@@ -230,7 +230,8 @@ function errorName(e: unknown): string {
 }
 
 describe("Invariants: random sequences against a reference model", function () {
-  this.timeout(0);
+  // A budget that grows with the run's size (a quarter of a second per step), never unbounded.
+  this.timeout(Math.max(120_000, RUNS * STEPS * 250));
 
   it(`conserves funds, never pays twice, keeps grants in budget, always lets payers withdraw (${RUNS} runs × ≤${STEPS} steps, seed ${SEED})`, async function () {
     await fc.assert(
