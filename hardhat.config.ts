@@ -1,5 +1,9 @@
 import { subtask } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_COMPILE_SOLC, TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+import {
+  TASK_COMPILE_SOLIDITY_COMPILE_SOLC,
+  TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD,
+  TASK_COMPILE_SOLIDITY_GET_SOURCE_PATHS,
+} from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 import path from "node:path";
@@ -46,6 +50,17 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
     [],
   )();
   return { compilerPath, isSolcJs: true, version: solcjs.version, longVersion };
+});
+
+/**
+ * The coverage build leaves out the benchmark peers (contracts/bench/: the OpenZeppelin-style
+ * baseline, EIP-3009, Permit2 with its own compiler): only the gas suite uses them, and it does not
+ * run under coverage. That saves a whole solc 0.8.17 build of Permit2 per `npm test`.
+ */
+subtask(TASK_COMPILE_SOLIDITY_GET_SOURCE_PATHS, async (args, _hre, runSuper) => {
+  const paths = (await runSuper(args)) as string[];
+  const bench = path.join(__dirname, "contracts", "bench") + path.sep;
+  return COVERAGE ? paths.filter((p) => !p.startsWith(bench)) : paths;
 });
 
 /**
