@@ -7,6 +7,7 @@ import type { GrantTerms, Request } from "../../sdk/eip712";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B } from "../helpers/requests";
 import { Random } from "../helpers/random";
+import { budget } from "../helpers/timeouts";
 import { fundedWallet, grantBySignature, latestTimestamp, malleate, signRequestFast, signVoucherFast } from "../helpers/sdk";
 
 const SEED = 0x5eed2026;
@@ -73,6 +74,8 @@ async function deployDifferentialFixture() {
 }
 
 describe("PreflightVerifier differential (verifier decision == contract outcome)", function () {
+  // 24 batches of 100 take under a minute on a busy machine; the budget grows with the batches.
+  this.timeout(budget(Math.max(120_000, ROUNDS * 15_000)));
   it(`agrees with settleBatch on ${ROUNDS * BATCH} random valid and corrupted requests`, async function () {
     const { preflight, domain, provider, other, token, payers, delegates, stranger, terms, startTime } =
       await loadFixture(deployDifferentialFixture);
