@@ -60,7 +60,10 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
 /** Every compile refreshes @preflight/sdk's generated ABI, typechain types and deployments (git-ignored). */
 task(TASK_COMPILE, async (args, hre, runSuper) => {
   const result: unknown = await runSuper(args);
-  generateSdkSources(hre.config.paths.root);
+  generateSdkSources(hre.config.paths.root, {
+    artifactsDir: hre.config.paths.artifacts,
+    typechainDir: path.resolve(hre.config.paths.root, hre.config.typechain.outDir),
+  });
   return result;
 });
 

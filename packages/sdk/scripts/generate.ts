@@ -21,11 +21,17 @@ function writeIfChanged(file: string, content: string): void {
   fs.writeFileSync(file, content);
 }
 
+/** Where the Hardhat project writes what the generator reads (defaults: `<root>/artifacts`, `<root>/typechain-types`). */
+export interface GenerateOptions {
+  artifactsDir?: string;
+  typechainDir?: string;
+}
+
 /** Generates packages/sdk/src/generated/ from `root` (the repository). Throws one line saying what is missing. */
-export function generateSdkSources(root: string): void {
+export function generateSdkSources(root: string, options: GenerateOptions = {}): void {
   const out = path.join(root, "packages", "sdk", "src", "generated");
-  const artifact = path.join(root, "artifacts", "contracts", "Preflight.sol", "Preflight.json");
-  const typechainDir = path.join(root, "typechain-types");
+  const artifact = path.join(options.artifactsDir ?? path.join(root, "artifacts"), "contracts", "Preflight.sol", "Preflight.json");
+  const typechainDir = options.typechainDir ?? path.join(root, "typechain-types");
   if (!fs.existsSync(artifact) || !fs.existsSync(path.join(typechainDir, "contracts", "Preflight.ts"))) {
     throw new Error(`generate: ${path.relative(root, artifact)} or typechain-types/ is missing: run \`npx hardhat compile\` first`);
   }
