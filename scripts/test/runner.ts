@@ -74,7 +74,14 @@ function runStage(stage: Stage, index: number, total: number, opts: Required<Pic
       opts.write(`\n${e.message}\n`);
     });
     child.on("close", (code, signal) => {
-      resolve({ stage, code: code ?? (signal !== null ? 128 : 1), seconds: (Date.now() - started) / 1000, log });
+      // A stage killed by a signal (out of memory, Ctrl-C, someone's kill) exits as a shell would say: 128 + its number.
+      if (signal !== null) {
+        const note = `\n(stage "${stage.name}" was killed by ${signal})\n`;
+        log += note;
+        opts.write(note);
+      }
+      const bySignal = signal !== null ? 128 + (os.constants.signals[signal] ?? 0) : 1;
+      resolve({ stage, code: code ?? bySignal, seconds: (Date.now() - started) / 1000, log });
     });
   });
 }

@@ -38,6 +38,13 @@ describe("npm test's stage runner", function () {
     expect(out.slice(out.indexOf("==> Summary"))).to.not.contain("Lines : 100%");
   });
 
+  it("says when a stage was killed by a signal, and exits 128 + its number", async function () {
+    const { code, out } = await run([node("killed", "process.kill(process.pid, 'SIGTERM'); setTimeout(() => {}, 5000)")]);
+    expect(code).to.equal(143);
+    expect(out).to.contain('(stage "killed" was killed by SIGTERM)');
+    expect(out.trimEnd().split("\n").pop()).to.match(/^npm test FAILED at stage "killed" \(exit code 143\)/);
+  });
+
   it("reports a command that cannot start as a failure", async function () {
     const { code, out } = await run([{ name: "missing", what: "no such program", command: "/nonexistent/program", args: [] }]);
     expect(code).to.not.equal(0);
