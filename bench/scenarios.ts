@@ -11,9 +11,8 @@
  */
 import { ethers, network } from "hardhat";
 import { Wallet, Signature, Transaction, type TransactionReceipt, type ContractTransactionResponse } from "ethers";
-import { signRequest, signVoucher, signGrant, signLaneVoucher, type PreflightDomain, type Request } from "../sdk/eip712";
+import { signRequest, signVoucher, signGrant, signLaneVoucher, encodePacked, encodeLaneClaims, type PreflightDomain, type Request, type SignedPackedItem } from "@preflight/sdk";
 import type { Preflight, TestToken, OzBaselineEscrow, Eip3009Token, PeerBatcher, HostileWallet1271 } from "../typechain-types";
-import { encodePacked, encodeLaneClaims, type SignedPackedItem } from "../sdk/packed";
 import { brotliSize, fjordL1Size } from "./l2";
 import { SlotRegistry, emptySteps, STEPS, PREFLIGHT_STEP_OF_VARIABLE, type Steps } from "./slots";
 import { attribute } from "./trace";
