@@ -75,7 +75,7 @@ describe("Packages: a dApp page in headless Chromium signs, a Hardhat node settl
     const rpc = providerFor(node.url, CHAIN_ID);
     const deployer = devAccount(0, rpc);
     providerAddress = devAccount(1, rpc).address;
-    preflight = await (await new Preflight__factory(deployer).deploy(deployer.address, 24n * 3600n, 0, ZeroAddress)).waitForDeployment();
+    preflight = await (await new Preflight__factory(deployer).deploy(24n * 3600n, 0, ZeroAddress)).waitForDeployment();
     token = await (await new TestToken__factory(deployer).deploy("USD Coin", "USDC", 6)).waitForDeployment();
   });
 

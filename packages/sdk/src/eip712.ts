@@ -42,6 +42,17 @@ export const VOUCHER_TYPES = {
   ],
 } as const satisfies Record<string, readonly TypedDataField[]>;
 
+/** Type table of a lane voucher: a distinct type, so no signature is valid as both a channel and a lane voucher. */
+export const LANE_VOUCHER_TYPES = {
+  LaneVoucher: [
+    { name: "payer", type: "address" },
+    { name: "provider", type: "address" },
+    { name: "token", type: "address" },
+    { name: "model", type: "bytes32" },
+    { name: "cumulativeAmount", type: "uint128" },
+  ],
+} as const satisfies Record<string, readonly TypedDataField[]>;
+
 /** Type table of a grant signed by a payer (gasless onboarding). */
 export const GRANT_TYPES = {
   Grant: [
@@ -78,6 +89,15 @@ export interface Voucher {
   token: string;
   model: string;
   channel: string;
+  cumulativeAmount: bigint;
+}
+
+/** The fields of a lane voucher, as signed: "the total owed to `provider` from this lane is `cumulativeAmount`". */
+export interface LaneVoucher {
+  payer: string;
+  provider: string;
+  token: string;
+  model: string;
   cumulativeAmount: bigint;
 }
 
@@ -149,6 +169,15 @@ export function getVoucherTypedData(domain: PreflightDomain, voucher: Voucher): 
 }
 
 /**
+ * The typed data of a lane voucher.
+ * @example
+ * const td = getLaneVoucherTypedData(domain, { payer, provider, token, model, cumulativeAmount: 500n });
+ */
+export function getLaneVoucherTypedData(domain: PreflightDomain, voucher: LaneVoucher): TypedData<typeof LANE_VOUCHER_TYPES, "LaneVoucher", LaneVoucher> {
+  return { domain: buildDomain(domain), types: LANE_VOUCHER_TYPES, primaryType: "LaneVoucher", message: voucher };
+}
+
+/**
  * The typed data of a grant a payer signs for `grantBySig`.
  * @example
  * const td = getGrantTypedData(domain, { ...terms, payer, epoch: 0n, deadline });
@@ -212,6 +241,26 @@ export async function signRequest(signer: PreflightSigner, domain: PreflightDoma
  */
 export async function signVoucher(signer: PreflightSigner, domain: PreflightDomain, voucher: Voucher, compact = false): Promise<Hex> {
   const signature = await signTypedDataWith(signer, buildDomain(domain), VOUCHER_TYPES, "Voucher", voucher);
+  return compact ? toCompactSignature(signature) : signature;
+}
+
+/**
+ * The EIP-712 digest of a lane voucher.
+ * @example
+ * const digest = hashLaneVoucher(domain, voucher);
+ */
+export function hashLaneVoucher(domain: PreflightDomain, voucher: LaneVoucher): Hex {
+  return hashTypedData(buildDomain(domain), LANE_VOUCHER_TYPES, "LaneVoucher", voucher);
+}
+
+/**
+ * Signs a lane voucher with an ethers `Signer`, a viem `Account` or a viem `WalletClient`
+ * (`compact`: the 64-byte EIP-2098 form that `claimLanesPacked` carries).
+ * @example
+ * const signature = await signLaneVoucher(payer, domain, { payer: payer.address, provider, token, model, cumulativeAmount: 5_000n });
+ */
+export async function signLaneVoucher(signer: PreflightSigner, domain: PreflightDomain, voucher: LaneVoucher, compact = false): Promise<Hex> {
+  const signature = await signTypedDataWith(signer, buildDomain(domain), LANE_VOUCHER_TYPES, "LaneVoucher", voucher);
   return compact ? toCompactSignature(signature) : signature;
 }
 

@@ -26,6 +26,7 @@ export enum Reason {
   InsufficientBalance = 12,
   NothingToClaim = 13,
   TokenMismatch = 14,
+  NonceOutOfRange = 15,
 }
 
 /**
@@ -56,6 +57,15 @@ export interface SignedRequest {
   nonce: bigint;
   deadline: bigint;
   inputHash: string;
+  signature: string;
+}
+
+/** A signed lane voucher (the contract's `LaneVoucher`). */
+export interface SignedLaneVoucher {
+  payer: string;
+  token: string;
+  model: string;
+  cumulativeAmount: bigint;
   signature: string;
 }
 
