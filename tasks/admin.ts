@@ -4,7 +4,6 @@
  * it to the fixed recipient.
  */
 import { task } from "hardhat/config";
-import { PreflightError } from "./lib/errors";
 import { common, loadContext, resolveToken, send, type Common } from "./lib/context";
 import { formatAmount } from "./lib/input";
 
