@@ -6,11 +6,11 @@
  * for state the cache does not know and for ERC-1271 payers (`verifyAsync`, `erc1271.ts`).
  */
 import type { Provider } from "ethers";
-import type { Preflight } from "../../typechain-types";
+import type { Preflight } from "../../../../typechain-types";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus, toHex } from "../crypto";
 import { DigestComputer } from "../digest";
-import { PreflightSdkError } from "../errors";
-import { Reason, type SignedRequest, type SignedVoucher } from "../types";
+import { PreflightSdkError } from "@preflight/sdk";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import { Erc1271Checker } from "./erc1271";
 import { ChainFollower } from "./follower";
 import { isAddress, validateRequest, validateVoucher } from "./input";

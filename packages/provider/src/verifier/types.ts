@@ -1,8 +1,8 @@
 /**
  * The verifier's public types (decisions, options, views) and the facts its rules read.
  */
-import type { Preflight } from "../../typechain-types";
-import type { Reason } from "../types";
+import type { Preflight } from "../../../../typechain-types";
+import type { Reason } from "@preflight/sdk";
 
 /** The verifier's answer for one signed item. */
 export interface Decision {

@@ -2,8 +2,8 @@
  * Input that could not even be ABI-encoded into a settlement is refused with a typed error before
  * any rule runs (a decision is for well-formed items only).
  */
-import { PreflightSdkError } from "../errors";
-import type { SignedRequest, SignedVoucher } from "../types";
+import { PreflightSdkError } from "@preflight/sdk";
+import type { SignedRequest, SignedVoucher } from "@preflight/sdk";
 
 const UINT96_MAX = (1n << 96n) - 1n;
 const UINT128_MAX = (1n << 128n) - 1n;

@@ -2,7 +2,7 @@
  * Reads chain state with the contract's view functions at a given block: what the follower uses to
  * settle what the logs leave open, and what `verifyAsync` uses for state the cache does not know.
  */
-import type { Preflight } from "../../typechain-types";
+import type { Preflight } from "../../../../typechain-types";
 import type { GrantFacts, WithdrawalFacts } from "./types";
 
 export interface AccountRead {

@@ -11,7 +11,7 @@
  */
 import { ZeroAddress } from "ethers";
 import { SignatureStatus } from "../crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "../types";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import type { Decision, GrantFacts, StateKey, WithdrawalFacts } from "./types";
 
 const UINT32_MAX = (1n << 32n) - 1n;

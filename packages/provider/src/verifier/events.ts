@@ -9,7 +9,7 @@
  * state unknown.
  */
 import { Interface, type Log, type Result } from "ethers";
-import { Preflight__factory } from "../../typechain-types";
+import { Preflight__factory } from "../../../../typechain-types";
 
 /** One effect of a block on the state the rules read. */
 export type Effect =
