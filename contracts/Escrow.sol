@@ -4,39 +4,38 @@ pragma solidity 0.8.30;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {IEscrow} from "./interfaces/IEscrow.sol";
 import {PayerAccount} from "./libraries/PayerAccount.sol";
 
 /// @title Escrow
-/// @notice Holds payer deposits and provider earnings. The owner's only power is the protocol fee,
-/// capped in code at `MAX_FEE_BPS` and applied to later settlements: no function lets anyone but a
-/// payer move its balance, or anyone but a provider move its earnings, and nothing can pause them.
-abstract contract Escrow is IEscrow, Ownable2Step {
+/// @notice Holds payer deposits, provider earnings and accrued fees. There is no owner: the notice
+/// period and the fee are fixed at deployment, nobody but a payer moves its balance, nobody but a
+/// provider moves its earnings, and nothing can pause them.
+abstract contract Escrow is IEscrow {
     using SafeERC20 for IERC20;
     using PayerAccount for uint256;
 
     /// @dev `address(0)` stands for native ETH.
     address internal constant ETH = address(0);
-    uint16 private constant BPS = 10_000;
+    uint256 private constant BPS = 10_000;
 
     /// @inheritdoc IEscrow
     uint16 public constant MAX_FEE_BPS = 1_000;
     /// @inheritdoc IEscrow
+    uint256 public constant MAX_NOTICE_PERIOD = 365 days;
+    /// @inheritdoc IEscrow
+    uint256 public constant WITHDRAWAL_WINDOW = 7 days;
+    /// @inheritdoc IEscrow
     uint256 public immutable NOTICE_PERIOD;
     /// @inheritdoc IEscrow
-    uint256 public constant MAX_NOTICE_PERIOD = 365 days;
+    uint16 public immutable FEE_BPS;
+    /// @inheritdoc IEscrow
+    address public immutable FEE_RECIPIENT;
 
     /// @dev A pending withdrawal. Packs into one slot (128 + 40 bits).
     struct Withdrawal {
-        uint128 amount;
-        uint40 readyAt;
-    }
-
-    /// @dev The protocol fee. Packs into one slot (160 + 16 bits), read once per settlement transaction.
-    struct FeeConfig {
-        address recipient;
-        uint16 bps;
+        uint128 amount; // capped at the balance when requested
+        uint40 readyAt; // executable in [readyAt, readyAt + WITHDRAWAL_WINDOW)
     }
 
     /// @dev Packed balance + nonce window, see `PayerAccount`.
@@ -44,8 +43,9 @@ abstract contract Escrow is IEscrow, Ownable2Step {
     /// @dev Nonce bitmap words above each account's window.
     mapping(address payer => mapping(address token => mapping(uint256 word => uint256 bits))) internal _spilledNonces;
     mapping(address payer => mapping(address token => Withdrawal)) private _withdrawals;
+    /// @dev Gross earnings: the fee is taken from them on withdrawal.
     mapping(address provider => mapping(address token => uint256 amount)) private _earnings;
-    FeeConfig private _fee;
+    mapping(address token => uint256 amount) private _fees;
 
     /// @dev Reentrancy lock in transient storage: 100 gas to take, nothing left behind.
     bool private transient _locked;
@@ -59,14 +59,15 @@ abstract contract Escrow is IEscrow, Ownable2Step {
         _locked = false;
     }
 
-    constructor(address initialOwner, uint256 noticePeriod, uint16 feeBps, address feeRecipient)
-        Ownable(initialOwner)
-    {
+    constructor(uint256 noticePeriod, uint16 feeBps, address feeRecipient) {
         // Zero would let a payer withdraw under a provider's feet; a huge value would freeze withdrawals
         // (and overflow the 40-bit readyAt). Both are refused at deployment.
         if (noticePeriod == 0 || noticePeriod > MAX_NOTICE_PERIOD) revert InvalidNoticePeriod(noticePeriod, MAX_NOTICE_PERIOD);
+        if (feeBps > MAX_FEE_BPS) revert FeeTooHigh(feeBps, MAX_FEE_BPS);
+        if (feeBps != 0 && feeRecipient == address(0)) revert ZeroAddress();
         NOTICE_PERIOD = noticePeriod;
-        _setFee(feeBps, feeRecipient);
+        FEE_BPS = feeBps;
+        FEE_RECIPIENT = feeRecipient;
     }
 
     // ------------------------------------------------------------------ deposits
@@ -101,11 +102,13 @@ abstract contract Escrow is IEscrow, Ownable2Step {
 
     /// @inheritdoc IEscrow
     function requestWithdrawal(address token, uint256 amount) external {
+        uint256 balance = _accounts[msg.sender][token].balance();
+        // Capped at the balance now: a request made before a deposit cannot take that deposit later.
+        if (amount > balance) amount = balance;
         if (amount == 0) revert ZeroAmount();
-        if (amount > type(uint128).max) amount = type(uint128).max; // "everything": no balance exceeds it
         uint256 readyAt = block.timestamp + NOTICE_PERIOD;
         _withdrawals[msg.sender][token] = Withdrawal(uint128(amount), uint40(readyAt));
-        emit WithdrawalRequested(msg.sender, token, amount, readyAt);
+        emit WithdrawalRequested(msg.sender, token, amount, readyAt, readyAt + WITHDRAWAL_WINDOW);
     }
 
     /// @inheritdoc IEscrow
@@ -119,8 +122,10 @@ abstract contract Escrow is IEscrow, Ownable2Step {
     function withdraw(address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert ZeroAddress();
         Withdrawal memory request = _withdrawals[msg.sender][token];
-        if (request.readyAt == 0) revert NoWithdrawalRequested();
-        if (block.timestamp < request.readyAt) revert NoticePeriodActive(request.readyAt);
+        Window window = _window(request.readyAt);
+        if (window == Window.NotRequested) revert NoWithdrawalRequested();
+        if (window == Window.NotReady) revert NoticePeriodActive(request.readyAt);
+        if (window == Window.Lapsed) revert WithdrawalLapsed(request.readyAt + WITHDRAWAL_WINDOW);
         uint256 account = _accounts[msg.sender][token];
         uint256 balance = account.balance();
         // Settlements may have drawn on the balance during the notice: pay what is left.
@@ -135,18 +140,26 @@ abstract contract Escrow is IEscrow, Ownable2Step {
     /// @inheritdoc IEscrow
     function withdrawEarnings(address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert ZeroAddress();
-        amount = _earnings[msg.sender][token];
-        if (amount == 0) revert ZeroAmount();
+        uint256 gross = _earnings[msg.sender][token];
+        if (gross == 0) revert ZeroAmount();
         _earnings[msg.sender][token] = 0;
-        emit EarningsWithdrawn(msg.sender, token, to, amount);
-        _send(token, to, amount);
+        uint256 feeAmount = _feeOn(gross);
+        // Cannot underflow: the fee is at most MAX_FEE_BPS (10%) of gross, rounded up, so <= gross.
+        unchecked {
+            amount = gross - feeAmount;
+        }
+        if (feeAmount != 0) _fees[token] += feeAmount;
+        emit EarningsWithdrawn(msg.sender, token, to, amount, feeAmount);
+        if (amount != 0) _send(token, to, amount);
     }
 
-    // ------------------------------------------------------------------ fee
-
     /// @inheritdoc IEscrow
-    function setFee(uint16 feeBps, address recipient) external onlyOwner {
-        _setFee(feeBps, recipient);
+    function withdrawFees(address token) external nonReentrant returns (uint256 amount) {
+        amount = _fees[token];
+        if (amount == 0) revert ZeroAmount();
+        _fees[token] = 0;
+        emit FeesWithdrawn(token, FEE_RECIPIENT, amount);
+        _send(token, FEE_RECIPIENT, amount);
     }
 
     // ------------------------------------------------------------------ views
@@ -162,31 +175,52 @@ abstract contract Escrow is IEscrow, Ownable2Step {
     }
 
     /// @inheritdoc IEscrow
+    function feesOf(address token) external view returns (uint256) {
+        return _fees[token];
+    }
+
+    /// @inheritdoc IEscrow
     function pendingWithdrawal(address payer, address token) external view returns (uint256 amount, uint256 readyAt) {
         Withdrawal memory request = _withdrawals[payer][token];
         return (request.amount, request.readyAt);
     }
 
-    /// @inheritdoc IEscrow
-    function fee() external view returns (uint16 feeBps, address recipient) {
-        return (_fee.bps, _fee.recipient);
-    }
-
     // ------------------------------------------------------------------ internal
 
-    /// @dev Credits `amount` (already net of the protocol fee) of `token` to `provider`, and `feeAmount`
-    /// to the fee recipient. One write per party per settlement transaction.
-    function _creditEarnings(address provider, address token, uint256 gross) internal returns (uint256 feeAmount) {
-        FeeConfig memory config = _fee;
-        // Cannot overflow or underflow: gross is a sum of 128-bit debits, bps <= 1,000, so fee <= gross.
-        unchecked {
-            feeAmount = gross * config.bps / BPS;
-        }
-        _earnings[provider][token] += gross - feeAmount;
-        if (feeAmount != 0) _earnings[config.recipient][token] += feeAmount;
+    /// @dev Credits `amount` (gross: the fee is taken on withdrawal) of `token` to `provider`: the one
+    /// write a settlement transaction makes for the provider.
+    function _creditEarnings(address provider, address token, uint256 amount) internal {
+        _earnings[provider][token] += amount;
     }
 
-    function _credit(address payer, address token, uint256 amount) private {
+    /// @dev The fee on `gross`, rounded up: ceil(gross * FEE_BPS / 10,000).
+    function _feeOn(uint256 gross) internal view returns (uint256) {
+        uint256 bps = FEE_BPS;
+        if (bps == 0) return 0;
+        // Cannot overflow: gross is a sum of 128-bit debits (far below 2^256 / 1,000).
+        unchecked {
+            return (gross * bps + BPS - 1) / BPS;
+        }
+    }
+
+    /// @dev Where now stands against a notice that matures at `readyAt` (0 = none requested) and lapses
+    /// `WITHDRAWAL_WINDOW` later: the one rule for withdrawals and lane closes.
+    enum Window {
+        Open,
+        NotRequested,
+        NotReady,
+        Lapsed
+    }
+
+    function _window(uint256 readyAt) internal view returns (Window) {
+        if (readyAt == 0) return Window.NotRequested;
+        if (block.timestamp < readyAt) return Window.NotReady;
+        if (block.timestamp >= readyAt + WITHDRAWAL_WINDOW) return Window.Lapsed;
+        return Window.Open;
+    }
+
+    /// @dev Adds `amount` of `token` to `payer`'s balance.
+    function _credit(address payer, address token, uint256 amount) internal {
         if (payer == address(0)) revert ZeroAddress();
         if (amount == 0) revert ZeroAmount();
         uint256 account = _accounts[payer][token];
@@ -198,7 +232,7 @@ abstract contract Escrow is IEscrow, Ownable2Step {
 
     /// @dev Pulls `amount` of ERC-20 `token` from the caller; returns what actually arrived, so a token
     /// that takes a fee on transfer is credited by the amount received.
-    function _pull(address token, uint256 amount) private returns (uint256 received) {
+    function _pull(address token, uint256 amount) internal returns (uint256 received) {
         if (token == ETH) revert ZeroAddress();
         if (amount == 0) revert ZeroAmount();
         uint256 before = IERC20(token).balanceOf(address(this));
@@ -206,19 +240,12 @@ abstract contract Escrow is IEscrow, Ownable2Step {
         received = IERC20(token).balanceOf(address(this)) - before;
     }
 
-    function _send(address token, address to, uint256 amount) private {
+    function _send(address token, address to, uint256 amount) internal {
         if (token == ETH) {
             (bool ok,) = to.call{value: amount}("");
             if (!ok) revert EthTransferFailed(to);
         } else {
             IERC20(token).safeTransfer(to, amount);
         }
-    }
-
-    function _setFee(uint16 feeBps, address recipient) private {
-        if (feeBps > MAX_FEE_BPS) revert FeeTooHigh(feeBps, MAX_FEE_BPS);
-        if (feeBps != 0 && recipient == address(0)) revert ZeroAddress();
-        _fee = FeeConfig(recipient, feeBps);
-        emit FeeChanged(feeBps, recipient);
     }
 }

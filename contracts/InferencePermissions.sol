@@ -4,34 +4,35 @@ pragma solidity 0.8.30;
 import {IInferencePermissions} from "./interfaces/IInferencePermissions.sol";
 import {GrantTerms, Reason} from "./interfaces/IPreflightTypes.sol";
 import {EIP712Domain} from "./EIP712Domain.sol";
+import {GrantState} from "./libraries/GrantState.sol";
 import {PreflightHash} from "./libraries/PreflightHash.sol";
 import {SignatureVerification} from "./libraries/SignatureVerification.sol";
 
 /// @title InferencePermissions
-/// @notice Scoped, revocable grants per (payer, token, delegate). A delegated settlement reads two
-/// slots of its grant (and rewrites the first), plus one more read for a model-restricted grant,
-/// whatever the size of its model set.
+/// @notice Scoped, revocable grants per (payer, token, delegate). A delegated settlement reads and
+/// writes one hot slot (`GrantState`), stored under a key that includes the grant's provider (or zero
+/// for any provider): finding the slot under the settling provider's key IS the provider check. The
+/// cold record (budget, period, epoch, provider) is read only when a period rolls over, when a grant
+/// is changed, and on failure paths that need it for their error.
 abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
+    using GrantState for uint256;
+
     /// @dev Gas a contract payer's ERC-1271 check may use. Caps what a hostile wallet can burn of a
     /// provider's batch; Safe-style wallets need well under it.
     uint256 internal constant ERC1271_GAS_LIMIT = 200_000;
 
-    struct Grant {
-        // slot 0: read and rewritten by every delegated settlement (88 + 88 + 32 + 32 + 16 = 256 bits)
-        uint88 spent; // spent in the period ending at periodEnd
-        uint88 maxPrice;
-        uint32 periodEnd;
-        uint32 expiry; // 0 = no active grant
-        uint16 epoch; // bumps on every grant and revoke; keys the model set and signed grants
-        // slot 1: read by every delegated settlement (160 + 88 + 8 = 256 bits)
-        address provider; // address(0) = any
+    /// @dev The cold part of a grant. Slot 0: budget, period, epoch (88 + 32 + 16 bits), read when a
+    /// period rolls over; slot 1: provider, read when the grant changes.
+    struct GrantRecord {
         uint88 budget;
-        bool anyModel;
-        // slot 2: read only when a budget period rolls over
-        uint32 period; // 0 = never rolls over
+        uint32 period; // 0 = the budget never resets
+        uint16 epoch; // bumps on every grant and revoke; keys the model set and signed grants
+        address provider; // address(0) = any; where the hot slot lives
     }
 
-    mapping(address payer => mapping(address token => mapping(address delegate => Grant))) internal _grants;
+    mapping(address payer => mapping(address token => mapping(address delegate => GrantRecord))) private _grants;
+    /// @dev keccak256(payer, token, delegate, provider) => hot slot (see `GrantState`).
+    mapping(bytes32 grantKey => uint256 state) private _grantStates;
     /// @dev keccak256(payer, token, delegate, epoch, model) => allowed. Keyed by epoch, so a new grant
     /// or a revoke retires the whole previous set without touching it.
     mapping(bytes32 grantModelKey => bool) private _grantModels;
@@ -59,14 +60,15 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
 
     /// @inheritdoc IInferencePermissions
     function revoke(address token, address delegate) external {
-        Grant storage g = _grants[msg.sender][token][delegate];
+        GrantRecord storage record = _grants[msg.sender][token][delegate];
         // A revoke must always work. At the last epoch it only clears the expiry: no signed grant can
         // apply there anyway (granting needs a next epoch), so there is nothing else to retire.
-        uint16 epoch = g.epoch;
-        if (epoch != type(uint16).max) ++epoch;
-        g.expiry = 0;
-        g.epoch = epoch;
-        emit GrantRevoked(msg.sender, token, delegate, epoch);
+        uint256 epoch = record.epoch;
+        if (epoch != GrantState.MAX_EPOCH) ++epoch;
+        record.epoch = uint16(epoch);
+        bytes32 key = _grantKey(msg.sender, token, delegate, record.provider);
+        _grantStates[key] = _grantStates[key].revoked(epoch);
+        emit GrantRevoked(msg.sender, token, delegate, uint16(epoch));
     }
 
     /// @inheritdoc IInferencePermissions
@@ -85,8 +87,21 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
             bool anyModel
         )
     {
-        Grant storage g = _grants[payer][token][delegate];
-        return (g.provider, g.maxPrice, g.budget, g.spent, g.periodEnd, g.period, g.expiry, g.epoch, g.anyModel);
+        GrantRecord memory record = _grants[payer][token][delegate];
+        uint256 state = _grantStates[_grantKey(payer, token, delegate, record.provider)];
+        uint256 remaining = state.remaining();
+        // The fields were stored from values of these widths.
+        return (
+            record.provider,
+            uint88(state.maxPrice()),
+            record.budget,
+            remaining < record.budget ? uint88(record.budget - remaining) : 0,
+            uint32(state.periodEnd()),
+            record.period,
+            uint32(state.expiry()),
+            record.epoch,
+            state.anyModel()
+        );
     }
 
     /// @inheritdoc IInferencePermissions
@@ -95,10 +110,11 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         view
         returns (bool)
     {
-        Grant storage g = _grants[payer][token][delegate];
-        // A revoked (expiry 0) or expired grant allows nothing; `revoke` leaves its `anyModel` flag behind.
-        if (block.timestamp >= g.expiry) return false;
-        return g.anyModel || _grantModels[_grantModelKey(payer, token, delegate, g.epoch, model)];
+        address provider = _grants[payer][token][delegate].provider;
+        uint256 state = _grantStates[_grantKey(payer, token, delegate, provider)];
+        // A revoked (expiry 0) or expired grant allows nothing.
+        if (block.timestamp >= state.expiry()) return false;
+        return state.anyModel() || _grantModels[_grantModelKey(payer, token, delegate, state.epoch(), model)];
     }
 
     // ------------------------------------------------------------------ internal
@@ -106,9 +122,10 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
     /// @dev Checks that `delegate` may spend `amount` of `payer`'s `token` with `provider` on `model`.
     /// `maxPrice` applies to single requests only (`checkPrice`); a voucher covers many requests and is
     /// bounded by the budget. Reverts with the specific error when `strict`, else returns the reason.
+    /// @return known whether `delegate` has (or had) a grant from `payer` in `token` at all
     /// @return reason `Settled` when allowed
-    /// @return spent the grant's spending in the current period once `amount` is added
-    /// @return periodEnd the end of the current period (moved forward if it rolled over)
+    /// @return key the hot slot's key, to pass to `_recordSpend`
+    /// @return updated the hot slot with `amount` spent (and the period rolled over if it ended)
     function _checkGrant(
         address payer,
         address token,
@@ -118,61 +135,64 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         uint256 amount,
         bool checkPrice,
         bool strict
-    ) internal view returns (Reason reason, uint256 spent, uint256 periodEnd) {
-        Grant storage g = _grants[payer][token][delegate];
-        uint256 expiry = g.expiry;
+    ) internal view returns (bool known, Reason reason, bytes32 key, uint256 updated) {
+        key = _grantKey(payer, token, delegate, provider);
+        uint256 state = _grantStates[key];
+        if (state == 0) {
+            // Not granted for this provider: an any-provider grant lives under provider zero.
+            key = _grantKey(payer, token, delegate, address(0));
+            state = _grantStates[key];
+        }
+        if (state == 0) {
+            // A grant that exists for another provider (cold read, failure path only).
+            if (_grants[payer][token][delegate].epoch == 0) return (false, Reason.InvalidSigner, 0, 0);
+            if (strict) revert ProviderNotAllowed(provider);
+            return (true, Reason.ProviderNotAllowed, 0, 0);
+        }
+        known = true;
+        uint256 expiry = state.expiry();
         if (expiry == 0) {
             if (strict) revert RevokedGrant(delegate);
-            return (Reason.GrantRevoked, 0, 0);
+            return (known, Reason.GrantRevoked, 0, 0);
         }
         if (block.timestamp >= expiry) {
             if (strict) revert GrantExpired(delegate, expiry);
-            return (Reason.GrantExpired, 0, 0);
+            return (known, Reason.GrantExpired, 0, 0);
         }
-        address allowedProvider = g.provider;
-        if (allowedProvider != address(0) && allowedProvider != provider) {
-            if (strict) revert ProviderNotAllowed(provider);
-            return (Reason.ProviderNotAllowed, 0, 0);
+        if (checkPrice && amount > state.maxPrice()) {
+            if (strict) revert PriceAboveCap(amount, state.maxPrice());
+            return (known, Reason.PriceAboveCap, 0, 0);
         }
-        if (checkPrice && amount > g.maxPrice) {
-            if (strict) revert PriceAboveCap(amount, g.maxPrice);
-            return (Reason.PriceAboveCap, 0, 0);
-        }
-        if (!g.anyModel && !_grantModels[_grantModelKey(payer, token, delegate, g.epoch, model)]) {
+        if (!state.anyModel() && !_grantModels[_grantModelKey(payer, token, delegate, state.epoch(), model)]) {
             if (strict) revert ModelNotAllowed(model);
-            return (Reason.ModelNotAllowed, 0, 0);
+            return (known, Reason.ModelNotAllowed, 0, 0);
         }
-        spent = g.spent;
-        periodEnd = g.periodEnd;
+        uint256 remaining = state.remaining();
+        uint256 periodEnd = state.periodEnd();
         if (block.timestamp >= periodEnd) {
             // Roll over to the period containing now (periods stay aligned to the grant's start).
             // A period of 0 never gets here: its periodEnd is the largest uint32 timestamp.
-            uint256 period = g.period;
+            GrantRecord storage record = _grants[payer][token][delegate];
+            uint256 period = record.period;
             periodEnd += ((block.timestamp - periodEnd) / period + 1) * period;
             if (periodEnd > type(uint32).max) periodEnd = type(uint32).max;
-            spent = 0;
+            remaining = record.budget;
         }
-        spent += amount;
-        if (spent > g.budget) {
-            if (strict) revert BudgetExceeded(spent, g.budget);
-            return (Reason.BudgetExceeded, 0, 0);
+        if (amount > remaining) {
+            uint256 budget = _grants[payer][token][delegate].budget;
+            if (strict) revert BudgetExceeded(budget - remaining + amount, budget);
+            return (known, Reason.BudgetExceeded, 0, 0);
         }
+        // Cannot underflow: amount <= remaining was checked above.
+        unchecked {
+            updated = state.withSpend(remaining - amount, periodEnd);
+        }
+        reason = Reason.Settled;
     }
 
     /// @dev Records a delegated spend checked by `_checkGrant` (one slot write).
-    function _recordSpend(address payer, address token, address delegate, uint256 spent, uint256 periodEnd)
-        internal
-    {
-        Grant storage g = _grants[payer][token][delegate];
-        // Both fit: spent <= budget (88 bits), periodEnd is capped to 32 bits in _checkGrant.
-        g.spent = uint88(spent);
-        g.periodEnd = uint32(periodEnd);
-    }
-
-    /// @dev Whether any grant was ever made for (payer, token, delegate): decides between the delegate
-    /// path and "unknown signer".
-    function _isDelegate(address payer, address token, address delegate) internal view returns (bool) {
-        return _grants[payer][token][delegate].epoch != 0;
+    function _recordSpend(bytes32 key, uint256 updated) internal {
+        _grantStates[key] = updated;
     }
 
     /// @dev Reverts with the error that explains why a signature was refused.
@@ -183,32 +203,31 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
     }
 
     function _setGrant(address payer, GrantTerms calldata terms) private {
-        if (terms.delegate == address(0)) revert ZeroAddress();
+        address delegate = terms.delegate;
+        address token = terms.token;
+        if (delegate == address(0)) revert ZeroAddress();
         if (terms.expiry <= block.timestamp) revert GrantExpiryInPast(terms.expiry);
-        Grant storage g = _grants[payer][terms.token][terms.delegate];
-        uint16 epoch = _nextEpoch(g.epoch);
+        GrantRecord memory previous = _grants[payer][token][delegate];
+        if (previous.epoch >= GrantState.MAX_EPOCH) revert GrantEpochExhausted();
+        uint256 epoch = previous.epoch + 1;
+        // The hot slot moves with the provider: retire the old one, so that provider is refused.
+        if (previous.epoch != 0 && previous.provider != terms.provider) {
+            delete _grantStates[_grantKey(payer, token, delegate, previous.provider)];
+        }
         uint256 periodEnd = terms.period == 0 ? type(uint32).max : block.timestamp + terms.period;
         if (periodEnd > type(uint32).max) periodEnd = type(uint32).max;
         bool anyModel = terms.models.length == 0;
-        _grants[payer][terms.token][terms.delegate] = Grant({
-            spent: 0,
-            maxPrice: terms.maxPrice,
-            periodEnd: uint32(periodEnd),
-            expiry: terms.expiry,
-            epoch: epoch,
-            provider: terms.provider,
-            budget: terms.budget,
-            anyModel: anyModel,
-            period: terms.period
-        });
+        _grants[payer][token][delegate] = GrantRecord(terms.budget, terms.period, uint16(epoch), terms.provider);
+        _grantStates[_grantKey(payer, token, delegate, terms.provider)] =
+            GrantState.pack(terms.budget, terms.maxPrice, periodEnd, terms.expiry, epoch, anyModel);
         for (uint256 i; i < terms.models.length; ++i) {
-            _grantModels[_grantModelKey(payer, terms.token, terms.delegate, epoch, terms.models[i])] = true;
+            _grantModels[_grantModelKey(payer, token, delegate, epoch, terms.models[i])] = true;
         }
         emit GrantSet(
             payer,
-            terms.token,
-            terms.delegate,
-            epoch,
+            token,
+            delegate,
+            uint16(epoch),
             terms.provider,
             terms.maxPrice,
             terms.budget,
@@ -218,16 +237,19 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         );
     }
 
-    function _nextEpoch(uint16 epoch) private pure returns (uint16) {
-        if (epoch == type(uint16).max) revert GrantEpochExhausted();
-        return epoch + 1;
-    }
-
-    function _grantModelKey(address payer, address token, address delegate, uint16 epoch, bytes32 model)
+    function _grantKey(address payer, address token, address delegate, address provider)
         private
         pure
         returns (bytes32)
     {
-        return keccak256(abi.encode(payer, token, delegate, epoch, model));
+        return keccak256(abi.encode(payer, token, delegate, provider));
+    }
+
+    function _grantModelKey(address payer, address token, address delegate, uint256 epoch, bytes32 model)
+        private
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(payer, token, delegate, uint16(epoch), model));
     }
 }

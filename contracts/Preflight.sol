@@ -3,16 +3,14 @@ pragma solidity 0.8.30;
 
 import {IPreflight} from "./interfaces/IPreflight.sol";
 import {Escrow} from "./Escrow.sol";
-import {Settlement} from "./Settlement.sol";
+import {Lanes} from "./Lanes.sol";
 
 /// @title Preflight
-/// @notice Payment escrow, inference permissions and settlement of signed inference requests.
-contract Preflight is IPreflight, Settlement {
-    /// @param initialOwner may set the protocol fee (capped) and hand ownership over in two steps
-    /// @param noticePeriod seconds between a payer's withdrawal request and its execution
-    /// @param feeBps initial protocol fee in basis points (at most `MAX_FEE_BPS`)
-    /// @param feeRecipient credited with the fee as earnings (may be zero while the fee is zero)
-    constructor(address initialOwner, uint256 noticePeriod, uint16 feeBps, address feeRecipient)
-        Escrow(initialOwner, noticePeriod, feeBps, feeRecipient)
-    {}
+/// @notice Payment escrow, lanes, inference permissions and settlement of signed inference requests.
+/// There is no owner: every parameter is fixed here, and a new fee is a new deployment.
+contract Preflight is IPreflight, Lanes {
+    /// @param noticePeriod seconds between a payer's withdrawal (or lane close) request and its execution
+    /// @param feeBps protocol fee in basis points (at most `MAX_FEE_BPS`), taken on provider withdrawals
+    /// @param feeRecipient receives the fee (may be zero when the fee is zero)
+    constructor(uint256 noticePeriod, uint16 feeBps, address feeRecipient) Escrow(noticePeriod, feeBps, feeRecipient) {}
 }

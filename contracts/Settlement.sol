@@ -2,21 +2,28 @@
 pragma solidity 0.8.30;
 
 import {ISettlement} from "./interfaces/ISettlement.sol";
-import {IPackedSettlement} from "./interfaces/IPackedSettlement.sol";
 import {SignedRequest, SignedVoucher, Reason} from "./interfaces/IPreflightTypes.sol";
 import {Escrow} from "./Escrow.sol";
 import {InferencePermissions} from "./InferencePermissions.sol";
 import {PayerAccount} from "./libraries/PayerAccount.sol";
 import {PackedRequests} from "./libraries/PackedRequests.sol";
 import {PreflightHash} from "./libraries/PreflightHash.sol";
+import {SettlementLog} from "./libraries/SettlementLog.sol";
 import {SignatureVerification} from "./libraries/SignatureVerification.sol";
 
 /// @title Settlement
-/// @notice Settles signed requests (one, or a batch) and cumulative vouchers to `msg.sender`, the
-/// provider every signature names. One code path checks each item; the single entry points revert
-/// with its specific error (`strict`), the batch entry points skip the item and report its reason.
-abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPackedSettlement {
+/// @notice Settles signed requests (one, a batch, or a packed batch) and channel vouchers to
+/// `msg.sender`, the provider every signature names. One function checks a request (`_debit`), one
+/// authorizes a signer (`_authorize`); the single entry points revert with the specific error
+/// (`strict`), the batch entry points skip the item and log its reason.
+abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
     using PayerAccount for uint256;
+
+    uint256 private constant MAX_NONCE = type(uint64).max;
+    /// @dev Largest log record of a readable request: group header 42 + tag 1 + delegate 20.
+    uint256 private constant REQUEST_RECORD = 63;
+    /// @dev Largest log record of a channel claim: 20 + 32 + 16 + 16 + 1 + 20.
+    uint256 private constant VOUCHER_RECORD = 105;
 
     mapping(bytes32 channelKey => uint256 claimed) private _claimed;
 
@@ -24,59 +31,60 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
 
     /// @inheritdoc ISettlement
     function settle(SignedRequest calldata request) external {
-        (, uint256 price) = _settleRequest(request, msg.sender, true);
-        _creditEarnings(msg.sender, request.token, price);
-        emit RequestSettled(request.payer, msg.sender, request.token, request.nonce, price);
+        uint256 log = SettlementLog.allocate(REQUEST_RECORD);
+        address token = request.token;
+        (, uint256 price) = _settleRequest(request, token, log, true);
+        _creditEarnings(msg.sender, token, price);
+        SettlementLog.emitLog(log, RequestsSettled.selector, msg.sender, token);
     }
 
     /// @inheritdoc ISettlement
     function settleBatch(address token, SignedRequest[] calldata requests) external returns (Reason[] memory reasons) {
         uint256 count = requests.length;
         reasons = new Reason[](count);
-        if (count == 0) return reasons;
+        uint256 log = SettlementLog.allocate(count * REQUEST_RECORD);
         uint256 total;
-        uint256 settled;
         for (uint256 i; i < count; ++i) {
-            SignedRequest calldata request = requests[i];
-            (Reason reason, uint256 price) = request.token == token
-                ? _settleRequest(request, msg.sender, false)
-                : (Reason.TokenMismatch, 0);
-            if (reason == Reason.Settled) {
-                // Cannot overflow: each price fits 96 bits and a batch holds far fewer than 2^160 items.
-                unchecked {
-                    total += price;
-                    ++settled;
-                }
-            } else {
-                reasons[i] = reason;
-                emit RequestSkipped(msg.sender, i, request.payer, request.nonce, reason);
+            uint256 price;
+            (reasons[i], price) = _settleRequest(requests[i], token, log, false);
+            // Cannot overflow: a sum of 96-bit prices over fewer than 2^64 items.
+            unchecked {
+                total += price;
             }
         }
-        uint256 feeAmount = total == 0 ? 0 : _creditEarnings(msg.sender, token, total);
-        emit BatchSettled(msg.sender, token, settled, total, feeAmount);
+        if (total != 0) _creditEarnings(msg.sender, token, total);
+        SettlementLog.emitLog(log, RequestsSettled.selector, msg.sender, token);
     }
 
-    /// @inheritdoc IPackedSettlement
-    function settlePacked(address token, bytes calldata packed) external returns (Reason[] memory reasons) {
-        reasons = new Reason[](_countPacked(packed));
-        uint256 buffer = PreflightHash.allocateRequestBuffer();
+    /// @inheritdoc ISettlement
+    function settlePacked(address token, bytes calldata packed) external {
+        uint256 length = packed.length;
+        if (length == 0) revert MalformedPackedBatch(0);
+        // Every byte of log data is paid for by at least one byte of `packed` (an item of 96 bytes
+        // logs at most 21, a group header of 30 bytes logs 42 with its first item's 96).
+        uint256 log = SettlementLog.allocate(length);
+        uint256 buffer = PreflightHash.allocateRequestBuffer(msg.sender, token);
         bytes32 separator = DOMAIN_SEPARATOR();
         uint256 total;
-        uint256 settled;
-        uint256 index;
-        for (uint256 offset; offset < packed.length;) {
-            (uint256 end,,) = PackedRequests.groupEnd(packed, offset);
-            (uint256 groupTotal, uint256 groupSettled) = _settleGroup(token, packed, offset, end, index, reasons, buffer, separator);
-            // Cannot overflow: sums of 96-bit prices and item counts of one calldata argument.
-            unchecked {
-                total += groupTotal;
-                settled += groupSettled;
-                index += (end - offset - PackedRequests.HEADER) / PackedRequests.ITEM;
+        uint256 offset;
+        while (offset < length) {
+            if (offset + PackedRequests.SECTION_HEADER > length) revert MalformedPackedBatch(offset);
+            (bytes32 model, uint256 price, uint256 deadline, uint256 groups) = PackedRequests.section(packed, offset);
+            if (groups == 0) revert MalformedPackedBatch(offset);
+            PreflightHash.setRequestSection(buffer, model, price, deadline);
+            bool expired = block.timestamp > deadline;
+            offset += PackedRequests.SECTION_HEADER;
+            for (uint256 g; g < groups; ++g) {
+                uint256 groupTotal;
+                (groupTotal, offset) = _settleGroup(token, packed, offset, model, price, expired, buffer, separator, log);
+                // Cannot overflow: a sum of 96-bit prices over fewer than 2^64 items.
+                unchecked {
+                    total += groupTotal;
+                }
             }
-            offset = end;
         }
-        uint256 feeAmount = total == 0 ? 0 : _creditEarnings(msg.sender, token, total);
-        emit BatchSettled(msg.sender, token, settled, total, feeAmount);
+        if (total != 0) _creditEarnings(msg.sender, token, total);
+        SettlementLog.emitLog(log, RequestsSettled.selector, msg.sender, token);
     }
 
     /// @inheritdoc ISettlement
@@ -93,34 +101,33 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
         emit NoncesInvalidated(msg.sender, token, word, mask);
     }
 
-    // ------------------------------------------------------------------ vouchers
+    // ------------------------------------------------------------------ channel vouchers
 
     /// @inheritdoc ISettlement
     function claimVoucher(SignedVoucher calldata voucher) external returns (uint256 amount) {
-        (, amount) = _claim(voucher, msg.sender, true);
-        _creditEarnings(msg.sender, voucher.token, amount);
+        uint256 log = SettlementLog.allocate(VOUCHER_RECORD);
+        address token = voucher.token;
+        (, amount) = _claimChannel(voucher, token, log, true);
+        _creditEarnings(msg.sender, token, amount);
+        SettlementLog.emitLog(log, VouchersClaimed.selector, msg.sender, token);
     }
 
     /// @inheritdoc ISettlement
     function claimVouchers(address token, SignedVoucher[] calldata vouchers) external returns (Reason[] memory reasons) {
         uint256 count = vouchers.length;
         reasons = new Reason[](count);
+        uint256 log = SettlementLog.allocate(count * VOUCHER_RECORD);
         uint256 total;
         for (uint256 i; i < count; ++i) {
-            SignedVoucher calldata voucher = vouchers[i];
-            (Reason reason, uint256 amount) =
-                voucher.token == token ? _claim(voucher, msg.sender, false) : (Reason.TokenMismatch, 0);
-            if (reason == Reason.Settled) {
-                // Cannot overflow: each amount is a 128-bit balance debit.
-                unchecked {
-                    total += amount;
-                }
-            } else {
-                reasons[i] = reason;
-                emit VoucherSkipped(msg.sender, i, voucher.payer, voucher.channel, reason);
+            uint256 amount;
+            (reasons[i], amount) = _claimChannel(vouchers[i], token, log, false);
+            // Cannot overflow: each amount is a 128-bit balance debit.
+            unchecked {
+                total += amount;
             }
         }
         if (total != 0) _creditEarnings(msg.sender, token, total);
+        SettlementLog.emitLog(log, VouchersClaimed.selector, msg.sender, token);
     }
 
     // ------------------------------------------------------------------ views
@@ -137,68 +144,91 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
 
     // ------------------------------------------------------------------ internal
 
-    /// @dev Checks that the groups of `packed` tile it exactly; returns how many items they hold.
-    function _countPacked(bytes calldata packed) private pure returns (uint256 count) {
-        for (uint256 offset; offset < packed.length;) {
-            (uint256 end, uint256 n, bool ok) = PackedRequests.groupEnd(packed, offset);
-            if (!ok) revert MalformedPackedBatch(offset);
-            // Cannot overflow: n < 2^16 per group.
-            unchecked {
-                count += n;
-            }
-            offset = end;
+    /// @dev Settles one readable request in `token` to the caller and logs it as a group of one.
+    /// @return reason `Settled` or why it was skipped (reverts instead when `strict`)
+    /// @return price what was debited (0 when skipped)
+    function _settleRequest(SignedRequest calldata request, address token, uint256 log, bool strict)
+        private
+        returns (Reason reason, uint256 price)
+    {
+        address payer = request.payer;
+        uint256 nonce = request.nonce;
+        price = request.price;
+        // Nonces are 64-bit in logs; one out of range is logged with the largest 64-bit value.
+        SettlementLog.appendGroup(log, payer, nonce > MAX_NONCE ? MAX_NONCE : nonce, price, 1);
+        address delegate;
+        if (request.token != token) {
+            reason = Reason.TokenMismatch; // only a batch names its token apart from its items
+        } else if (block.timestamp > request.deadline) {
+            if (strict) revert RequestExpired(request.deadline);
+            reason = Reason.Expired;
+        } else if (nonce > MAX_NONCE) {
+            if (strict) revert NonceOutOfRange(nonce);
+            reason = Reason.NonceOutOfRange;
+        } else {
+            bytes32 digest = _hashTypedData(PreflightHash.hash(request, msg.sender));
+            uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
+            uint256 account;
+            (reason, account, delegate) =
+                _debit(PayerAccount.load(slot), payer, token, request.model, price, nonce, digest, request.signature, strict);
+            if (reason == Reason.Settled) PayerAccount.store(slot, account);
         }
+        SettlementLog.appendTag(log, uint256(reason), delegate);
+        if (reason != Reason.Settled) price = 0;
     }
 
-    /// @dev Settles the group of `packed` in [offset, end) to the caller; its first item is batch item
-    /// `index`; `buffer` holds the request encoding, whose shared fields are written once per group, and
-    /// `separator` is the domain separator, read once per batch. The payer's slot is read and written once for the whole group: nothing else reads it
+    /// @dev Settles the packed group at `offset` (its section's fields given) and logs it.
+    /// The payer's slot is read and written once for the whole group: nothing else reads it
     /// meanwhile, as the only external calls are ERC-1271 staticcalls, which cannot settle or withdraw.
+    /// @return total the prices settled
+    /// @return end where the next group starts
     function _settleGroup(
         address token,
         bytes calldata packed,
         uint256 offset,
-        uint256 end,
-        uint256 index,
-        Reason[] memory reasons,
+        bytes32 model,
+        uint256 price,
+        bool expired,
         uint256 buffer,
-        bytes32 separator
-    ) private returns (uint256 total, uint256 settled) {
-        (address payer, bytes32 model, uint256 price, uint256 deadline, uint256 nonce) =
-            PackedRequests.header(packed, offset);
-        PreflightHash.setRequestGroup(buffer, payer, msg.sender, token, model, price, deadline);
-        bool expired = block.timestamp > deadline;
-        uint256 accountSlot = PayerAccount.slotOf(_accounts, payer, token);
-        uint256 account = PayerAccount.load(accountSlot);
+        bytes32 separator,
+        uint256 log
+    ) private returns (uint256 total, uint256 end) {
+        if (offset + PackedRequests.GROUP_HEADER > packed.length) revert MalformedPackedBatch(offset);
+        (address payer, uint256 nonce, uint256 count) = PackedRequests.group(packed, offset);
+        end = offset + PackedRequests.GROUP_HEADER + count * PackedRequests.ITEM;
+        // Nonces stay 64-bit: the last one is firstNonce + count - 1.
+        if (count == 0 || end > packed.length || nonce + count > MAX_NONCE + 1) revert MalformedPackedBatch(offset);
+        SettlementLog.appendGroup(log, payer, nonce, price, count);
+        PreflightHash.setRequestPayer(buffer, payer);
+        uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
+        uint256 account = PayerAccount.load(slot);
         uint256 loaded = account;
-        // Cannot overflow: `at` is bounded by `end` (checked by _countPacked), nonces are 64-bit plus
-        // < 2^16, totals are sums of 96-bit prices.
+        // Cannot overflow: `at` is bounded by `end` (checked above), nonces by MAX_NONCE, totals are
+        // sums of 96-bit prices.
         unchecked {
-            for (uint256 at = offset + PackedRequests.HEADER; at < end; at += PackedRequests.ITEM) {
+            for (uint256 at = offset + PackedRequests.GROUP_HEADER; at < end; at += PackedRequests.ITEM) {
                 Reason reason = Reason.Expired;
+                address delegate;
                 if (!expired) {
                     (bytes32 inputHash, bytes calldata signature) = PackedRequests.item(packed, at);
                     bytes32 digest = _hashTypedData(separator, PreflightHash.hashInBuffer(buffer, nonce, inputHash));
-                    (reason, account) = _debitPacked(account, payer, token, model, price, nonce, digest, signature);
+                    (reason, account, delegate) = _debit(account, payer, token, model, price, nonce, digest, signature, false);
                 }
-                if (reason == Reason.Settled) {
-                    total += price;
-                    ++settled;
-                } else {
-                    reasons[index] = reason;
-                    emit RequestSkipped(msg.sender, index, payer, nonce, reason);
-                }
-                ++index;
+                if (reason == Reason.Settled) total += price;
+                SettlementLog.appendTag(log, uint256(reason), delegate);
                 ++nonce;
             }
         }
-        if (account != loaded) PayerAccount.store(accountSlot, account);
+        if (account != loaded) PayerAccount.store(slot, account);
     }
 
-    /// @dev The checks of `_settleRequest` for one packed item, on the group's cached payer account.
-    /// @return reason `Settled` or why the item is skipped
-    /// @return updated the account with the nonce used and the price debited (unchanged when skipped)
-    function _debitPacked(
+    /// @dev The checks of a request after its deadline, in order: signer (payer, delegate within its
+    /// grant, or ERC-1271), balance, nonce. Works on the payer's account word `account`; writes
+    /// nothing but the delegate's grant and a spilled nonce word, and only when every check passed.
+    /// @return reason `Settled` or why not (reverts instead when `strict`)
+    /// @return updated the account with the nonce used and the price debited (unchanged when not)
+    /// @return delegate the delegate that signed, or zero
+    function _debit(
         uint256 account,
         address payer,
         address token,
@@ -206,136 +236,104 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement, IPack
         uint256 price,
         uint256 nonce,
         bytes32 digest,
-        bytes calldata signature
-    ) private returns (Reason reason, uint256 updated) {
-        address delegate;
-        uint256 grantSpent;
-        uint256 grantPeriodEnd;
-        (reason, delegate, grantSpent, grantPeriodEnd) =
-            _authorize(payer, token, msg.sender, model, price, true, digest, signature, false);
-        if (reason != Reason.Settled) return (reason, account);
+        bytes calldata signature,
+        bool strict
+    ) private returns (Reason reason, uint256 updated, address delegate) {
+        bytes32 grantKey;
+        uint256 grantState;
+        (reason, delegate, grantKey, grantState) = _authorize(payer, token, model, price, true, digest, signature, strict);
+        if (reason != Reason.Settled) return (reason, account, address(0));
         uint256 balance = account.balance();
-        if (balance < price) return (Reason.InsufficientBalance, account);
+        if (balance < price) {
+            if (strict) revert InsufficientBalance(balance, price);
+            return (Reason.InsufficientBalance, account, address(0));
+        }
         (uint256 word, uint256 mask) = PayerAccount.locate(nonce);
         bool fresh;
         (updated, fresh) = account.useNonces(word, mask, _spilledNonces, payer, token);
-        if (!fresh) return (Reason.NonceUsed, account);
-        if (delegate != address(0)) _recordSpend(payer, token, delegate, grantSpent, grantPeriodEnd);
+        if (!fresh) {
+            if (strict) revert NonceAlreadyUsed(payer, nonce);
+            return (Reason.NonceUsed, account, address(0));
+        }
+        if (delegate != address(0)) _recordSpend(grantKey, grantState);
         // Cannot underflow: balance >= price was checked above.
         unchecked {
             updated = updated.withBalance(balance - price);
         }
     }
 
-    /// @dev Verifies `request` for `provider` and debits the payer. Writes nothing unless every check
-    /// passes; when one fails it reverts (`strict`) or returns the reason.
-    function _settleRequest(SignedRequest calldata request, address provider, bool strict)
+    /// @dev Claims channel voucher `voucher` in `token` to the caller, debiting the payer's balance,
+    /// and logs it. Writes nothing unless every check passes.
+    function _claimChannel(SignedVoucher calldata voucher, address token, uint256 log, bool strict)
         private
-        returns (Reason reason, uint256 price)
-    {
-        if (block.timestamp > request.deadline) {
-            if (strict) revert RequestExpired(request.deadline);
-            return (Reason.Expired, 0);
-        }
-        address payer = request.payer;
-        address token = request.token;
-        price = request.price;
-        bytes32 digest = _hashTypedData(PreflightHash.hash(request, provider));
-        address delegate;
-        uint256 grantSpent;
-        uint256 grantPeriodEnd;
-        (reason, delegate, grantSpent, grantPeriodEnd) =
-            _authorize(payer, token, provider, request.model, price, true, digest, request.signature, strict);
-        if (reason != Reason.Settled) return (reason, 0);
-
-        uint256 accountSlot = PayerAccount.slotOf(_accounts, payer, token);
-        uint256 account = PayerAccount.load(accountSlot);
-        uint256 balance = account.balance();
-        if (balance < price) {
-            if (strict) revert InsufficientBalance(balance, price);
-            return (Reason.InsufficientBalance, 0);
-        }
-        (uint256 word, uint256 mask) = PayerAccount.locate(request.nonce);
-        bool fresh;
-        (account, fresh) = account.useNonces(word, mask, _spilledNonces, payer, token);
-        if (!fresh) {
-            if (strict) revert NonceAlreadyUsed(payer, request.nonce);
-            return (Reason.NonceUsed, 0);
-        }
-        // Cannot underflow: balance >= price was checked above.
-        unchecked {
-            PayerAccount.store(accountSlot, account.withBalance(balance - price));
-        }
-        if (delegate != address(0)) _recordSpend(payer, token, delegate, grantSpent, grantPeriodEnd);
-        return (Reason.Settled, price);
-    }
-
-    /// @dev Verifies `voucher` for `provider`, debits the payer and advances the channel. Writes nothing
-    /// unless every check passes; when one fails it reverts (`strict`) or returns the reason.
-    function _claim(SignedVoucher calldata voucher, address provider, bool strict)
-        private
-        returns (Reason, uint256 amount)
+        returns (Reason reason, uint256 amount)
     {
         address payer = voucher.payer;
-        address token = voucher.token;
-        bytes32 key = _channelKey(payer, provider, token, voucher.channel);
-        uint256 claimed = _claimed[key];
         uint256 cumulative = voucher.cumulativeAmount;
-        if (cumulative <= claimed) {
-            if (strict) revert NothingToClaim(cumulative, claimed);
-            return (Reason.NothingToClaim, 0);
+        address delegate;
+        if (voucher.token != token) {
+            reason = Reason.TokenMismatch;
+        } else {
+            bytes32 key = _channelKey(payer, msg.sender, token, voucher.channel);
+            uint256 claimed = _claimed[key];
+            if (cumulative <= claimed) {
+                if (strict) revert NothingToClaim(cumulative, claimed);
+                reason = Reason.NothingToClaim;
+            } else {
+                // Cannot underflow: cumulative > claimed.
+                unchecked {
+                    amount = cumulative - claimed;
+                }
+                bytes32 digest = _hashTypedData(PreflightHash.hash(voucher, msg.sender));
+                bytes32 grantKey;
+                uint256 grantState;
+                (reason, delegate, grantKey, grantState) =
+                    _authorize(payer, token, voucher.model, amount, false, digest, voucher.signature, strict);
+                uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
+                uint256 account = PayerAccount.load(slot);
+                if (reason == Reason.Settled && account.balance() < amount) {
+                    if (strict) revert InsufficientBalance(account.balance(), amount);
+                    reason = Reason.InsufficientBalance;
+                }
+                if (reason == Reason.Settled) {
+                    _claimed[key] = cumulative;
+                    // Cannot underflow: balance >= amount was checked above.
+                    unchecked {
+                        PayerAccount.store(slot, account.withBalance(account.balance() - amount));
+                    }
+                    if (delegate != address(0)) _recordSpend(grantKey, grantState);
+                }
+            }
         }
-        // Cannot underflow: cumulative > claimed.
-        unchecked {
-            amount = cumulative - claimed;
-        }
-        bytes32 digest = _hashTypedData(PreflightHash.hash(voucher, provider));
-        (Reason reason, address delegate, uint256 grantSpent, uint256 grantPeriodEnd) =
-            _authorize(payer, token, provider, voucher.model, amount, false, digest, voucher.signature, strict);
-        if (reason != Reason.Settled) return (reason, 0);
-
-        uint256 accountSlot = PayerAccount.slotOf(_accounts, payer, token);
-        uint256 account = PayerAccount.load(accountSlot);
-        uint256 balance = account.balance();
-        if (balance < amount) {
-            if (strict) revert InsufficientBalance(balance, amount);
-            return (Reason.InsufficientBalance, 0);
-        }
-        _claimed[key] = cumulative;
-        // Cannot underflow: balance >= amount was checked above.
-        unchecked {
-            PayerAccount.store(accountSlot, account.withBalance(balance - amount));
-        }
-        if (delegate != address(0)) _recordSpend(payer, token, delegate, grantSpent, grantPeriodEnd);
-        emit VoucherClaimed(payer, provider, token, voucher.channel, cumulative, amount);
-        return (Reason.Settled, amount);
+        if (reason != Reason.Settled) (amount, delegate) = (0, address(0));
+        SettlementLog.appendClaim(log, payer, true, voucher.channel, cumulative, amount, uint256(reason), delegate);
     }
 
-    /// @dev Decides who signed `digest` and whether they may spend `amount`: the payer by ECDSA, a
-    /// delegate by ECDSA within its grant, or the payer's wallet by ERC-1271 (tried last, only when
-    /// ECDSA did not match, and with capped gas).
+    /// @dev Whether `digest` was signed for `payer`'s `token` by the payer, by a delegate within its
+    /// grant (for `amount` with the caller on `model`), or accepted by the payer's wallet through
+    /// ERC-1271 (tried last, only when ECDSA did not match, and with capped gas).
+    /// @return reason `Settled` when authorized
+    /// @return delegate the delegate that signed (zero for the payer or its wallet)
+    /// @return grantKey the delegate's grant slot, to pass with `grantState` to `_recordSpend`
+    /// @return grantState the grant's hot slot with `amount` spent
     function _authorize(
         address payer,
         address token,
-        address provider,
         bytes32 model,
         uint256 amount,
         bool isRequest,
         bytes32 digest,
         bytes calldata signature,
         bool strict
-    )
-        private
-        view
-        returns (Reason reason, address delegate, uint256 grantSpent, uint256 grantPeriodEnd)
-    {
+    ) internal view returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
         address signer;
         (signer, reason) = SignatureVerification.recover(digest, signature);
         if (signer == payer && signer != address(0)) return (Reason.Settled, address(0), 0, 0);
-        if (signer != address(0) && _isDelegate(payer, token, signer)) {
-            (reason, grantSpent, grantPeriodEnd) =
-                _checkGrant(payer, token, signer, provider, model, amount, isRequest, strict);
-            return (reason, signer, grantSpent, grantPeriodEnd);
+        if (signer != address(0)) {
+            bool known;
+            (known, reason, grantKey, grantState) =
+                _checkGrant(payer, token, signer, msg.sender, model, amount, isRequest, strict);
+            if (known) return (reason, reason == Reason.Settled ? signer : address(0), grantKey, grantState);
         }
         if (payer.code.length != 0 && SignatureVerification.isValidERC1271(payer, digest, signature, ERC1271_GAS_LIMIT))
         {

@@ -4,9 +4,16 @@ pragma solidity ^0.8.28;
 import {ISignatureErrors} from "./ISignatureErrors.sol";
 
 /// @title IEscrow
-/// @notice Payer balances per (payer, token), notice-period withdrawals, provider earnings per
+/// @notice Payer balances per (payer, token), withdrawals after a notice period, provider earnings per
 /// (provider, token) and the protocol fee. `address(0)` stands for native ETH throughout.
-/// @dev Invariant for standard tokens: sum of payer balances + earnings = tokens held.
+///
+/// There is no owner. The fee (`FEE_BPS`, credited to `FEE_RECIPIENT`) is fixed at deployment: a new
+/// fee is a new deployment at its own address. Settlements credit the provider the gross amount; the
+/// fee is taken when the provider withdraws, rounded up on the whole amount withdrawn
+/// (`fee = ceil(gross * FEE_BPS / 10_000)`), so splitting payments into many small settlements never
+/// avoids it, and the settlement hot path neither reads a fee nor writes a second slot.
+/// @dev Invariant for standard tokens: sum of payer balances + lane funds + earnings + accrued fees =
+/// tokens held.
 interface IEscrow is ISignatureErrors {
     /// @notice A deposit named no amount, or a withdrawal had nothing to pay.
     error ZeroAmount();
@@ -16,25 +23,29 @@ interface IEscrow is ISignatureErrors {
     error NoWithdrawalRequested();
     /// @notice `withdraw` was called before the notice period elapsed.
     error NoticePeriodActive(uint256 readyAt);
+    /// @notice `withdraw` was called after the request's window closed; request again.
+    error WithdrawalLapsed(uint256 expiredAt);
     /// @notice Native ETH could not be delivered to `to`.
     error EthTransferFailed(address to);
     /// @notice The notice period given at deployment is zero or above `MAX_NOTICE_PERIOD`.
     error InvalidNoticePeriod(uint256 noticePeriod, uint256 maxNoticePeriod);
-    /// @notice The owner tried to set a fee above `MAX_FEE_BPS`.
+    /// @notice The fee given at deployment is above `MAX_FEE_BPS`.
     error FeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
 
     /// @notice `amount` was credited to `payer`'s balance of `token`, paid by `from`.
     event Deposited(address indexed payer, address indexed token, address from, uint256 amount);
-    /// @notice `payer` asked to withdraw up to `amount` of `token` from `readyAt` on.
-    event WithdrawalRequested(address indexed payer, address indexed token, uint256 amount, uint256 readyAt);
+    /// @notice `payer` may withdraw `amount` of `token` (its whole balance or less, capped when asked)
+    /// from `readyAt` until `expiresAt` (exclusive). Replaces any earlier request.
+    event WithdrawalRequested(address indexed payer, address indexed token, uint256 amount, uint256 readyAt, uint256 expiresAt);
     /// @notice `payer` cancelled its pending withdrawal of `token`.
     event WithdrawalCancelled(address indexed payer, address indexed token);
-    /// @notice `amount` of `payer`'s `token` balance was sent to `to`.
+    /// @notice `amount` of `payer`'s `token` balance was sent to `to`; the request is consumed.
     event Withdrawn(address indexed payer, address indexed token, address to, uint256 amount);
-    /// @notice `amount` of `provider`'s earnings in `token` were sent to `to`.
-    event EarningsWithdrawn(address indexed provider, address indexed token, address to, uint256 amount);
-    /// @notice The protocol fee became `feeBps` basis points, credited to `recipient`.
-    event FeeChanged(uint16 feeBps, address recipient);
+    /// @notice `provider`'s earnings in `token` were paid out: `amount` to `to`, `fee` to the fee
+    /// accumulator (`amount + fee` is what the provider had earned).
+    event EarningsWithdrawn(address indexed provider, address indexed token, address to, uint256 amount, uint256 fee);
+    /// @notice `amount` of accrued fees in `token` were sent to `FEE_RECIPIENT`.
+    event FeesWithdrawn(address indexed token, address recipient, uint256 amount);
 
     /// @notice Deposits `amount` of ERC-20 `token` (pulled from the caller) into `payer`'s balance.
     /// Tokens that take a fee on transfer are credited by the amount actually received.
@@ -55,42 +66,56 @@ interface IEscrow is ISignatureErrors {
         bytes32 s
     ) external;
 
-    /// @notice Starts the notice period for withdrawing up to `amount` of `token`. Replaces any
-    /// earlier request. Providers may still settle against the balance until the withdrawal executes.
+    /// @notice Asks to withdraw up to `amount` of `token`, capped at the caller's balance now (so a
+    /// request cannot be armed before a deposit). It can execute from `NOTICE_PERIOD` after now, for
+    /// `WITHDRAWAL_WINDOW`; then it lapses. Replaces any earlier request. Providers may still settle
+    /// against the balance until the withdrawal executes.
     function requestWithdrawal(address token, uint256 amount) external;
 
     /// @notice Cancels the caller's pending withdrawal request for `token`.
     function cancelWithdrawal(address token) external;
 
-    /// @notice After the notice period, sends min(requested, balance) of `token` to `to`.
+    /// @notice Inside the request's window, sends min(requested, balance) of `token` to `to`.
     /// @return amount what was sent
     function withdraw(address token, address to) external returns (uint256 amount);
 
-    /// @notice Sends all of the caller's earnings in `token` to `to`. Never blocked.
-    /// @return amount what was sent
+    /// @notice Pays out all of the caller's earnings in `token`: the fee (rounded up) to the fee
+    /// accumulator, the rest to `to`. Never blocked.
+    /// @return amount what was sent to `to`
     function withdrawEarnings(address token, address to) external returns (uint256 amount);
 
-    /// @notice Sets the protocol fee (owner only), at most `MAX_FEE_BPS`. Applies to later settlements.
-    function setFee(uint16 feeBps, address recipient) external;
+    /// @notice Sends every fee accrued in `token` to `FEE_RECIPIENT`. Anyone may call it.
+    /// @return amount what was sent
+    function withdrawFees(address token) external returns (uint256 amount);
 
-    /// @notice The largest fee the owner may ever set, in basis points.
+    /// @notice The protocol fee in basis points, fixed at deployment.
+    function FEE_BPS() external view returns (uint16);
+
+    /// @notice Who receives the protocol fee, fixed at deployment (zero when the fee is zero).
+    function FEE_RECIPIENT() external view returns (address);
+
+    /// @notice The largest fee a deployment accepts, in basis points (1,000 = 10%).
     function MAX_FEE_BPS() external view returns (uint16);
 
-    /// @notice Seconds between a withdrawal request and its execution, fixed at deployment.
+    /// @notice Seconds between a withdrawal request (or lane close request) and its execution.
     function NOTICE_PERIOD() external view returns (uint256);
 
     /// @notice The longest notice period a deployment accepts (365 days): withdrawals can never be frozen.
     function MAX_NOTICE_PERIOD() external view returns (uint256);
 
+    /// @notice Seconds after maturing during which a withdrawal (or lane close) may execute (7 days).
+    function WITHDRAWAL_WINDOW() external view returns (uint256);
+
     /// @notice `payer`'s balance of `token`.
     function balanceOf(address payer, address token) external view returns (uint256);
 
-    /// @notice `provider`'s withdrawable earnings in `token`.
+    /// @notice `provider`'s earnings in `token` before the fee (what settlements credited).
     function earningsOf(address provider, address token) external view returns (uint256);
 
-    /// @notice `payer`'s pending withdrawal request for `token` (zeroes when none).
-    function pendingWithdrawal(address payer, address token) external view returns (uint256 amount, uint256 readyAt);
+    /// @notice Fees accrued in `token` and not yet sent to `FEE_RECIPIENT`.
+    function feesOf(address token) external view returns (uint256);
 
-    /// @notice The protocol fee in basis points and who receives it.
-    function fee() external view returns (uint16 feeBps, address recipient);
+    /// @notice `payer`'s pending withdrawal request for `token` (zeroes when none). It may execute in
+    /// [readyAt, readyAt + WITHDRAWAL_WINDOW).
+    function pendingWithdrawal(address payer, address token) external view returns (uint256 amount, uint256 readyAt);
 }

@@ -6,7 +6,12 @@ import {ISignatureErrors} from "./ISignatureErrors.sol";
 
 /// @title IInferencePermissions
 /// @notice Scoped, revocable grants from a payer to a delegate key, per (payer, token, delegate).
-/// A delegate may sign requests and vouchers that the payer's escrow pays, within its grant's scope.
+/// A delegate may sign requests and vouchers that the payer's escrow (or lanes) pay, within its grant's
+/// scope. A delegated settlement reads and writes one slot of its grant (remaining budget, price cap,
+/// period end, expiry, epoch, any-model flag); the budget and period are read only when a period
+/// rolls over, the model set only for a grant restricted to models.
+/// @dev Settlements record a delegate's spending in the settlement logs (see `ISettlement`): a
+/// follower rebuilds a grant's remaining budget from `GrantSet`, `GrantRevoked` and those logs.
 interface IInferencePermissions is ISignatureErrors {
     /// @notice The delegate's grant was revoked.
     error RevokedGrant(address delegate);
@@ -24,10 +29,11 @@ interface IInferencePermissions is ISignatureErrors {
     error GrantExpiryInPast(uint256 expiry);
     /// @notice A signed grant or signed request arrived after its deadline.
     error SignatureExpired(uint256 deadline);
-    /// @notice The (payer, token, delegate) slot was re-granted 65,535 times and is exhausted.
+    /// @notice The (payer, token, delegate) slot was re-granted 32,767 times and is exhausted.
     error GrantEpochExhausted();
 
-    /// @notice `payer` granted `delegate` the scope below, under a new `epoch`.
+    /// @notice `payer` granted `delegate` the scope below, under a new `epoch`; the grant's remaining
+    /// budget is `budget` and its first period ends `period` seconds after this block (never if 0).
     event GrantSet(
         address indexed payer,
         address indexed token,
@@ -58,7 +64,7 @@ interface IInferencePermissions is ISignatureErrors {
     /// @return provider address(0) = any
     /// @return maxPrice cap per request
     /// @return budget per period
-    /// @return spent in the current period (as of the last settlement)
+    /// @return spent in the current period (as of the last settlement; budget - remaining)
     /// @return periodEnd when the current period ends
     /// @return period period length (0 = never resets)
     /// @return expiry 0 = no active grant

@@ -2,45 +2,68 @@
 pragma solidity ^0.8.28;
 
 /// @title PackedRequests
-/// @notice Reads the compact request groups of `IPackedSettlement.settlePacked` straight from calldata.
-/// @dev Layout (big-endian): group := payer 20 . model 32 . price 12 . deadline 8 . firstNonce 8 .
-/// count 2 . count * (inputHash 32 . r 32 . vs 32). Readers never look past a bound the caller checked
-/// with `groupEnd`, so a short `packed` reverts instead of reading zeros.
+/// @notice Reads the compact calldata of `settlePacked` and `claimLanesPacked` straight from calldata
+/// (layouts in `ISettlement` and `ILanes`, big-endian, no padding). Every reader is given a bound
+/// its caller checked, so a short `packed` reverts (`MalformedPackedBatch`) instead of reading zeros.
 library PackedRequests {
-    uint256 internal constant HEADER = 82;
+    /// @notice model (32) . price (12) . deadline (8) . groups (2)
+    uint256 internal constant SECTION_HEADER = 54;
+    /// @notice payer (20) . firstNonce (8) . count (2)
+    uint256 internal constant GROUP_HEADER = 30;
+    /// @notice inputHash (32) . r (32) . vs (32)
     uint256 internal constant ITEM = 96;
+    /// @notice payer (20) . cumulativeAmount (16) . r (32) . vs (32)
+    uint256 internal constant LANE_CLAIM = 100;
 
-    /// @notice Where the group starting at `offset` ends, and its item count; `ok` false if it overruns.
-    function groupEnd(bytes calldata packed, uint256 offset) internal pure returns (uint256 end, uint256 count, bool ok) {
-        if (offset + HEADER > packed.length) return (0, 0, false);
-        assembly ("memory-safe") {
-            count := shr(240, calldataload(add(add(packed.offset, offset), 80))) // 2 bytes after 80 of header
-        }
-        end = offset + HEADER + count * ITEM;
-        ok = count != 0 && end <= packed.length;
-    }
-
-    /// @notice The shared fields of the group at `offset` (bounds checked by `groupEnd`).
-    function header(bytes calldata packed, uint256 offset)
+    /// @notice The section header at `offset` (the caller checked `offset + SECTION_HEADER <= length`).
+    function section(bytes calldata packed, uint256 offset)
         internal
         pure
-        returns (address payer, bytes32 model, uint256 price, uint256 deadline, uint256 firstNonce)
+        returns (bytes32 model, uint256 price, uint256 deadline, uint256 groups)
+    {
+        assembly ("memory-safe") {
+            let p := add(packed.offset, offset)
+            model := calldataload(p) // bytes 0..31
+            price := shr(160, calldataload(add(p, 32))) // bytes 32..43: uint96
+            deadline := shr(192, calldataload(add(p, 44))) // bytes 44..51: uint64
+            groups := shr(240, calldataload(add(p, 52))) // bytes 52..53: uint16
+        }
+    }
+
+    /// @notice The group header at `offset` (the caller checked `offset + GROUP_HEADER <= length`).
+    function group(bytes calldata packed, uint256 offset)
+        internal
+        pure
+        returns (address payer, uint256 firstNonce, uint256 count)
     {
         assembly ("memory-safe") {
             let p := add(packed.offset, offset)
             payer := shr(96, calldataload(p)) // bytes 0..19
-            model := calldataload(add(p, 20)) // bytes 20..51
-            price := shr(160, calldataload(add(p, 52))) // bytes 52..63: uint96
-            deadline := shr(192, calldataload(add(p, 64))) // bytes 64..71: uint64
-            firstNonce := shr(192, calldataload(add(p, 72))) // bytes 72..79: uint64
+            firstNonce := shr(192, calldataload(add(p, 20))) // bytes 20..27: uint64
+            count := shr(240, calldataload(add(p, 28))) // bytes 28..29: uint16
         }
     }
 
     /// @notice The input hash of the item at `offset`, and its 64-byte signature as a calldata slice.
     function item(bytes calldata packed, uint256 offset) internal pure returns (bytes32 inputHash, bytes calldata signature) {
         assembly ("memory-safe") {
-            inputHash := calldataload(add(packed.offset, offset))
-            signature.offset := add(add(packed.offset, offset), 32)
+            inputHash := calldataload(add(packed.offset, offset)) // bytes 0..31
+            signature.offset := add(add(packed.offset, offset), 32) // r . vs
+            signature.length := 64
+        }
+    }
+
+    /// @notice The lane claim at `offset`: payer, cumulative amount and the 64-byte signature.
+    function laneClaim(bytes calldata packed, uint256 offset)
+        internal
+        pure
+        returns (address payer, uint256 cumulativeAmount, bytes calldata signature)
+    {
+        assembly ("memory-safe") {
+            let p := add(packed.offset, offset)
+            payer := shr(96, calldataload(p)) // bytes 0..19
+            cumulativeAmount := shr(128, calldataload(add(p, 20))) // bytes 20..35: uint128
+            signature.offset := add(p, 36) // r . vs
             signature.length := 64
         }
     }

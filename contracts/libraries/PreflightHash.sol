@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {SignedRequest, SignedVoucher, GrantTerms} from "../interfaces/IPreflightTypes.sol";
+import {SignedRequest, SignedVoucher, LaneVoucher, GrantTerms} from "../interfaces/IPreflightTypes.sol";
 
 /// @title PreflightHash
 /// @notice EIP-712 struct hashes of every message Preflight verifies. Each type string sits next to
@@ -12,6 +12,9 @@ library PreflightHash {
 
     /// @dev keccak256("Voucher(address payer,address provider,address token,bytes32 model,bytes32 channel,uint128 cumulativeAmount)")
     bytes32 internal constant VOUCHER_TYPEHASH = 0x4e3e6946845a48942924c12320e7a2880d44ac3488ec313d89a62acc9e0ea292;
+
+    /// @dev keccak256("LaneVoucher(address payer,address provider,address token,bytes32 model,uint128 cumulativeAmount)")
+    bytes32 internal constant LANE_VOUCHER_TYPEHASH = 0x0e995a53c50404b8d2d3ab912e0f2125be1f44c75448f37fa3785f1a046f26b2;
 
     /// @dev keccak256("Grant(address payer,address delegate,address token,address provider,uint88 maxPrice,uint88 budget,uint32 period,uint32 expiry,bytes32[] models,uint16 epoch,uint256 deadline)")
     bytes32 internal constant GRANT_TYPEHASH = 0x029fd39cb4bc76b6ae6f3567f612bd72bc048550d19883bf570d07a0430788ec;
@@ -30,32 +33,31 @@ library PreflightHash {
         }
     }
 
-    /// @notice Allocates a request buffer for `hashInBuffer`, so a batch writes its shared fields once.
-    function allocateRequestBuffer() internal pure returns (uint256 buffer) {
+    /// @notice Allocates a request buffer for `hashInBuffer`, so a packed batch writes the fields its
+    /// requests share once: provider and token here, the rest per section and per group.
+    function allocateRequestBuffer(address provider, address token) internal pure returns (uint256 buffer) {
         assembly ("memory-safe") {
             buffer := mload(0x40)
             mstore(0x40, add(buffer, 0x120)) // claim the 9 words of a Request struct encoding
             mstore(buffer, REQUEST_TYPEHASH)
+            mstore(add(buffer, 0x40), provider)
+            mstore(add(buffer, 0x60), token)
         }
     }
 
-    /// @notice Writes the fields a group of requests shares into `buffer` (see `allocateRequestBuffer`).
-    function setRequestGroup(
-        uint256 buffer,
-        address payer,
-        address provider,
-        address token,
-        bytes32 model,
-        uint256 price,
-        uint256 deadline
-    ) internal pure {
+    /// @notice Writes the fields a section of a packed batch shares into `buffer`.
+    function setRequestSection(uint256 buffer, bytes32 model, uint256 price, uint256 deadline) internal pure {
         assembly ("memory-safe") {
-            mstore(add(buffer, 0x20), payer)
-            mstore(add(buffer, 0x40), provider)
-            mstore(add(buffer, 0x60), token)
             mstore(add(buffer, 0x80), model)
             mstore(add(buffer, 0xa0), price)
             mstore(add(buffer, 0xe0), deadline)
+        }
+    }
+
+    /// @notice Writes the payer of a group of a packed batch into `buffer`.
+    function setRequestPayer(uint256 buffer, address payer) internal pure {
+        assembly ("memory-safe") {
+            mstore(add(buffer, 0x20), payer)
         }
     }
 
@@ -77,6 +79,40 @@ library PreflightHash {
             mstore(add(m, 0x40), provider)
             calldatacopy(add(m, 0x60), add(voucher, 0x20), 0x80) // token, model, channel, cumulativeAmount
             result := keccak256(m, 0xe0)
+        }
+    }
+
+    /// @notice Struct hash of lane voucher `voucher` as addressed to `provider`.
+    function hash(LaneVoucher calldata voucher, address provider) internal pure returns (bytes32 result) {
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, LANE_VOUCHER_TYPEHASH)
+            mstore(add(m, 0x20), calldataload(voucher)) // payer
+            mstore(add(m, 0x40), provider)
+            calldatacopy(add(m, 0x60), add(voucher, 0x20), 0x60) // token, model, cumulativeAmount
+            result := keccak256(m, 0xc0)
+        }
+    }
+
+    /// @notice Allocates a lane voucher buffer for `hashLaneInBuffer`: a packed claim batch writes
+    /// the fields its claims share (provider, token, model) once.
+    function allocateLaneBuffer(address provider, address token, bytes32 model) internal pure returns (uint256 buffer) {
+        assembly ("memory-safe") {
+            buffer := mload(0x40)
+            mstore(0x40, add(buffer, 0xc0)) // claim the 6 words of a LaneVoucher struct encoding
+            mstore(buffer, LANE_VOUCHER_TYPEHASH)
+            mstore(add(buffer, 0x40), provider)
+            mstore(add(buffer, 0x60), token)
+            mstore(add(buffer, 0x80), model)
+        }
+    }
+
+    /// @notice Struct hash of the lane voucher in `buffer` with `payer` and `cumulativeAmount` filled in.
+    function hashLaneInBuffer(uint256 buffer, address payer, uint256 cumulativeAmount) internal pure returns (bytes32 result) {
+        assembly ("memory-safe") {
+            mstore(add(buffer, 0x20), payer)
+            mstore(add(buffer, 0xa0), cumulativeAmount)
+            result := keccak256(buffer, 0xc0)
         }
     }
 
