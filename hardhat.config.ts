@@ -46,7 +46,7 @@ const config: HardhatUserConfig = {
         settings: {
           evmVersion: "prague",
           viaIR: true,
-          optimizer: { enabled: true, runs: 1_000_000 },
+          optimizer: { enabled: true, runs: 10_000 },
           // The gas suite (bench/) reads storage layouts to attribute SLOAD/SSTORE to steps.
           outputSelection: { "*": { "*": ["storageLayout"] } },
         },
@@ -58,7 +58,7 @@ const config: HardhatUserConfig = {
         settings: {
           evmVersion: "london",
           viaIR: true,
-          optimizer: { enabled: true, runs: 1_000_000 },
+          optimizer: { enabled: true, runs: 10_000 },
           metadata: { bytecodeHash: "none" },
           outputSelection: { "*": { "*": ["storageLayout"] } },
         },

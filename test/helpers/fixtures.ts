@@ -21,7 +21,7 @@ export interface PreflightFixture {
 /** Preflight with no fee, a 6-decimal token, and a payer holding 1,000 USDC in escrow. */
 export async function deployPreflightFixture(): Promise<PreflightFixture> {
   const [owner, payer, provider, delegate, other, feeRecipient] = await ethers.getSigners();
-  const preflight = await ethers.deployContract("Preflight", [owner.address, NOTICE_PERIOD, 0, ethers.ZeroAddress]);
+  const preflight = await ethers.deployContract("Preflight", [NOTICE_PERIOD, 0, ethers.ZeroAddress]);
   const usdc = await ethers.deployContract("TestToken", ["USD Coin", "USDC", 6]);
   await usdc.mint(payer.address, 10_000n * USDC);
   await usdc.connect(payer).approve(await preflight.getAddress(), ethers.MaxUint256);

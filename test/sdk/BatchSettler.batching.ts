@@ -110,7 +110,8 @@ describe("BatchSettler", function () {
 
     it("rejects the outcomes of a batch whose transaction fails, and lets the items be added again", async function () {
       const { preflight, token, request, other } = await loadFixture(deploySettlerFixture);
-      const broken = { ...preflight.connect(other), settleBatch: async () => Promise.reject(new Error("rpc down")) } as unknown as typeof preflight;
+      const down = async () => Promise.reject(new Error("rpc down"));
+      const broken = { ...preflight.connect(other), settleBatch: Object.assign(down, { estimateGas: down }) } as unknown as typeof preflight;
       const settler = new BatchSettler({ contract: Object.setPrototypeOf(broken, preflight) as typeof preflight, token, maxAgeMs: 60_000 });
       const item = await request(undefined, { nonce: 5n });
       const outcome = settler.add(item);

@@ -7,6 +7,7 @@ import type { GrantTerms, Request } from "@preflight/sdk";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B } from "../helpers/requests";
 import { Random } from "../helpers/random";
+import { claimReasons, requestReasons } from "../helpers/settlementLogs";
 import { fundedWallet, grantBySignature, latestTimestamp, malleate, signRequestFast, signVoucherFast } from "../helpers/sdk";
 
 const SEED = 0x5eed2026;
@@ -166,11 +167,7 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
       const expected = batch.map((item) => verifier.verify(item, { at }).reason);
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await asProvider.settleBatch(token, batch)).wait();
-      const actual: Reason[] = batch.map(() => Reason.Settled);
-      for (const log of receipt!.logs) {
-        const parsed = preflight.interface.parseLog(log);
-        if (parsed?.name === "RequestSkipped") actual[Number(parsed.args.index)] = Number(parsed.args.reason) as Reason;
-      }
+      const actual = requestReasons(receipt, await preflight.getAddress());
       for (let i = 0; i < BATCH; i++) {
         seen.set(actual[i], (seen.get(actual[i]) ?? 0) + 1);
         if (expected[i] !== actual[i]) {
@@ -254,11 +251,7 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
       const expected = vouchers.map((v) => verifier.verifyVoucher(v, { at }).reason);
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await preflight.connect(provider).claimVouchers(token, vouchers)).wait();
-      const actual: Reason[] = vouchers.map(() => Reason.Settled);
-      for (const log of receipt!.logs) {
-        const parsed = preflight.interface.parseLog(log);
-        if (parsed?.name === "VoucherSkipped") actual[Number(parsed.args.index)] = Number(parsed.args.reason) as Reason;
-      }
+      const actual = claimReasons(receipt, await preflight.getAddress());
       vouchers.forEach((v, i) => {
         seen.set(actual[i], (seen.get(actual[i]) ?? 0) + 1);
         if (expected[i] !== actual[i]) {

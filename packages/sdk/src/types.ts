@@ -26,6 +26,7 @@ export enum Reason {
   InsufficientBalance = 12,
   NothingToClaim = 13,
   TokenMismatch = 14,
+  NonceOutOfRange = 15,
 }
 
 /**

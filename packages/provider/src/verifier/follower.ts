@@ -1,59 +1,58 @@
 /**
  * Follows the contract's logs block by block into the state cache.
  *
- * - Each block is applied exactly once and atomically: its logs are decoded, the state its logs
- *   leave open is read with view calls at that block, and only then is everything applied in one
- *   synchronous step that also advances the synced block. A failed read applies nothing; the next
- *   sync starts again at that block.
- * - Decoding never throws and never reads calldata (see `events.ts`).
+ * - Each block is applied exactly once and atomically: its logs are decoded (`events.ts`), whatever
+ *   they touch that the cache does not know is read with view calls at that block, and only then is
+ *   everything applied in one synchronous step that also advances the synced block. A failed read
+ *   applies nothing; the next sync starts again at that block.
+ * - Decoding never throws and never reads calldata. A log that cannot be decoded makes every cached
+ *   state unknown (it is read from the chain before it is used again).
  * - Blocks newer than `confirmations` are not applied. The hash of the last applied block is checked
  *   on every sync: if the chain reorganised under it, every cached state is forgotten (and read from
- *   the chain before it is used again); reservations stay.
+ *   the chain before it is used again); reservations stay, and end as the new chain shows.
  */
 import type { Log, Provider } from "ethers";
 import { effectsOf, needsBlockTime, type Effect } from "./events";
-import type { StateReader, AccountRead } from "./reader";
+import type { AccountRead, StateReader } from "./reader";
 import type { Reservations } from "./reservations";
 import { accountKey, grantKey, type ChainState } from "./state";
-import type { GrantFacts } from "./types";
+import type { GrantFacts, LaneFacts } from "./types";
 
 const UINT32_MAX = (1n << 32n) - 1n;
+const ZERO_ADDRESS = "0x" + "0".repeat(40);
 
 export interface FollowerOptions {
-  /** The provider (lowercase) whose voucher channels are kept. */
+  /** The provider (lowercase) whose channels and lanes are kept. */
   provider: string;
   fromBlock: number;
   logChunk: number;
   confirmations: number;
 }
 
-/** What to read at the end of a block. */
+/** State the block touches that the cache does not know: read at the block before applying it. */
 interface ReadPlan {
-  /** tokens whose every cached state is re-read (and whose absent nonce words become unknown) */
-  tokens: Set<string>;
-  /** accountKey -> words to read (and whether to read balance and withdrawal) */
-  accounts: Map<string, { payer: string; token: string; balance: boolean; words: Set<bigint> }>;
-  /** grantKey -> [payer, token, delegate] */
+  accounts: Map<string, [string, string]>;
+  words: Map<string, [string, string, bigint]>;
   grants: Map<string, [string, string, string]>;
-  /** accountKeys whose grants not in `grants` must be dropped after the block (they may have spent) */
-  grantsOf: Set<string>;
-  /** something could not be decoded: forget everything */
-  all: boolean;
+  lanes: Map<string, [string, string]>;
 }
 
 interface PlanResults {
   accounts: Map<string, AccountRead>;
   words: Map<string, bigint>;
   grants: Map<string, GrantFacts>;
+  lanes: Map<string, LaneFacts>;
 }
 
 export class ChainFollower {
   /** The next block to apply. */
   nextBlock: number;
-  /** Bumped by every applied block and every reorg: reads made before a bump are stale. */
+  /** Bumped by every applied block and every reorg: reads made at an older version are stale. */
   version = 0;
-  /** Number of logs applied so far (for the bench). */
+  /** Logs applied so far. */
   logsApplied = 0;
+  /** Reorgs detected so far. */
+  reorgs = 0;
   private applied: { number: number; hash: string } | undefined;
 
   constructor(
@@ -79,9 +78,9 @@ export class ChainFollower {
     while (this.nextBlock <= latest) {
       const to = Math.min(latest, this.nextBlock + this.options.logChunk - 1);
       const header = await this.rpc.getBlock(to);
-      if (header === null || header.hash === null) break; // not served yet: try again next sync
+      if (header === null || header.hash === null) break; // not served yet: the next sync tries again
       const logs = await this.rpc.getLogs({ address: this.address, fromBlock: this.nextBlock, toBlock: to });
-      const blocks = groupByBlock(logs, to, header.hash);
+      const blocks = groupByBlock(logs, this.nextBlock, to, header.hash);
       if (blocks === undefined) break; // the logs and the header disagree (a reorg while fetching): retry
       for (const [number, blockLogs] of blocks) await this.applyBlock(number, blockLogs);
       this.nextBlock = to + 1;
@@ -101,17 +100,24 @@ export class ChainFollower {
     this.state.forgetAll();
     this.applied = undefined;
     this.version++;
+    this.reorgs++;
   }
 
   private async applyBlock(number: number, logs: Log[]): Promise<void> {
-    const effects = effectsOf(logs);
-    const plan = this.plan(effects);
-    const [time, results] = await Promise.all([needsBlockTime(effects) ? this.blockTime(number) : Promise.resolve(0n), this.read(plan, number)]);
+    const effects = effectsOf(logs, this.address);
+    const forget = effects.some((e) => e.kind === "unknown");
+    const plan = forget ? undefined : this.plan(effects);
+    const [time, results] = await Promise.all([
+      needsBlockTime(effects) ? this.blockTime(number) : Promise.resolve(0n),
+      plan === undefined ? Promise.resolve(undefined) : this.read(plan, number),
+    ]);
     // ---- from here on, synchronous: the block is applied whole or not at all
     const touched = new Set<string>();
-    for (const e of effects) this.apply(e, time, touched);
-    this.overwrite(plan, results, touched);
-    if (plan.all) this.state.forgetAll();
+    if (forget) this.state.forgetAll();
+    else {
+      for (const e of effects) this.apply(e, time, touched);
+      this.overwrite(results!, touched);
+    }
     this.reservations.settleFromChain(this.state, touched);
     this.nextBlock = number + 1;
     this.applied = { number, hash: logs[0].blockHash };
@@ -119,76 +125,53 @@ export class ChainFollower {
     this.logsApplied += logs.length;
   }
 
+  /** What the effects touch that the cache does not know (only after a reorg or a late start). */
   private plan(effects: readonly Effect[]): ReadPlan {
-    const plan: ReadPlan = { tokens: new Set(), accounts: new Map(), grants: new Map(), grantsOf: new Set(), all: false };
+    const plan: ReadPlan = { accounts: new Map(), words: new Map(), grants: new Map(), lanes: new Map() };
+    if (this.state.complete) return plan;
     const state = this.state;
-    const wantAccount = (payer: string, token: string, balance: boolean) => {
-      const key = accountKey(payer, token);
-      let a = plan.accounts.get(key);
-      if (a === undefined) {
-        a = { payer, token, balance, words: new Set() };
-        plan.accounts.set(key, a);
-      }
-      a.balance ||= balance;
-      return a;
-    };
+    const ours = this.options.provider;
     for (const e of effects) {
-      if (e.kind === "unknown") plan.all = true;
-      else if (e.kind === "rereadToken") plan.tokens.add(e.token);
-      else if (e.kind === "rereadGrants") plan.grantsOf.add(accountKey(e.payer, e.token));
-    }
-    if (plan.all) return plan;
-    // Token-wide: every cached account and grant of the token, every account the block names, every
-    // word known or reserved.
-    if (plan.tokens.size > 0) {
-      for (const [key, account] of state.accounts) {
-        const token = key.slice(key.indexOf("|") + 1);
-        if (!plan.tokens.has(token)) continue;
-        const a = wantAccount(key.slice(0, key.indexOf("|")), token, true);
-        for (const word of account.words.keys()) a.words.add(word);
+      switch (e.kind) {
+        case "balance":
+        case "withdrawal":
+          if (state.balance(e.payer, e.token) === undefined || state.withdrawal(e.payer, e.token) === undefined) {
+            plan.accounts.set(accountKey(e.payer, e.token), [e.payer, e.token]);
+          }
+          break;
+        case "nonces":
+          if (state.nonceWord(e.payer, e.token, e.word) === undefined) {
+            plan.words.set(accountKey(e.payer, e.token) + "|" + e.word.toString(), [e.payer, e.token, e.word]);
+          }
+          break;
+        case "grantSpent":
+        case "grantRevoked":
+          if (state.grant(e.payer, e.token, e.delegate) === undefined) plan.grants.set(grantKey(e.payer, e.token, e.delegate), [e.payer, e.token, e.delegate]);
+          break;
+        case "laneFunds":
+        case "laneClose":
+        case "laneClaimed":
+          if (e.provider === ours && state.lane(e.payer, e.token) === undefined) plan.lanes.set(accountKey(e.payer, e.token), [e.payer, e.token]);
+          break;
+        default:
+          break;
       }
-      for (const key of this.reservations.accountKeys()) {
-        const [payer, token] = key.split("|");
-        if (!plan.tokens.has(token)) continue;
-        const a = wantAccount(payer, token, true);
-        for (const word of this.reservations.reservedWords(payer, token)) a.words.add(word);
-      }
-    }
-    for (const e of effects) {
-      if (e.kind === "balance" || e.kind === "withdrawal") {
-        // An unknown balance stays unknown under a delta; read it instead.
-        if (plan.tokens.has(e.token) || state.balance(e.payer, e.token) === undefined) wantAccount(e.payer, e.token, true);
-      } else if (e.kind === "nonces") {
-        if (plan.tokens.has(e.token) || state.nonceWord(e.payer, e.token, e.word) === undefined) wantAccount(e.payer, e.token, false).words.add(e.word);
-      } else if (e.kind === "grantSet" || e.kind === "grantRevoked") {
-        if (plan.tokens.has(e.token) || plan.grantsOf.has(accountKey(e.payer, e.token))) plan.grants.set(grantKey(e.payer, e.token, e.delegate), [e.payer, e.token, e.delegate]);
-      }
-    }
-    for (const key of state.grants.keys()) {
-      const [payer, token, delegate] = key.split("|");
-      if (plan.tokens.has(token) || plan.grantsOf.has(accountKey(payer, token))) plan.grants.set(key, [payer, token, delegate]);
     }
     return plan;
   }
 
   private async read(plan: ReadPlan, blockTag: number): Promise<PlanResults> {
-    const results: PlanResults = { accounts: new Map(), words: new Map(), grants: new Map() };
-    if (plan.all) return results;
+    const results: PlanResults = { accounts: new Map(), words: new Map(), grants: new Map(), lanes: new Map() };
     const reads: Promise<void>[] = [];
-    for (const [key, a] of plan.accounts) {
-      if (a.balance) reads.push(this.reader.account(a.payer, a.token, blockTag).then((r) => void results.accounts.set(key, r)));
-      for (const word of a.words) {
-        reads.push(this.reader.word(a.payer, a.token, word, blockTag).then((bits) => void results.words.set(key + "|" + word.toString(), bits)));
-      }
-    }
-    for (const [key, [payer, token, delegate]] of plan.grants) {
-      reads.push(this.reader.grant(payer, token, delegate, blockTag).then((g) => void results.grants.set(key, g)));
-    }
+    for (const [key, [payer, token]] of plan.accounts) reads.push(this.reader.account(payer, token, blockTag).then((r) => void results.accounts.set(key, r)));
+    for (const [key, [payer, token, word]] of plan.words) reads.push(this.reader.word(payer, token, word, blockTag).then((r) => void results.words.set(key, r)));
+    for (const [key, [payer, token, delegate]] of plan.grants) reads.push(this.reader.grant(payer, token, delegate, blockTag).then((r) => void results.grants.set(key, r)));
+    for (const [key, [payer, token]] of plan.lanes) reads.push(this.reader.lane(payer, token, blockTag).then((r) => void results.lanes.set(key, r)));
     await Promise.all(reads);
     return results;
   }
 
-  /** Applies one effect to the cache. Unknown state stays unknown (the plan re-reads what matters). */
+  /** Applies one effect to the cache. Unknown state stays unknown (the plan's reads replace it). */
   private apply(e: Effect, time: bigint, touched: Set<string>): void {
     const state = this.state;
     switch (e.kind) {
@@ -199,7 +182,8 @@ export class ChainFollower {
         return;
       }
       case "withdrawal": {
-        state.account(e.payer, e.token).withdrawal = { amount: e.amount, readyAt: e.readyAt };
+        const a = state.account(e.payer, e.token);
+        if (a.balance !== undefined) a.withdrawal = { amount: e.amount, readyAt: e.readyAt, expiresAt: e.expiresAt };
         return;
       }
       case "nonces": {
@@ -208,6 +192,7 @@ export class ChainFollower {
         return;
       }
       case "grantSet": {
+        // InferencePermissions._setGrant: remaining = budget, the first period starts now.
         let periodEnd = e.period === 0n ? UINT32_MAX : time + e.period;
         if (periodEnd > UINT32_MAX) periodEnd = UINT32_MAX;
         state.grants.set(grantKey(e.payer, e.token, e.delegate), {
@@ -218,7 +203,7 @@ export class ChainFollower {
           budget: e.budget,
           period: e.period,
           periodEnd,
-          spent: 0n,
+          remaining: e.budget,
           anyModel: e.models.length === 0,
           models: new Map(e.models.map((m) => [m, true])),
           modelsComplete: true,
@@ -227,33 +212,45 @@ export class ChainFollower {
       }
       case "grantRevoked": {
         const key = grantKey(e.payer, e.token, e.delegate);
-        const g = state.grants.get(key);
-        if (g !== undefined) {
-          g.expiry = 0n;
-          g.epoch = e.epoch;
-        } else {
-          // Revoked: the rules stop at its expiry of 0, whatever else the grant held.
-          state.grants.set(key, {
-            epoch: e.epoch,
-            expiry: 0n,
-            provider: "",
-            maxPrice: 0n,
-            budget: 0n,
-            period: 0n,
-            periodEnd: UINT32_MAX,
-            spent: 0n,
-            anyModel: false,
-            models: new Map(),
-            modelsComplete: true,
-          });
+        const g = state.grants.get(key) ?? (state.complete ? revokedNeverGranted() : undefined);
+        if (g === undefined) return; // read by the plan
+        g.expiry = 0n;
+        g.epoch = e.epoch;
+        state.grants.set(key, g);
+        return;
+      }
+      case "grantSpent": {
+        // InferencePermissions._checkGrant's rollover at the block's timestamp, then the spend.
+        const g = state.grants.get(grantKey(e.payer, e.token, e.delegate));
+        if (g === undefined) return; // read by the plan
+        if (time >= g.periodEnd && g.period > 0n) {
+          let periodEnd = g.periodEnd + ((time - g.periodEnd) / g.period + 1n) * g.period;
+          if (periodEnd > UINT32_MAX) periodEnd = UINT32_MAX;
+          g.periodEnd = periodEnd;
+          g.remaining = g.budget;
         }
+        g.remaining -= e.amount;
         return;
       }
       case "channel": {
-        if (e.provider === this.options.provider) {
-          state.channels.set(e.payer + "|" + e.token + "|" + e.channel, e.cumulative);
-          touched.add(accountKey(e.payer, e.token));
-        }
+        if (e.provider !== this.options.provider) return;
+        state.channels.set(e.payer + "|" + e.token + "|" + e.channel, e.cumulative);
+        touched.add(accountKey(e.payer, e.token));
+        return;
+      }
+      case "laneFunds":
+      case "laneClose":
+      case "laneClaimed": {
+        if (e.provider !== this.options.provider) return;
+        const key = accountKey(e.payer, e.token);
+        const known = state.lane(e.payer, e.token);
+        if (known === undefined) return; // read by the plan
+        const lane = { ...known };
+        if (e.kind === "laneFunds") lane.funds = e.funds;
+        else if (e.kind === "laneClose") [lane.closeReadyAt, lane.closeExpiresAt] = [e.readyAt, e.expiresAt];
+        else [lane.claimed, lane.funds] = [e.cumulative, lane.funds - e.amount];
+        state.lanes.set(key, lane);
+        touched.add(key);
         return;
       }
       default:
@@ -261,9 +258,8 @@ export class ChainFollower {
     }
   }
 
-  /** Replaces what the plan re-read, and drops what it should have re-read but the cache gained meanwhile. */
-  private overwrite(plan: ReadPlan, results: PlanResults, touched: Set<string>): void {
-    if (plan.all) return;
+  /** Puts in what the plan read: end-of-block values, which already include the block's effects. */
+  private overwrite(results: PlanResults, touched: Set<string>): void {
     const state = this.state;
     for (const [key, r] of results.accounts) {
       const [payer, token] = key.split("|");
@@ -277,30 +273,10 @@ export class ChainFollower {
       state.account(payer, token).words.set(BigInt(word), bits);
       touched.add(accountKey(payer, token));
     }
-    for (const [key, g] of results.grants) {
-      const previous = state.grants.get(key);
-      if (previous !== undefined && previous.epoch === g.epoch) {
-        g.models = previous.models;
-        g.modelsComplete = previous.modelsComplete;
-      }
-      state.grants.set(key, g);
-    }
-    if (plan.tokens.size > 0) {
-      for (const [key, account] of [...state.accounts]) {
-        const token = key.slice(key.indexOf("|") + 1);
-        if (!plan.tokens.has(token)) continue;
-        const planned = plan.accounts.get(key);
-        if (planned === undefined || !planned.balance) {
-          state.accounts.delete(key);
-          continue;
-        }
-        for (const word of [...account.words.keys()]) if (!planned.words.has(word)) account.words.delete(word);
-      }
-      for (const token of plan.tokens) state.uncertainWords.add(token);
-    }
-    for (const key of [...state.grants.keys()]) {
-      const [payer, token] = key.split("|");
-      if ((plan.tokens.has(token) || plan.grantsOf.has(accountKey(payer, token))) && !plan.grants.has(key)) state.grants.delete(key);
+    for (const [key, g] of results.grants) state.grants.set(key, g);
+    for (const [key, lane] of results.lanes) {
+      state.lanes.set(key, lane);
+      touched.add(key);
     }
   }
 
@@ -311,22 +287,38 @@ export class ChainFollower {
   }
 }
 
+/** What revoking a delegate that never had a grant leaves: a revoked hot slot under provider zero. */
+function revokedNeverGranted(): GrantFacts {
+  return {
+    epoch: 0n,
+    expiry: 0n,
+    provider: ZERO_ADDRESS,
+    maxPrice: 0n,
+    budget: 0n,
+    period: 0n,
+    periodEnd: 0n,
+    remaining: 0n,
+    anyModel: false,
+    models: new Map(),
+    modelsComplete: true,
+  };
+}
+
 /**
  * The logs of a chunk grouped by block in chain order, de-duplicated; undefined when they are not
- * one consistent view of the chain ending at the block with hash `tipHash` (number `tip`).
+ * one consistent view of the chain from block `from` to the block with hash `tipHash` (number `tip`).
  */
-function groupByBlock(logs: readonly Log[], tip: number, tipHash: string): Map<number, Log[]> | undefined {
+function groupByBlock(logs: readonly Log[], from: number, tip: number, tipHash: string): Map<number, Log[]> | undefined {
   const sorted = logs.filter((l) => !l.removed).sort((a, b) => a.blockNumber - b.blockNumber || a.index - b.index);
   const blocks = new Map<number, Log[]>();
   let last: Log | undefined;
   for (const log of sorted) {
+    if (log.blockNumber < from || log.blockNumber > tip) return undefined;
     if (last !== undefined && last.blockNumber === log.blockNumber && last.index === log.index) continue; // served twice
     const group = blocks.get(log.blockNumber);
     if (group === undefined) blocks.set(log.blockNumber, [log]);
-    else {
-      if (group[0].blockHash !== log.blockHash) return undefined;
-      group.push(log);
-    }
+    else if (group[0].blockHash !== log.blockHash) return undefined;
+    else group.push(log);
     if (log.blockNumber === tip && log.blockHash !== tipHash) return undefined;
     last = log;
   }

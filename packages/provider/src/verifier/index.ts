@@ -13,14 +13,14 @@ import { PreflightSdkError } from "@preflight/sdk";
 import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import { Erc1271Checker } from "./erc1271";
 import { ChainFollower } from "./follower";
-import { isAddress, validateRequest, validateVoucher } from "./input";
+import { isAddress, validateLaneVoucher, validateRequest, validateVoucher } from "./input";
 import { StateReader } from "./reader";
 import { Reservations } from "./reservations";
-import { decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
-import { ChainState, grantKey } from "./state";
-import type { AccountView, Decision, GrantView, PreflightVerifierOptions, StateKey, VerifyOptions } from "./types";
+import { decideLaneVoucher, decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
+import { accountKey, ChainState, grantKey } from "./state";
+import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, SignedLaneVoucher, StateKey, VerifyOptions } from "./types";
 
-export type { AccountView, Decision, GrantView, PreflightVerifierOptions, VerifyOptions } from "./types";
+export type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, SignedLaneVoucher, VerifyOptions } from "./types";
 
 const PUBKEY_CACHE_LIMIT = 100_000;
 const DEFAULT_SETTLEMENT_WINDOW = 3_600n;
@@ -33,6 +33,8 @@ export interface FollowStats {
   logsApplied: number;
   /** The last block applied. */
   syncedBlock: number;
+  /** Reorgs into applied blocks detected (each made every cached state unknown). */
+  reorgs: number;
 }
 
 /**
@@ -62,7 +64,7 @@ export class PreflightVerifier {
   private timer: NodeJS.Timeout | undefined;
   private syncing: Promise<number> | undefined;
 
-  private constructor(options: PreflightVerifierOptions, rpc: Provider, chainId: bigint, address: string, complete: boolean) {
+  private constructor(options: PreflightVerifierOptions, rpc: Provider, chainId: bigint, address: string, complete: boolean, withdrawalWindow: bigint) {
     this.contract = options.contract;
     this.provider = options.provider.toLowerCase();
     this.address = address.toLowerCase();
@@ -70,7 +72,7 @@ export class PreflightVerifier {
     this.clock = options.clock ?? (() => BigInt(Math.floor(Date.now() / 1000)));
     this.settlementWindow = options.settlementWindow ?? DEFAULT_SETTLEMENT_WINDOW;
     this.state = new ChainState(complete);
-    this.reader = new StateReader(options.contract, this.provider);
+    this.reader = new StateReader(options.contract, this.provider, withdrawalWindow);
     this.follower = new ChainFollower(rpc, this.address, this.state, this.reservations, this.reader, {
       provider: this.provider,
       fromBlock: options.fromBlock ?? 0,
@@ -87,11 +89,13 @@ export class PreflightVerifier {
       nonceWord: (p, t, w) => state.nonceWord(p, t, w),
       grant: (p, t, d) => state.grant(p, t, d),
       claimed: (p, t, c) => state.claimed(p, t, c),
+      lane: (p, t) => state.lane(p, t),
       isContract: (p) => state.codes.get(p),
       reservedBalance: (p, t) => held.reservedBalance(p, t),
       reservedNonces: (p, t, w) => held.reservedNonces(p, t, w),
       reservedGrant: (p, t, d) => held.reservedGrant(p, t, d),
       voucherHold: (p, t, c) => held.voucherHold(p, t, c),
+      laneHold: (p, t) => held.voucherHold(p, t, undefined),
     };
   }
 
@@ -118,7 +122,8 @@ export class PreflightVerifier {
     // Following from a later block knows nothing of what came before: every state is read first.
     const fromBlock = options.fromBlock ?? 0;
     const complete = fromBlock === 0 || (await rpc.getCode(address, fromBlock - 1)) === "0x";
-    const verifier = new PreflightVerifier(options, rpc, chainId, address, complete);
+    const withdrawalWindow = await options.contract.WITHDRAWAL_WINDOW();
+    const verifier = new PreflightVerifier(options, rpc, chainId, address, complete, withdrawalWindow);
     await verifier.sync();
     return verifier;
   }
@@ -176,6 +181,29 @@ export class PreflightVerifier {
   }
 
   /**
+   * Decides whether a lane voucher would pay this verifier's provider, with no RPC call: the payer's
+   * lane to this provider must owe more than it paid (or than an accepted lane voucher already
+   * reserved), and its funds (not about to be closed) must cover the excess, authorised by the payer
+   * or a delegate within its grant. Accepted lane vouchers reserve that excess until claimed.
+   * @example
+   * const d = verifier.verifyLaneVoucher(signedLaneVoucher);
+   */
+  verifyLaneVoucher(voucher: SignedLaneVoucher, options: VerifyOptions = {}): Decision {
+    return this.laneVerdict(voucher, options, undefined).decision;
+  }
+
+  /**
+   * `verifyLaneVoucher` with the chain reads and the ERC-1271 path of `verifyAsync`.
+   * @example
+   * const d = await verifier.verifyLaneVoucherAsync(laneVoucherFromSafe);
+   */
+  async verifyLaneVoucherAsync(voucher: SignedLaneVoucher, options: VerifyOptions = {}): Promise<Decision> {
+    return this.decideAsync(voucher.payer, voucher.signature, options, (o, erc1271) => this.laneVerdict(voucher, o, erc1271), () =>
+      this.digests.laneVoucher(voucher, this.provider),
+    );
+  }
+
+  /**
    * Gives up the reservation of an accepted request that will not be settled (e.g. not served).
    * @example
    * verifier.releaseRequest(request); // e.g. the request was never served
@@ -191,6 +219,25 @@ export class PreflightVerifier {
    */
   releaseVoucher(voucher: Pick<SignedVoucher, "payer" | "token" | "channel">): void {
     this.reservations.releaseVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), voucher.channel.toLowerCase());
+  }
+
+  /**
+   * Gives up the reservation of the payer's accepted lane voucher (e.g. the provider will not claim it).
+   * @example
+   * verifier.releaseLaneVoucher(laneVoucher);
+   */
+  releaseLaneVoucher(voucher: Pick<SignedLaneVoucher, "payer" | "token">): void {
+    this.reservations.releaseVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), undefined);
+  }
+
+  private laneVerdict(voucher: SignedLaneVoucher, options: VerifyOptions, erc1271: boolean | undefined): Verdict {
+    validateLaneVoucher(voucher);
+    const verdict = decideLaneVoucher(this.rules, voucher, () => this.recover(this.digests.laneVoucher(voucher, this.provider), voucher.signature), this.time(options, erc1271));
+    const d = verdict.decision;
+    if (d.accepted && options.reserve !== false) {
+      this.reservations.holdVoucher({ payer: voucher.payer.toLowerCase(), token: voucher.token.toLowerCase(), cumulative: voucher.cumulativeAmount, amount: d.amount, delegate: d.delegate });
+    }
+    return verdict;
   }
 
   private requestVerdict(request: SignedRequest, options: VerifyOptions, erc1271: boolean | undefined): Verdict {
@@ -305,6 +352,12 @@ export class PreflightVerifier {
           if (state.claimed(k.payer, k.token, k.channel) === undefined) state.channels.set(k.payer + "|" + k.token + "|" + k.channel, claimed);
         };
       }
+      case "lane": {
+        const lane = await this.reader.lane(k.payer, k.token, at);
+        return () => {
+          if (state.lane(k.payer, k.token) === undefined) state.lanes.set(accountKey(k.payer, k.token), lane);
+        };
+      }
     }
   }
 
@@ -358,9 +411,25 @@ export class PreflightVerifier {
     const d = delegate.toLowerCase();
     const g = this.state.grant(p, t, d);
     if (!g) return undefined;
-    const { epoch, expiry, provider, maxPrice, budget, period, periodEnd, spent, anyModel } = g;
+    const { epoch, expiry, provider, maxPrice, budget, period, periodEnd, remaining, anyModel } = g;
     const models = [...g.models].filter(([, allowed]) => allowed).map(([m]) => m);
+    const spent = budget - remaining;
     return { epoch, expiry, provider, maxPrice, budget, period, periodEnd, spent, anyModel, models, reserved: this.reservations.reservedGrant(p, t, d) };
+  }
+
+  /**
+   * The payer's lane to this provider as of the synced block, and what this verifier reserved of
+   * it; undefined when not known.
+   * @example
+   * const lane = verifier.laneOf(payer, token);
+   * if (lane) console.log(lane.funds - lane.reserved);
+   */
+  laneOf(payer: string, token: string): LaneView | undefined {
+    const p = payer.toLowerCase();
+    const t = token.toLowerCase();
+    const lane = this.state.lane(p, t);
+    if (lane === undefined) return undefined;
+    return { ...lane, reserved: this.reservations.voucherHold(p, t, undefined)?.amount ?? 0n };
   }
 
   /**
@@ -398,7 +467,7 @@ export class PreflightVerifier {
    * console.log(verifier.followStats.logsApplied);
    */
   get followStats(): FollowStats {
-    return { logsApplied: this.follower.logsApplied, syncedBlock: this.follower.syncedBlock };
+    return { logsApplied: this.follower.logsApplied, syncedBlock: this.follower.syncedBlock, reorgs: this.follower.reorgs };
   }
 
   // ================================================================== following the chain

@@ -4,6 +4,7 @@
  */
 import { PreflightSdkError } from "@preflight/sdk";
 import type { SignedRequest, SignedVoucher } from "@preflight/sdk";
+import type { SignedLaneVoucher } from "./types";
 
 const UINT96_MAX = (1n << 96n) - 1n;
 const UINT128_MAX = (1n << 128n) - 1n;
@@ -48,6 +49,14 @@ export function validateVoucher(v: SignedVoucher): void {
   checkAddress("token", v.token);
   checkBytes32("model", v.model);
   checkBytes32("channel", v.channel);
+  checkUint("cumulativeAmount", v.cumulativeAmount, UINT128_MAX);
+  checkSignature(v.signature);
+}
+
+export function validateLaneVoucher(v: SignedLaneVoucher): void {
+  checkAddress("payer", v.payer);
+  checkAddress("token", v.token);
+  checkBytes32("model", v.model);
   checkUint("cumulativeAmount", v.cumulativeAmount, UINT128_MAX);
   checkSignature(v.signature);
 }

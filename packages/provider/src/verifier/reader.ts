@@ -1,9 +1,10 @@
 /**
- * Reads chain state with the contract's view functions at a given block: what the follower uses to
- * settle what the logs leave open, and what `verifyAsync` uses for state the cache does not know.
+ * Reads chain state with the contract's view functions at a given block: what `verifyAsync` uses
+ * for state the cache does not know, and what the follower uses to settle state its logs touch but
+ * the cache does not know (after a reorg, or when following started late).
  */
 import type { Preflight } from "../../../../typechain-types";
-import type { GrantFacts, WithdrawalFacts } from "./types";
+import type { GrantFacts, LaneFacts, WithdrawalFacts } from "./types";
 
 export interface AccountRead {
   balance: bigint;
@@ -11,9 +12,14 @@ export interface AccountRead {
 }
 
 export class StateReader {
+  /**
+   * @param withdrawalWindow the contract's WITHDRAWAL_WINDOW: a withdrawal or lane close lapses this
+   * long after it matures (the views return only when it matures)
+   */
   constructor(
     private readonly contract: Preflight,
     private readonly provider: string,
+    private readonly withdrawalWindow: bigint,
   ) {}
 
   async account(payer: string, token: string, blockTag: number): Promise<AccountRead> {
@@ -21,33 +27,29 @@ export class StateReader {
       this.contract.balanceOf(payer, token, { blockTag }),
       this.contract.pendingWithdrawal(payer, token, { blockTag }),
     ]);
-    return { balance, withdrawal: { amount: pending.amount, readyAt: pending.readyAt } };
+    const readyAt = pending.readyAt;
+    return { balance, withdrawal: { amount: pending.amount, readyAt, expiresAt: readyAt === 0n ? 0n : readyAt + this.withdrawalWindow } };
   }
 
   word(payer: string, token: string, word: bigint, blockTag: number): Promise<bigint> {
     return this.contract.nonceBitmap(payer, token, word, { blockTag });
   }
 
-  /**
-   * The grant's slot. Its models are not readable as a list: `previous` (the cached grant of the
-   * same epoch) keeps the models it knew; otherwise they are read one by one when needed (`model`).
-   */
-  async grant(payer: string, token: string, delegate: string, blockTag: number, previous?: GrantFacts): Promise<GrantFacts> {
+  /** The grant's record and hot slot. Its models are not readable as a list: they are read one by one when needed. */
+  async grant(payer: string, token: string, delegate: string, blockTag: number): Promise<GrantFacts> {
     const g = await this.contract.grantOf(payer, token, delegate, { blockTag });
-    const epoch = BigInt(g.epoch);
-    const keep = previous !== undefined && previous.epoch === epoch;
     return {
-      epoch,
+      epoch: BigInt(g.epoch),
       expiry: BigInt(g.expiry),
       provider: g.provider.toLowerCase(),
       maxPrice: g.maxPrice,
       budget: g.budget,
       period: BigInt(g.period),
       periodEnd: BigInt(g.periodEnd),
-      spent: g.spent,
+      remaining: g.budget - g.spent,
       anyModel: g.anyModel,
-      models: keep ? previous.models : new Map(),
-      modelsComplete: keep ? previous.modelsComplete : false,
+      models: new Map(),
+      modelsComplete: false,
     };
   }
 
@@ -57,5 +59,11 @@ export class StateReader {
 
   channel(payer: string, token: string, channel: string, blockTag: number): Promise<bigint> {
     return this.contract.claimedOf(payer, this.provider, token, channel, { blockTag });
+  }
+
+  async lane(payer: string, token: string, blockTag: number): Promise<LaneFacts> {
+    const l = await this.contract.laneOf(payer, this.provider, token, { blockTag });
+    const readyAt = l.closeReadyAt;
+    return { claimed: l.claimed, funds: l.funds, closeReadyAt: readyAt, closeExpiresAt: readyAt === 0n ? 0n : readyAt + this.withdrawalWindow };
   }
 }

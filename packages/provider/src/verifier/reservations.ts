@@ -3,12 +3,13 @@
  * accepted request, and the excess of every accepted voucher over what its channel paid.
  *
  * A reservation ends only when the chain shows the item settled or dead (its nonce used, its
- * deadline passed at a synced block's timestamp, its channel paid up to it) or when the provider
- * gives it up (`release*`). A skipped item stays reserved: the provider that accepted it decides.
+ * deadline passed at a synced block's timestamp, its channel or lane paid up to it, its lane closed)
+ * or when the provider gives it up (`release*`). A skipped item stays reserved: the provider that
+ * accepted it decides.
  */
 import type { ChainState } from "./state";
 import { accountKey, grantKey } from "./state";
-import type { VoucherHoldFacts } from "./rules";
+import type { HoldFacts } from "./rules";
 
 /** An accepted request. */
 export interface RequestHold {
@@ -20,11 +21,11 @@ export interface RequestHold {
   delegate?: string;
 }
 
-/** An accepted voucher. */
-export interface VoucherHold extends VoucherHoldFacts {
+/** An accepted voucher: of a channel, or (no `channel`) of the payer's lane to this provider. */
+export interface VoucherHold extends HoldFacts {
   payer: string;
   token: string;
-  channel: string;
+  channel?: string;
 }
 
 interface AccountHolds {
@@ -59,8 +60,8 @@ export class Reservations {
     return this.byGrant.get(grantKey(payer, token, delegate)) ?? 0n;
   }
 
-  voucherHold(payer: string, token: string, channel: string): VoucherHold | undefined {
-    return this.vouchers.get(requestlessKey(payer, token, channel));
+  voucherHold(payer: string, token: string, channel: string | undefined): VoucherHold | undefined {
+    return this.vouchers.get(voucherKey(payer, token, channel));
   }
 
   /** Reserved nonce words of (payer, token), so the follower keeps them current. */
@@ -85,10 +86,10 @@ export class Reservations {
     if (h.delegate !== undefined) this.addGrant(h.payer, h.token, h.delegate, h.amount);
   }
 
-  /** Replaces the channel's accepted voucher (a later voucher of a channel supersedes the earlier). */
+  /** Replaces the channel's (or lane's) accepted voucher: a later cumulative voucher supersedes the earlier. */
   holdVoucher(h: VoucherHold): void {
     this.releaseVoucher(h.payer, h.token, h.channel);
-    const key = requestlessKey(h.payer, h.token, h.channel);
+    const key = voucherKey(h.payer, h.token, h.channel);
     this.vouchers.set(key, h);
     const a = this.holdsOf(h.payer, h.token);
     a.amount += h.amount;
@@ -112,8 +113,8 @@ export class Reservations {
     this.dropIfEmpty(payer, token, a);
   }
 
-  releaseVoucher(payer: string, token: string, channel: string): void {
-    const key = requestlessKey(payer, token, channel);
+  releaseVoucher(payer: string, token: string, channel: string | undefined): void {
+    const key = voucherKey(payer, token, channel);
     const h = this.vouchers.get(key);
     if (h === undefined) return;
     this.vouchers.delete(key);
@@ -140,9 +141,11 @@ export class Reservations {
       }
       for (const vk of [...a.vouchers]) {
         const h = this.vouchers.get(vk)!;
-        const claimed = state.claimed(h.payer, h.token, h.channel);
+        const lane = h.channel === undefined ? state.lane(h.payer, h.token) : undefined;
+        const claimed = h.channel === undefined ? lane?.claimed : state.claimed(h.payer, h.token, h.channel);
         if (claimed === undefined) continue;
-        if (claimed >= h.cumulative) this.releaseVoucher(h.payer, h.token, h.channel);
+        // A lane left with no funds below the voucher was closed: the voucher can never be claimed.
+        if (claimed >= h.cumulative || lane?.funds === 0n) this.releaseVoucher(h.payer, h.token, h.channel);
         else if (h.cumulative - claimed < h.amount) this.holdVoucher({ ...h, amount: h.cumulative - claimed });
       }
     }
@@ -178,7 +181,7 @@ export class Reservations {
 function requestKey(payer: string, token: string, nonce: bigint): string {
   return payer + "|" + token + "|" + nonce.toString();
 }
-/** Voucher holds are keyed by channel (the provider is this verifier's). */
-function requestlessKey(payer: string, token: string, channel: string): string {
-  return payer + "|" + token + "|v" + channel;
+/** Voucher holds are keyed by channel, or by the lane (the provider is this verifier's). */
+function voucherKey(payer: string, token: string, channel: string | undefined): string {
+  return payer + "|" + token + (channel === undefined ? "|lane" : "|v" + channel);
 }

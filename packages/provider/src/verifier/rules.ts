@@ -1,20 +1,31 @@
 /**
  * The contract's settlement rules, as one pure function of (state, item, time) per kind of item.
- * Read these beside the contract: `decideRequest` is Settlement._settleRequest, `authorize` is
- * Settlement._authorize, `checkGrant` is InferencePermissions._checkGrant, `decideVoucher` is
- * Settlement._claimVoucher, each check in the contract's order.
+ * Read these beside the contract, check by check in the contract's order:
+ * - `decideRequest`  = Settlement._settleRequest + Settlement._debit
+ * - `decideVoucher`  = Settlement._claimChannel
+ * - `decideLaneVoucher` = Lanes._claimLane
+ * - `authorize`      = Settlement._authorize
+ * - `checkGrant`     = InferencePermissions._checkGrant
+ * (A batch's TokenMismatch is not a property of an item on its own: a provider's batch names the
+ * item's token.)
  *
  * Nothing here does I/O or changes state. What the provider already accepted (reservations) is part
- * of the state read, so an accepted item is never counted twice; what to reserve is returned for the
- * caller to hold. State that is not known (`undefined` from the `RuleState`) never makes an item
- * accepted: the decision says which state to read (`unknown`) and is refused until it is read.
+ * of the state read, so an accepted item is never counted twice; the caller holds what is accepted.
+ * State that is not known (`undefined` from the `RuleState`) never lets an item be accepted: the
+ * verdict lists which state to read (`unknown`), and the decision says `needsChainRead`.
+ *
+ * Two rules are the provider's, not the contract's, because the contract applies them later than the
+ * preflight: funds that can leave before the provider settles (a pending withdrawal or a lane close
+ * that can execute within `settlementWindow`) do not count as covering anything.
  */
 import { ZeroAddress } from "ethers";
-import { SignatureStatus } from "../crypto";
 import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
-import type { Decision, GrantFacts, StateKey, WithdrawalFacts } from "./types";
+import { SignatureStatus } from "../crypto";
+import type { Decision, GrantFacts, LaneFacts, SignedLaneVoucher, StateKey, WithdrawalFacts } from "./types";
 
 const UINT32_MAX = (1n << 32n) - 1n;
+/** Settlement.MAX_NONCE */
+const MAX_NONCE = (1n << 64n) - 1n;
 const ZERO = ZeroAddress.toLowerCase();
 
 /** The state the rules read: chain state as of the synced block, and this provider's reservations. */
@@ -25,26 +36,30 @@ export interface RuleState {
   withdrawal(payer: string, token: string): WithdrawalFacts | undefined;
   /** Used-nonce bitmap word. */
   nonceWord(payer: string, token: string, word: bigint): bigint | undefined;
-  /** `null` = known to be no grant (epoch 0). */
+  /** `null` = known to be no delegate (epoch 0). */
   grant(payer: string, token: string, delegate: string): GrantFacts | null | undefined;
   /** What the channel (payer, this provider, token, channel) paid so far. */
   claimed(payer: string, token: string, channel: string): bigint | undefined;
+  /** The lane (payer, this provider, token). */
+  lane(payer: string, token: string): LaneFacts | undefined;
   /** Whether the payer has code; `undefined` = not looked up (treated as an EOA: refusing is safe). */
   isContract(payer: string): boolean | undefined;
-  /** Amount of the payer's funds this provider accepted and has not seen settle. */
+  /** Amount of the payer's balance this provider accepted and has not seen settle. */
   reservedBalance(payer: string, token: string): bigint;
   /** Nonce bits of `word` this provider accepted and has not seen settle. */
   reservedNonces(payer: string, token: string, word: bigint): bigint;
   /** Spend this provider accepted under the delegate's grant and has not seen settle. */
   reservedGrant(payer: string, token: string, delegate: string): bigint;
   /** The accepted, unclaimed voucher of a channel. */
-  voucherHold(payer: string, token: string, channel: string): VoucherHoldFacts | undefined;
+  voucherHold(payer: string, token: string, channel: string): HoldFacts | undefined;
+  /** The accepted, unclaimed voucher of the lane. */
+  laneHold(payer: string, token: string): HoldFacts | undefined;
 }
 
-/** An accepted voucher not yet claimed. */
-export interface VoucherHoldFacts {
+/** An accepted cumulative voucher not yet claimed. */
+export interface HoldFacts {
   cumulative: bigint;
-  /** The excess over what the channel had paid when it was accepted, reserved from the balance. */
+  /** The excess over what the channel or lane had paid when accepted: what it reserves. */
   amount: bigint;
   delegate?: string;
 }
@@ -62,45 +77,43 @@ export interface RecoveredSignature {
 export interface RuleTime {
   /** Unix time the decision is for (the block timestamp the contract would see). */
   now: bigint;
-  /** Pending withdrawals maturing before `now + settlementWindow` are treated as gone. */
+  /** Seconds within which the provider settles: funds that can leave sooner do not count. */
   settlementWindow: bigint;
   /** The payer wallet's `isValidSignature` answer, when asked. */
   erc1271?: boolean;
 }
 
-/** A decision, what to reserve if accepted, and what state it could not decide without. */
+/** A decision, and the state it could not decide without. */
 export interface Verdict {
   decision: Decision;
   /** State that was not known; non-empty means not accepted and `decision.needsChainRead`. */
   unknown: StateKey[];
 }
 
-/** Settlement._settleRequest: deadline, authorisation, balance, nonce. */
+/** Settlement._settleRequest and _debit: deadline, nonce range, authorisation, balance, nonce. */
 export function decideRequest(state: RuleState, r: SignedRequest, recover: () => RecoveredSignature, t: RuleTime): Verdict {
   const unknown: StateKey[] = [];
-  // The deadline first (inclusive).
-  if (t.now > r.deadline) return { decision: refuse(Reason.Expired, 0n), unknown };
+  if (t.now > r.deadline) return { decision: refuse(Reason.Expired, 0n), unknown }; // inclusive deadline
+  if (r.nonce > MAX_NONCE) return { decision: refuse(Reason.NonceOutOfRange, 0n), unknown };
   const payer = r.payer.toLowerCase();
   const token = r.token.toLowerCase();
   const price = r.price;
   const auth = authorize(state, payer, token, r.model, price, true, recover(), t, 0n, unknown);
   if (auth.reason !== Reason.Settled) return finish({ ...auth, amount: price }, unknown);
-  // Then the balance, net of what this provider reserved and of withdrawals maturing meanwhile.
   const spendable = spendableBalance(state, payer, token, t, 0n, unknown);
-  if (spendable !== undefined && spendable < price) return finish({ ...auth, accepted: false, reason: Reason.InsufficientBalance, amount: price }, unknown);
-  // Then the nonce (used on-chain, or accepted here already).
+  if (spendable !== undefined && spendable < price) return finish({ ...auth, reason: Reason.InsufficientBalance, amount: price }, unknown);
   const word = r.nonce >> 6n;
   const bits = state.nonceWord(payer, token, word);
   if (bits === undefined) unknown.push({ kind: "word", payer, token, word });
   else if (((bits | state.reservedNonces(payer, token, word)) >> (r.nonce & 63n)) & 1n) {
-    return finish({ ...auth, accepted: false, reason: Reason.NonceUsed, amount: price }, unknown);
+    return finish({ ...auth, reason: Reason.NonceUsed, amount: price }, unknown);
   }
   return finish({ ...auth, accepted: true, reason: Reason.Settled, amount: price }, unknown);
 }
 
 /**
- * Settlement._claimVoucher: the channel must owe more than it paid (or than the voucher this
- * provider already accepted for it); the excess must be authorised and covered.
+ * Settlement._claimChannel: the channel must owe more than it paid (or than the voucher this
+ * provider already accepted for it); the excess must be authorised and covered by the balance.
  */
 export function decideVoucher(state: RuleState, v: SignedVoucher, recover: () => RecoveredSignature, t: RuleTime): Verdict {
   const unknown: StateKey[] = [];
@@ -113,22 +126,47 @@ export function decideVoucher(state: RuleState, v: SignedVoucher, recover: () =>
     return finish(refuse(Reason.NothingToClaim, 0n), unknown);
   }
   const held = state.voucherHold(payer, token, channel);
-  // An accepted, unclaimed voucher is what the provider will claim: one not above it adds nothing.
   const floor = held !== undefined && held.cumulative > claimed ? held.cumulative : claimed;
   if (v.cumulativeAmount <= floor) return { decision: refuse(Reason.NothingToClaim, 0n), unknown };
   const amount = v.cumulativeAmount - claimed;
   const sig = recover();
-  const replacedGrant = held?.delegate !== undefined && held.delegate === sig.signer ? held.amount : 0n;
-  const auth = authorize(state, payer, token, v.model, amount, false, sig, t, replacedGrant, unknown);
+  const auth = authorize(state, payer, token, v.model, amount, false, sig, t, replaced(held, sig), unknown);
   if (auth.reason !== Reason.Settled) return finish({ ...auth, amount }, unknown);
   const spendable = spendableBalance(state, payer, token, t, held?.amount ?? 0n, unknown);
-  if (spendable !== undefined && spendable < amount) return finish({ ...auth, accepted: false, reason: Reason.InsufficientBalance, amount }, unknown);
+  if (spendable !== undefined && spendable < amount) return finish({ ...auth, reason: Reason.InsufficientBalance, amount }, unknown);
   return finish({ ...auth, accepted: true, reason: Reason.Settled, amount }, unknown);
 }
 
 /**
- * Settlement._authorize: the payer by ECDSA; else a delegate (a grant with a non-zero epoch) within
- * its grant; else, for a payer with code, its ERC-1271 answer; else the signature's reason.
+ * Lanes._claimLane: the lane must owe more than it paid (or than the voucher this provider already
+ * accepted for it); the excess must be authorised and covered by the lane's funds (which count as
+ * gone when a close the payer requested can execute before the provider settles).
+ */
+export function decideLaneVoucher(state: RuleState, v: SignedLaneVoucher, recover: () => RecoveredSignature, t: RuleTime): Verdict {
+  const unknown: StateKey[] = [];
+  const payer = v.payer.toLowerCase();
+  const token = v.token.toLowerCase();
+  const lane = state.lane(payer, token);
+  if (lane === undefined) {
+    unknown.push({ kind: "lane", payer, token });
+    return finish(refuse(Reason.NothingToClaim, 0n), unknown);
+  }
+  const held = state.laneHold(payer, token);
+  const floor = held !== undefined && held.cumulative > lane.claimed ? held.cumulative : lane.claimed;
+  if (v.cumulativeAmount <= floor) return { decision: refuse(Reason.NothingToClaim, 0n), unknown };
+  const amount = v.cumulativeAmount - lane.claimed;
+  const sig = recover();
+  const auth = authorize(state, payer, token, v.model, amount, false, sig, t, replaced(held, sig), unknown);
+  if (auth.reason !== Reason.Settled) return finish({ ...auth, amount }, unknown);
+  // One voucher per lane is held at a time, and this one replaces it: the lane's funds cover it alone.
+  const funds = canExecuteWithin(lane.closeReadyAt, lane.closeExpiresAt, t) ? 0n : lane.funds;
+  if (funds < amount) return finish({ ...auth, reason: Reason.InsufficientBalance, amount }, unknown);
+  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount }, unknown);
+}
+
+/**
+ * Settlement._authorize: the payer by ECDSA; else a delegate (a grant record with a non-zero epoch)
+ * within its grant; else, for a payer with code, its ERC-1271 answer; else the signature's reason.
  */
 export function authorize(
   state: RuleState,
@@ -171,8 +209,10 @@ export function authorize(
 }
 
 /**
- * InferencePermissions._checkGrant: revoked, expired, provider, price cap (requests only), model,
- * then the period budget after rollover, with this provider's reserved spend added.
+ * InferencePermissions._checkGrant for a signer whose grant record exists: provider (the hot slot
+ * lives under the grant's provider, or under zero for any provider), revoked, expired, price cap
+ * (requests only), model, then the period's remaining budget after rollover, net of this
+ * provider's reserved spend.
  */
 export function checkGrant(
   state: RuleState,
@@ -187,9 +227,9 @@ export function checkGrant(
   replacedGrant: bigint,
   unknown: StateKey[],
 ): Reason {
+  if (g.provider !== ZERO && g.provider !== state.provider) return Reason.ProviderNotAllowed;
   if (g.expiry === 0n) return Reason.GrantRevoked;
   if (now >= g.expiry) return Reason.GrantExpired;
-  if (g.provider !== ZERO && g.provider !== state.provider) return Reason.ProviderNotAllowed;
   if (checkPrice && amount > g.maxPrice) return Reason.PriceAboveCap;
   if (!g.anyModel) {
     const m = model.toLowerCase();
@@ -197,34 +237,43 @@ export function checkGrant(
     if (allowed === undefined) unknown.push({ kind: "model", payer, token, delegate, model: m });
     else if (!allowed) return Reason.ModelNotAllowed;
   }
-  const { spent } = rollover(g, now);
-  if (spent + state.reservedGrant(payer, token, delegate) - replacedGrant + amount > g.budget) return Reason.BudgetExceeded;
+  const { remaining } = rollover(g, now);
+  if (amount + state.reservedGrant(payer, token, delegate) - replacedGrant > remaining) return Reason.BudgetExceeded;
   return Reason.Settled;
 }
 
-/** InferencePermissions' budget period rollover: the period containing `now`, aligned to the grant's start. */
-export function rollover(g: Pick<GrantFacts, "spent" | "period" | "periodEnd">, now: bigint): { spent: bigint; periodEnd: bigint } {
-  if (now < g.periodEnd || g.period === 0n) return { spent: g.spent, periodEnd: g.periodEnd };
+/** The budget period containing `now` (aligned to the grant's start) and what remains in it. */
+export function rollover(g: Pick<GrantFacts, "remaining" | "budget" | "period" | "periodEnd">, now: bigint): { remaining: bigint; periodEnd: bigint } {
+  if (now < g.periodEnd || g.period === 0n) return { remaining: g.remaining, periodEnd: g.periodEnd };
   let periodEnd = g.periodEnd + ((now - g.periodEnd) / g.period + 1n) * g.period;
   if (periodEnd > UINT32_MAX) periodEnd = UINT32_MAX;
-  return { spent: 0n, periodEnd };
+  return { remaining: g.budget, periodEnd };
+}
+
+/** Whether something executable in [readyAt, expiresAt) can execute between now and the settlement. */
+function canExecuteWithin(readyAt: bigint, expiresAt: bigint, t: RuleTime): boolean {
+  return readyAt !== 0n && readyAt <= t.now + t.settlementWindow && expiresAt > t.now;
 }
 
 /**
- * What the payer can still be debited for this provider: the balance, less what this provider
- * reserved (except `heldHere`, the reservation being replaced), less a pending withdrawal that can
- * mature before the provider settles (the contract pays it out of the same balance).
+ * What the payer's balance can still be debited for this provider: the balance, less what this
+ * provider reserved (except `heldHere`, the reservation being replaced), less a pending withdrawal
+ * that can execute before the provider settles (the contract pays it out of the same balance).
  */
 function spendableBalance(state: RuleState, payer: string, token: string, t: RuleTime, heldHere: bigint, unknown: StateKey[]): bigint | undefined {
   const balance = state.balance(payer, token);
-  const withdrawal = state.withdrawal(payer, token);
-  if (balance === undefined || withdrawal === undefined) {
+  const w = state.withdrawal(payer, token);
+  if (balance === undefined || w === undefined) {
     unknown.push({ kind: "account", payer, token });
     return undefined;
   }
-  let leaving = 0n;
-  if (withdrawal.amount > 0n && withdrawal.readyAt <= t.now + t.settlementWindow) leaving = withdrawal.amount < balance ? withdrawal.amount : balance;
+  const leaving = w.amount > 0n && canExecuteWithin(w.readyAt, w.expiresAt, t) ? (w.amount < balance ? w.amount : balance) : 0n;
   return balance - leaving - (state.reservedBalance(payer, token) - heldHere);
+}
+
+/** The grant spend a held voucher reserved, when the same delegate signs its replacement. */
+function replaced(held: HoldFacts | undefined, sig: RecoveredSignature): bigint {
+  return held?.delegate !== undefined && held.delegate === sig.signer ? held.amount : 0n;
 }
 
 function refuse(reason: Reason, amount: bigint): Decision {
@@ -238,6 +287,7 @@ const UNKNOWN_REASON: Record<StateKey["kind"], Reason> = {
   grant: Reason.InvalidSigner,
   model: Reason.ModelNotAllowed,
   channel: Reason.NothingToClaim,
+  lane: Reason.NothingToClaim,
 };
 
 /** Unknown state turns any answer into "not accepted, read first". */

@@ -2,12 +2,12 @@
  * The verifier's cache of chain state as of the last applied block, and what of it is known.
  *
  * Every entry present is exact as of the synced block. An absent entry is zero (no balance, no
- * grant, no used nonce) only while the cache is `complete`, i.e. followed from the contract's
- * deployment with every effect named by the logs. Whatever the follower cannot be sure of (a token
- * some settlement touched in ways the logs did not name, everything after a reorg) is dropped or
- * marked, and then reads as unknown (`undefined`): the rules never accept on unknown state.
+ * grant, no used nonce, an empty lane) only while the cache is `complete`, i.e. followed from the
+ * contract's deployment, every effect named by its logs. After a reorg into applied blocks (or when
+ * following starts after the deployment) nothing is assumed: absent entries read as unknown
+ * (`undefined`), and the rules never accept on unknown state.
  */
-import type { GrantFacts, WithdrawalFacts } from "./types";
+import type { GrantFacts, LaneFacts, WithdrawalFacts } from "./types";
 
 /** One payer's state in one token. `undefined` fields are not known. */
 export interface AccountState {
@@ -22,12 +22,12 @@ export class ChainState {
   readonly grants = new Map<string, GrantFacts>();
   /** payer|token|channel -> what the channel paid this provider */
   readonly channels = new Map<string, bigint>();
+  /** payer|token -> the payer's lane to this provider */
+  readonly lanes = new Map<string, LaneFacts>();
   /** payer -> whether it has code (looked up on demand; code does not go away in practice, see docs) */
   readonly codes = new Map<string, boolean>();
   /** Whether absent entries are known to be zero. */
   complete: boolean;
-  /** Tokens in which some payer's absent nonce words may be used (a settlement the logs did not itemise). */
-  readonly uncertainWords = new Set<string>();
 
   constructor(complete: boolean) {
     this.complete = complete;
@@ -50,7 +50,7 @@ export class ChainState {
   nonceWord(payer: string, token: string, word: bigint): bigint | undefined {
     const bits = this.accounts.get(accountKey(payer, token))?.words.get(word);
     if (bits !== undefined) return bits;
-    return this.complete && !this.uncertainWords.has(token) ? 0n : undefined;
+    return this.complete ? 0n : undefined;
   }
 
   grant(payer: string, token: string, delegate: string): GrantFacts | null | undefined {
@@ -63,6 +63,12 @@ export class ChainState {
     const c = this.channels.get(channelKey(payer, token, channel));
     if (c !== undefined) return c;
     return this.complete ? 0n : undefined;
+  }
+
+  lane(payer: string, token: string): LaneFacts | undefined {
+    const l = this.lanes.get(accountKey(payer, token));
+    if (l !== undefined) return l;
+    return this.complete ? NO_LANE : undefined;
   }
 
   // ------------------------------------------------------------------ writes
@@ -91,12 +97,13 @@ export class ChainState {
     this.accounts.clear();
     this.grants.clear();
     this.channels.clear();
-    this.uncertainWords.clear();
+    this.lanes.clear();
     this.complete = false;
   }
 }
 
-export const NO_WITHDRAWAL: WithdrawalFacts = Object.freeze({ amount: 0n, readyAt: 0n });
+export const NO_WITHDRAWAL: WithdrawalFacts = Object.freeze({ amount: 0n, readyAt: 0n, expiresAt: 0n });
+export const NO_LANE: LaneFacts = Object.freeze({ claimed: 0n, funds: 0n, closeReadyAt: 0n, closeExpiresAt: 0n });
 
 export function accountKey(payer: string, token: string): string {
   return payer + "|" + token;

@@ -102,20 +102,35 @@ export interface GrantView {
   reserved: bigint;
 }
 
+/** What the verifier knows about a payer's lane to its provider. */
+export interface LaneView {
+  claimed: bigint;
+  funds: bigint;
+  closeReadyAt: bigint;
+  closeExpiresAt: bigint;
+  /** What the accepted, unclaimed lane voucher reserves of `funds`. */
+  reserved: bigint;
+}
+
 // ------------------------------------------------------------------ facts the rules read
 
-/** A grant as the contract stores it (InferencePermissions' `Grant`), with what is known of its models. */
+/**
+ * A grant as the contract stores it (InferencePermissions' record and hot slot), with what is known
+ * of its models.
+ */
 export interface GrantFacts {
+  /** bumps on every grant and revoke; 0 = the signer is no delegate */
   epoch: bigint;
-  /** 0 = revoked / never active */
+  /** 0 = revoked */
   expiry: bigint;
-  /** lowercase; zero address = any */
+  /** lowercase; zero address = any provider */
   provider: string;
   maxPrice: bigint;
   budget: bigint;
   period: bigint;
   periodEnd: bigint;
-  spent: bigint;
+  /** budget left in the period ending at `periodEnd` */
+  remaining: bigint;
   anyModel: boolean;
   /** model (lowercase) -> allowed, for the models known */
   models: Map<string, boolean>;
@@ -123,10 +138,31 @@ export interface GrantFacts {
   modelsComplete: boolean;
 }
 
-/** A payer's pending withdrawal (amount 0 = none). */
+/** A payer's pending withdrawal (amount 0 = none): executable in [readyAt, expiresAt). */
 export interface WithdrawalFacts {
   amount: bigint;
   readyAt: bigint;
+  expiresAt: bigint;
+}
+
+/** A lane (payer, this provider, token): funds only this provider can claim with lane vouchers. */
+export interface LaneFacts {
+  /** cumulative amount lane vouchers have paid, ever */
+  claimed: bigint;
+  /** what the provider may still claim */
+  funds: bigint;
+  /** a requested close may execute in [closeReadyAt, closeExpiresAt); 0 = none requested */
+  closeReadyAt: bigint;
+  closeExpiresAt: bigint;
+}
+
+/** A signed lane voucher (the contract's `LaneVoucher`): the cumulative amount a lane owes the provider. */
+export interface SignedLaneVoucher {
+  payer: string;
+  token: string;
+  model: string;
+  cumulativeAmount: bigint;
+  signature: string;
 }
 
 /** A piece of chain state the rules needed and did not know; the verifier reads it before deciding. */
@@ -135,4 +171,5 @@ export type StateKey =
   | { kind: "word"; payer: string; token: string; word: bigint }
   | { kind: "grant"; payer: string; token: string; delegate: string }
   | { kind: "model"; payer: string; token: string; delegate: string; model: string }
-  | { kind: "channel"; payer: string; token: string; channel: string };
+  | { kind: "channel"; payer: string; token: string; channel: string }
+  | { kind: "lane"; payer: string; token: string };
