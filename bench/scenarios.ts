@@ -10,10 +10,11 @@
  * (the same work again: every slot already written).
  */
 import { ethers, network } from "hardhat";
-import { Wallet, Signature, type TransactionReceipt, type ContractTransactionResponse } from "ethers";
-import { signRequest, signVoucher, signGrant, type PreflightDomain, type Request } from "@preflight/sdk";
-import type { Preflight, TestToken, OzBaselineEscrow, Eip3009Token, PeerBatcher } from "../typechain-types";
-import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
+import { Wallet, Signature, Transaction, type TransactionReceipt, type ContractTransactionResponse } from "ethers";
+import { signRequest, signVoucher, signGrant, signLaneVoucher, type PreflightDomain, type Request } from "@preflight/sdk";
+import type { Preflight, TestToken, OzBaselineEscrow, Eip3009Token, PeerBatcher, HostileWallet1271 } from "../typechain-types";
+import { encodePacked, encodeLaneClaims, type SignedPackedItem } from "@preflight/sdk";
+import { brotliSize, fjordL1Size } from "./l2";
 import { SlotRegistry, emptySteps, STEPS, PREFLIGHT_STEP_OF_VARIABLE, type Steps } from "./slots";
 import { attribute } from "./trace";
 
@@ -31,6 +32,12 @@ export interface Row {
   gasUsed: number;
   gasPerRequest: number;
   calldataBytesPerRequest: number;
+  /** the deployment's protocol fee in basis points (0 for peers and the default deployment) */
+  feeBps: number;
+  /** OP-stack (Fjord) FastLZ estimate of the signed transactions' L1 data, per request */
+  l1DataBytesPerRequest: number;
+  /** Brotli-compressed size of the signed transactions (Arbitrum's estimate), per request */
+  brotliBytesPerRequest: number;
   /** per-step attribution of gasUsed (empty when measured without tracing) */
   steps: Steps | null;
   note?: string;
@@ -39,9 +46,14 @@ export interface Row {
 export const PRICE = 1_000n; // 0.001 USDC per request
 export const DEADLINE = 4_000_000_000n; // a constant, so calldata is identical in every run
 const DEPOSIT = 1_000_000_000n; // 1,000 USDC per payer
+const LANE_FUNDS = 100_000_000n; // 100 USDC reserved for the provider by each of the first payers
+const LANE_PAYERS = 10;
 const MODEL = ethers.id("llama-3.1-70b");
 const INPUT = ethers.id("prompt");
 const MAX_PAYERS = 110;
+/** The fee of the fee-on deployment (1%). */
+export const FEE_BPS = 100;
+const NOTICE = 7n * 86_400n;
 
 export const BATCH_ONE_PAYER = [1, 10, 100, 256];
 export const BATCH_MANY_PAYERS = [10, 100];
@@ -50,10 +62,17 @@ interface Env {
   deployer: Wallet;
   provider: Wallet;
   delegate: Wallet;
+  /** payer 1's delegate, restricted to MODEL */
+  modelDelegate: Wallet;
   payers: Wallet[];
   preflight: Preflight;
+  /** the same contract deployed with FEE_BPS */
+  preflightFee: Preflight;
   usdc: TestToken;
   domain: PreflightDomain;
+  feeDomain: PreflightDomain;
+  /** a hostile ERC-1271 payer that burns all the gas its check may use */
+  hostile: HostileWallet1271;
   baseline?: OzBaselineEscrow;
   permit2?: string;
   eip3009?: Eip3009Token;
@@ -79,45 +98,62 @@ async function setup(peers: boolean, trace: boolean): Promise<Env> {
   const deployer = wallet("deployer");
   const provider = wallet("provider");
   const delegate = wallet("delegate");
+  const modelDelegate = wallet("model-delegate");
   const payers = Array.from({ length: MAX_PAYERS }, (_, i) => wallet(`payer-${i}`));
-  await fund([deployer.address, provider.address, delegate.address, ...payers.map((p) => p.address)]);
+  await fund([deployer.address, provider.address, delegate.address, modelDelegate.address, ...payers.map((p) => p.address)]);
   // A fresh deployer nonce each run keeps every contract address, hence every calldata byte, identical.
   if ((await ethers.provider.getTransactionCount(deployer.address)) !== 0) throw new Error("bench deployer already used");
 
-  const preflight = (await ethers.deployContract("Preflight", [deployer.address, 7n * 86_400n, 0, ethers.ZeroAddress], deployer)) as unknown as Preflight;
+  const preflight = (await ethers.deployContract("Preflight", [NOTICE, 0, ethers.ZeroAddress], deployer)) as unknown as Preflight;
+  const preflightFee = (await ethers.deployContract("Preflight", [NOTICE, FEE_BPS, deployer.address], deployer)) as unknown as Preflight;
   const usdc = (await ethers.deployContract("TestToken", ["USD Coin", "USDC", 6], deployer)) as unknown as TestToken;
+  const hostile = (await ethers.deployContract("HostileWallet1271", [deployer.address], deployer)) as unknown as HostileWallet1271;
+  const chainId = (await ethers.provider.getNetwork()).chainId;
   const env: Env = {
     deployer,
     provider,
     delegate,
+    modelDelegate,
     payers,
     preflight,
+    preflightFee,
     usdc,
-    chainId: (await ethers.provider.getNetwork()).chainId,
-    domain: { chainId: (await ethers.provider.getNetwork()).chainId, verifyingContract: await preflight.getAddress() },
+    hostile,
+    chainId,
+    domain: { chainId, verifyingContract: await preflight.getAddress() },
+    feeDomain: { chainId, verifyingContract: await preflightFee.getAddress() },
   };
   const token = await usdc.getAddress();
   const pf = await preflight.getAddress();
-  await mined(usdc.mint(deployer.address, DEPOSIT * BigInt(MAX_PAYERS) * 4n));
+  await mined(usdc.mint(deployer.address, DEPOSIT * BigInt(MAX_PAYERS) * 5n));
   await mined(usdc.approve(pf, ethers.MaxUint256));
-  for (const p of payers) {
+  await mined(usdc.approve(await preflightFee.getAddress(), ethers.MaxUint256));
+  for (const [i, p] of payers.entries()) {
     await mined(preflight.deposit(p.address, token, DEPOSIT));
     await mined(usdc.mint(p.address, DEPOSIT)); // payers hold tokens outside the escrow too
+    if (i < LANE_PAYERS) {
+      await mined(preflight.connect(p).fundLane(provider.address, token, LANE_FUNDS));
+      await mined(preflightFee.deposit(p.address, token, DEPOSIT));
+    }
   }
   await mined(usdc.mint(payers[MAX_PAYERS - 1]!.address, DEPOSIT * 2n)); // deposits by permit
+  await mined(preflight.deposit(await hostile.getAddress(), token, DEPOSIT));
+  await mined(hostile.setMode(3)); // BurnGas: every ERC-1271 check uses its whole gas cap
   // The delegate of payer 0: any model, this provider, a daily budget.
-  await mined(
-    preflight.connect(payers[0]!).grant({
-      delegate: delegate.address,
-      token,
-      provider: provider.address,
-      maxPrice: PRICE * 10n,
-      budget: PRICE * 1_000_000n,
-      period: 86_400n,
-      expiry: DEADLINE,
-      models: [],
-    }),
-  );
+  const terms = {
+    delegate: delegate.address,
+    token,
+    provider: provider.address,
+    maxPrice: PRICE * 10n,
+    budget: PRICE * 1_000_000n,
+    period: 86_400n,
+    expiry: DEADLINE,
+    models: [] as string[],
+  };
+  await mined(preflight.connect(payers[0]!).grant(terms));
+  await mined(preflightFee.connect(payers[0]!).grant(terms));
+  // Payer 1's delegate is restricted to one model.
+  await mined(preflight.connect(payers[1]!).grant({ ...terms, delegate: modelDelegate.address, models: [MODEL] }));
 
   if (peers) {
     env.baseline = (await ethers.deployContract("OzBaselineEscrow", [deployer.address], deployer)) as unknown as OzBaselineEscrow;
@@ -137,18 +173,46 @@ async function setup(peers: boolean, trace: boolean): Promise<Env> {
   return env;
 }
 
+async function registerPreflight(r: SlotRegistry, env: Env, pf: string, token: string, everyone: string[]): Promise<void> {
+  await r.addContract(pf, "contracts/Preflight.sol:Preflight", PREFLIGHT_STEP_OF_VARIABLE);
+  r.mapping(pf, "_fees", [token]);
+  for (const a of everyone) r.mapping(pf, "_earnings", [a, token]);
+  for (const p of [...env.payers, wallet("fresh-payer"), { address: await env.hostile.getAddress() }]) {
+    r.mapping(pf, "_accounts", [p.address, token]);
+    r.mapping(pf, "_withdrawals", [p.address, token]);
+    r.mapping(pf, "_lanes", [p.address, env.provider.address, token]);
+    for (let w = 0n; w < 12n; w++) r.mapping(pf, "_spilledNonces", [p.address, token, w]);
+    for (const d of [env.delegate.address, env.modelDelegate.address, wallet("delegate-2").address]) {
+      r.mapping(pf, "_grants", [p.address, token, d], 2);
+      for (const provider of [env.provider.address, ethers.ZeroAddress]) {
+        const key = r.keyHash(["address", "address", "address", "address"], [p.address, token, d, provider], "permission");
+        r.mapping(pf, "_grantStates", [key]);
+      }
+      for (let epoch = 1; epoch < 4; epoch++) {
+        const key = r.keyHash(["address", "address", "address", "uint16", "bytes32"], [p.address, token, d, epoch, MODEL], "permission");
+        r.mapping(pf, "_grantModels", [key]);
+      }
+    }
+    for (const channel of [ethers.ZeroHash]) {
+      const key = r.keyHash(["address", "address", "address", "bytes32"], [p.address, env.provider.address, token, channel], "nonce");
+      r.mapping(pf, "_claimed", [key]);
+    }
+  }
+}
+
 async function buildRegistry(env: Env): Promise<SlotRegistry> {
   const r = new SlotRegistry();
   const pf = await env.preflight.getAddress();
+  const pfFee = await env.preflightFee.getAddress();
   const token = await env.usdc.getAddress();
-  await r.addContract(pf, "contracts/Preflight.sol:Preflight", PREFLIGHT_STEP_OF_VARIABLE);
   await r.addContract(token, "contracts/test/TestToken.sol:TestToken", {
     _balances: "balances",
     _allowances: "balances",
     _nonces: "nonce",
   });
   r.addToken(token);
-  const spenders = [pf];
+  r.addWholeContract(await env.hostile.getAddress(), "recovery");
+  const spenders = [pf, pfFee];
   const everyone = [env.deployer, env.provider, env.delegate, wallet("fresh-payer"), ...env.payers].map((w) => w.address);
   if (env.baseline && env.permit2 && env.eip3009 && env.batcher) {
     const bl = await env.baseline.getAddress();
@@ -171,29 +235,14 @@ async function buildRegistry(env: Env): Promise<SlotRegistry> {
     }
     for (const a of everyone) r.mapping(e3, "_balances", [a]);
   }
-  everyone.push(pf);
+  everyone.push(pf, pfFee);
   for (const a of everyone) {
     r.mapping(token, "_balances", [a]);
     r.mapping(token, "_nonces", [a]);
     for (const s of spenders) r.mapping(token, "_allowances", [a, s]);
-    r.mapping(pf, "_earnings", [a, token]);
   }
-  for (const p of [...env.payers, wallet("fresh-payer")]) {
-    r.mapping(pf, "_accounts", [p.address, token]);
-    r.mapping(pf, "_withdrawals", [p.address, token]);
-    for (let w = 0n; w < 12n; w++) r.mapping(pf, "_spilledNonces", [p.address, token, w]);
-    for (const d of [env.delegate.address, wallet("delegate-2").address]) {
-      r.mapping(pf, "_grants", [p.address, token, d], 3);
-      for (let epoch = 1; epoch < 4; epoch++) {
-        const key = r.keyHash(["address", "address", "address", "uint16", "bytes32"], [p.address, token, d, epoch, MODEL], "permission");
-        r.mapping(pf, "_grantModels", [key]);
-      }
-    }
-    for (const channel of [ethers.ZeroHash]) {
-      const key = r.keyHash(["address", "address", "address", "bytes32"], [p.address, env.provider.address, token, channel], "nonce");
-      r.mapping(pf, "_claimed", [key]);
-    }
-  }
+  await registerPreflight(r, env, pf, token, everyone);
+  await registerPreflight(r, env, pfFee, token, everyone);
   return r;
 }
 
@@ -202,27 +251,33 @@ async function buildRegistry(env: Env): Promise<SlotRegistry> {
 interface Measured {
   gasUsed: number;
   calldataBytes: number;
+  l1DataBytes: number;
+  brotliBytes: number;
   steps: Steps | null;
 }
 
 async function measure(env: Env, receipts: TransactionReceipt[]): Promise<Measured> {
-  const out: Measured = { gasUsed: 0, calldataBytes: 0, steps: env.registry ? emptySteps() : null };
+  const out: Measured = { gasUsed: 0, calldataBytes: 0, l1DataBytes: 0, brotliBytes: 0, steps: env.registry ? emptySteps() : null };
   for (const receipt of receipts) {
+    const tx = await ethers.provider.getTransaction(receipt.hash);
+    if (tx === null) throw new Error(`no transaction ${receipt.hash}`);
+    const signed = ethers.getBytes(Transaction.from(tx).serialized);
+    out.l1DataBytes += fjordL1Size(signed);
+    out.brotliBytes += brotliSize(signed);
     if (env.registry && out.steps) {
       const a = await attribute(receipt, env.registry);
       out.gasUsed += a.gasUsed;
       out.calldataBytes += a.calldataBytes;
       for (const s of STEPS) out.steps[s] += a.steps[s];
     } else {
-      const tx = await ethers.provider.getTransaction(receipt.hash);
       out.gasUsed += Number(receipt.gasUsed);
-      out.calldataBytes += ethers.dataLength(tx!.data);
+      out.calldataBytes += ethers.dataLength(tx.data);
     }
   }
   return out;
 }
 
-function row(system: System, scenario: string, state: State, requests: number, m: Measured, transactions: number, note?: string): Row {
+function row(system: System, scenario: string, state: State, requests: number, m: Measured, transactions: number, note?: string, feeBps = 0): Row {
   return {
     system,
     scenario,
@@ -232,6 +287,9 @@ function row(system: System, scenario: string, state: State, requests: number, m
     gasUsed: m.gasUsed,
     gasPerRequest: Math.round(m.gasUsed / requests),
     calldataBytesPerRequest: Math.round(m.calldataBytes / requests),
+    feeBps,
+    l1DataBytesPerRequest: Math.round((m.l1DataBytes / requests) * 10) / 10,
+    brotliBytesPerRequest: Math.round((m.brotliBytes / requests) * 10) / 10,
     steps: m.steps,
     ...(note === undefined ? {} : { note }),
   };
@@ -251,14 +309,22 @@ async function firstAndLater(
   return rows;
 }
 
+/** Runs `body` once from the current state, and restores it. */
+async function once(run: () => Promise<Row>): Promise<Row> {
+  const snap = (await network.provider.send("evm_snapshot", [])) as string;
+  const r = await run();
+  await network.provider.send("evm_revert", [snap]);
+  return r;
+}
+
 // ------------------------------------------------------------------ Preflight
 
-function request(env: Env, payer: Wallet, nonce: bigint, token: string): Request {
-  return { payer: payer.address, provider: env.provider.address, token, model: MODEL, price: PRICE, nonce, deadline: DEADLINE, inputHash: INPUT };
+function request(env: Env, payer: string, nonce: bigint, token: string): Request {
+  return { payer, provider: env.provider.address, token, model: MODEL, price: PRICE, nonce, deadline: DEADLINE, inputHash: INPUT };
 }
 
 async function signed(env: Env, signer: Wallet, payer: Wallet, nonce: bigint) {
-  const r = request(env, payer, nonce, await env.usdc.getAddress());
+  const r = request(env, payer.address, nonce, await env.usdc.getAddress());
   const signature = await signRequest(signer, env.domain, r, true);
   const { token, model, price, deadline, inputHash } = r;
   return { payer: payer.address, token, model, price, nonce, deadline, inputHash, signature };
@@ -270,17 +336,40 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
   const pf = preflight.connect(provider);
   const token = await env.usdc.getAddress();
   const state = (round: number): State => (round === 0 ? "first" : "later");
+  const packedItem = async (signer: Wallet, payer: string, nonce: bigint, domain = env.domain): Promise<SignedPackedItem> => {
+    const r = request(env, payer, nonce, token);
+    return { request: r, signature: await signRequest(signer, domain, r, true) };
+  };
 
+  // Single requests: the readable entry point, and the compact one (a packed batch of one).
   rows.push(
     ...(await firstAndLater(async (round) => {
       const req = await signed(env, payers[0]!, payers[0]!, BigInt(round));
-      return row("preflight", "single-payer", state(round), 1, await measure(env, [await mined(pf.settle(req))]), 1);
+      return row("preflight", "single-payer", state(round), 1, await measure(env, [await mined(pf.settle(req))]), 1, "settle(SignedRequest): the readable entry point");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const packed = encodePacked([await packedItem(payers[0]!, payers[0]!.address, BigInt(round))]);
+      return row("preflight", "single-payer-packed", state(round), 1, await measure(env, [await mined(pf.settlePacked(token, packed))]), 1, "settlePacked with one request");
     })),
   );
   rows.push(
     ...(await firstAndLater(async (round) => {
       const req = await signed(env, delegate, payers[0]!, BigInt(round));
-      return row("preflight", "single-delegate", state(round), 1, await measure(env, [await mined(pf.settle(req))]), 1);
+      return row("preflight", "single-delegate", state(round), 1, await measure(env, [await mined(pf.settle(req))]), 1, "settle(SignedRequest) signed by a delegate");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const packed = encodePacked([await packedItem(delegate, payers[0]!.address, BigInt(round))]);
+      return row("preflight", "single-delegate-packed", state(round), 1, await measure(env, [await mined(pf.settlePacked(token, packed))]), 1, "settlePacked with one delegate-signed request");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const packed = encodePacked([await packedItem(env.modelDelegate, payers[1]!.address, BigInt(round))]);
+      return row("preflight", "single-delegate-models-packed", state(round), 1, await measure(env, [await mined(pf.settlePacked(token, packed))]), 1, "a delegate whose grant is restricted to models (one more slot read)");
     })),
   );
   for (const n of BATCH_ONE_PAYER) {
@@ -288,7 +377,7 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
       ...(await firstAndLater(async (round) => {
         const reqs = [];
         for (let i = 0; i < n; i++) reqs.push(await signed(env, payers[0]!, payers[0]!, BigInt(round * n + i)));
-        return row("preflight", "batch-one-payer", state(round), n, await measure(env, [await mined(pf.settleBatch(token, reqs))]), 1);
+        return row("preflight", "batch-one-payer", state(round), n, await measure(env, [await mined(pf.settleBatch(token, reqs))]), 1, "settleBatch(token, SignedRequest[])");
       })),
     );
   }
@@ -297,22 +386,17 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
       ...(await firstAndLater(async (round) => {
         const reqs = [];
         for (let i = 0; i < n; i++) reqs.push(await signed(env, payers[i]!, payers[i]!, BigInt(round)));
-        return row("preflight", "batch-many-payers", state(round), n, await measure(env, [await mined(pf.settleBatch(token, reqs))]), 1);
+        return row("preflight", "batch-many-payers", state(round), n, await measure(env, [await mined(pf.settleBatch(token, reqs))]), 1, "settleBatch(token, SignedRequest[])");
       })),
     );
   }
-  // The compact entry point, same requests and checks: settlePacked(token, packed).
-  const packedItem = async (payer: Wallet, nonce: bigint): Promise<SignedPackedItem> => {
-    const r = request(env, payer, nonce, token);
-    return { request: r, signature: await signRequest(payer, env.domain, r, true) };
-  };
   for (const n of BATCH_ONE_PAYER) {
     rows.push(
       ...(await firstAndLater(async (round) => {
         const items = [];
-        for (let i = 0; i < n; i++) items.push(await packedItem(payers[0]!, BigInt(round * n + i)));
+        for (let i = 0; i < n; i++) items.push(await packedItem(payers[0]!, payers[0]!.address, BigInt(round * n + i)));
         const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
-        return row("preflight", "batch-one-payer-packed", state(round), n, m, 1, "settlePacked: one group, 96 bytes per request");
+        return row("preflight", "batch-one-payer-packed", state(round), n, m, 1, "settlePacked: one section, one group, 96 bytes per request");
       })),
     );
   }
@@ -320,21 +404,88 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
     rows.push(
       ...(await firstAndLater(async (round) => {
         const items = [];
-        for (let i = 0; i < n; i++) items.push(await packedItem(payers[i]!, BigInt(round)));
+        for (let i = 0; i < n; i++) items.push(await packedItem(payers[i]!, payers[i]!.address, BigInt(round)));
         const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
-        return row("preflight", "batch-many-payers-packed", state(round), n, m, 1, "settlePacked: one group per payer");
+        return row("preflight", "batch-many-payers-packed", state(round), n, m, 1, "settlePacked: one section, one 30-byte group per payer");
       })),
     );
   }
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const items = [];
+      for (let i = 0; i < 100; i++) items.push(await packedItem(delegate, payers[0]!.address, BigInt(round * 100 + i)));
+      const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
+      return row("preflight", "batch-one-payer-delegate-packed", state(round), 100, m, 1, "100 requests signed by payer 0's delegate");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      // Every other item is signed by a key that is neither the payer nor a delegate: skipped, logged.
+      const stranger = wallet("stranger");
+      const items = [];
+      for (let i = 0; i < 100; i++) items.push(await packedItem(i % 2 === 0 ? payers[0]! : stranger, payers[0]!.address, BigInt(round * 100 + i)));
+      const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
+      return row("preflight", "batch-failure-heavy-packed", state(round), 100, m, 1, "half the items fail (unknown signer) and are skipped with their reason");
+    })),
+  );
+  rows.push(
+    await once(async () => {
+      // A hostile ERC-1271 payer whose check burns its whole 200,000 gas cap, next to one valid request.
+      const items = [
+        await packedItem(wallet("hostile-key"), await env.hostile.getAddress(), 0n),
+        await packedItem(payers[0]!, payers[0]!.address, 0n),
+      ];
+      const m = await measure(env, [await mined(pf.settlePacked(token, encodePacked(items)))]);
+      return row("preflight", "erc1271-payer-at-gas-cap-packed", "once", 2, m, 1, "a hostile wallet's ERC-1271 check burns its cap; the other item settles");
+    }),
+  );
+  rows.push(
+    await once(async () => {
+      // Payer 2 fills nonce words 1..10 ahead, then word 0 but for nonce 63: settling nonce 63 fills
+      // the window's word, which slides over MAX_SLIDE (8) full words and stops.
+      const payer = payers[2]!;
+      for (let w = 1n; w <= 10n; w++) await mined(preflight.connect(payer).invalidateNonces(token, w, 2n ** 64n - 1n));
+      await mined(preflight.connect(payer).invalidateNonces(token, 0n, 2n ** 63n - 1n));
+      const packed = encodePacked([await packedItem(payer, payer.address, 63n)]);
+      const m = await measure(env, [await mined(pf.settlePacked(token, packed))]);
+      return row("preflight", "nonce-window-slide-packed", "once", 1, m, 1, "the request that fills its window slides it over 8 full words (MAX_SLIDE)");
+    }),
+  );
+
+  // Vouchers: channels on the shared balance, and lanes (funds reserved for the provider).
   const voucher = async (payer: Wallet, cumulativeAmount: bigint) => {
     const v = { payer: payer.address, provider: provider.address, token, model: MODEL, channel: ethers.ZeroHash, cumulativeAmount };
     const signature = await signVoucher(payer, env.domain, v, true);
     return { payer: v.payer, token, model: MODEL, channel: v.channel, cumulativeAmount, signature };
   };
+  const laneVoucher = async (payer: Wallet, cumulativeAmount: bigint) => {
+    const v = { payer: payer.address, provider: provider.address, token, model: MODEL, cumulativeAmount };
+    return { payer: v.payer, cumulativeAmount, signature: await signLaneVoucher(payer, env.domain, v, true) };
+  };
   rows.push(
     ...(await firstAndLater(async (round) => {
       const v = await voucher(payers[0]!, PRICE * 100n * BigInt(round + 1));
-      return row("preflight", "voucher-claim", state(round), 1, await measure(env, [await mined(pf.claimVoucher(v))]), 1, "one claim pays any number of requests");
+      return row("preflight", "voucher-claim", state(round), 1, await measure(env, [await mined(pf.claimVoucher(v))]), 1, "a channel on the payer's shared balance: claimVoucher");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const c = await laneVoucher(payers[0]!, PRICE * 100n * BigInt(round + 1));
+      const m = await measure(env, [await mined(pf.claimLane({ payer: c.payer, token, model: MODEL, cumulativeAmount: c.cumulativeAmount, signature: c.signature }))]);
+      return row("preflight", "voucher-claim-lane", state(round), 1, m, 1, "a lane (funds reserved for the provider): claimLane");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const packed = encodeLaneClaims(MODEL, [await laneVoucher(payers[0]!, PRICE * 100n * BigInt(round + 1))]);
+      return row("preflight", "voucher-claim-lane-packed", state(round), 1, await measure(env, [await mined(pf.claimLanesPacked(token, packed))]), 1, "claimLanesPacked with one claim");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const packed = encodeLaneClaims(MODEL, [await laneVoucher(payers[0]!, PRICE * 100n * BigInt(round + 1))]);
+      const m = await measure(env, [await mined(pf.claimLanesPacked(token, packed))]);
+      return row("preflight", "voucher-per-covered-request", state(round), 100, m, 1, "one lane claim paying 100 requests served since the last claim");
     })),
   );
   rows.push(
@@ -343,6 +494,39 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
       for (let i = 0; i < 10; i++) vs.push(await voucher(payers[i]!, PRICE * 100n * BigInt(round + 1)));
       return row("preflight", "voucher-claims-10", state(round), 10, await measure(env, [await mined(pf.claimVouchers(token, vs))]), 1, "10 payers, one channel each");
     })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const claims = [];
+      for (let i = 0; i < 10; i++) claims.push(await laneVoucher(payers[i]!, PRICE * 100n * BigInt(round + 1)));
+      const m = await measure(env, [await mined(pf.claimLanesPacked(token, encodeLaneClaims(MODEL, claims)))]);
+      return row("preflight", "voucher-claims-10-lane-packed", state(round), 10, m, 1, "10 payers' lanes in one claimLanesPacked");
+    })),
+  );
+
+  // Lanes: open (a new lane slot), top up, deposit straight into a lane, close after the notice.
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const payer = payers[LANE_PAYERS + 1]!;
+      const m = await measure(env, [await mined(preflight.connect(payer).fundLane(provider.address, token, LANE_FUNDS))]);
+      return row("preflight", round === 0 ? "lane-open" : "lane-top-up", state(round), 1, m, 1, "fundLane from the payer's escrow balance");
+    })),
+  );
+  rows.push(
+    ...(await firstAndLater(async (round) => {
+      const payer = payers[LANE_PAYERS + 2]!;
+      const m = await measure(env, [await mined(preflight.connect(env.deployer).depositToLane(payer.address, provider.address, token, LANE_FUNDS))]);
+      return row("preflight", "lane-deposit", state(round), 1, m, 1, "depositToLane: an ERC-20 deposit straight into a lane");
+    })),
+  );
+  rows.push(
+    await once(async () => {
+      const payer = payers[3]!;
+      const r1 = await mined(preflight.connect(payer).requestLaneClose(provider.address, token));
+      await network.provider.send("evm_increaseTime", [Number(NOTICE)]);
+      const r2 = await mined(preflight.connect(payer).closeLane(provider.address, token, payer.address));
+      return row("preflight", "lane-close", "once", 1, await measure(env, [r1, r2]), 2, "requestLaneClose, then closeLane after the notice period");
+    }),
   );
 
   // Escrow operations.
@@ -398,14 +582,61 @@ async function preflightScenarios(env: Env): Promise<Row[]> {
       return row("preflight", "grant-by-signature", state(round), 1, m, 1, "one model, submitted by the provider");
     })),
   );
-  {
-    const snap = (await network.provider.send("evm_snapshot", [])) as string;
-    const payer = payers[2]!;
-    const r1 = await mined(preflight.connect(payer).requestWithdrawal(token, DEPOSIT));
-    await network.provider.send("evm_increaseTime", [7 * 86_400]);
-    const r2 = await mined(preflight.connect(payer).withdraw(token, payer.address));
-    rows.push(row("preflight", "withdraw", "once", 1, await measure(env, [r1, r2]), 2, "requestWithdrawal, then withdraw after the notice period"));
-    await network.provider.send("evm_revert", [snap]);
+  rows.push(
+    await once(async () => {
+      const payer = payers[2]!;
+      const r1 = await mined(preflight.connect(payer).requestWithdrawal(token, DEPOSIT));
+      await network.provider.send("evm_increaseTime", [Number(NOTICE)]);
+      const r2 = await mined(preflight.connect(payer).withdraw(token, payer.address));
+      return row("preflight", "withdraw", "once", 1, await measure(env, [r1, r2]), 2, "requestWithdrawal, then withdraw after the notice period");
+    }),
+  );
+
+  // Earnings and the fee: the fee-on deployment charges FEE_BPS when the provider withdraws.
+  for (const [fee, contract, domain] of [[0, preflight, env.domain], [FEE_BPS, env.preflightFee, env.feeDomain]] as const) {
+    const suffix = fee === 0 ? "" : "-fee";
+    const p = contract.connect(provider);
+    rows.push(
+      ...(await firstAndLater(async (round) => {
+        const packed = encodePacked([await packedItem(payers[0]!, payers[0]!.address, 10_000n + BigInt(round), domain)]);
+        await mined(p.settlePacked(token, packed));
+        const m = await measure(env, [await mined(p.withdrawEarnings(token, provider.address))]);
+        return row("preflight", `withdraw-earnings${suffix}`, state(round), 1, m, 1, fee === 0 ? "withdrawEarnings" : "withdrawEarnings with the fee taken (rounded up)", fee);
+      })),
+    );
+    rows.push(
+      await once(async () => {
+        const first = encodePacked([await packedItem(payers[0]!, payers[0]!.address, 20_000n, domain)]);
+        await mined(p.settlePacked(token, first));
+        await mined(p.withdrawEarnings(token, provider.address));
+        const next = encodePacked([await packedItem(payers[0]!, payers[0]!.address, 20_001n, domain)]);
+        const m = await measure(env, [await mined(p.settlePacked(token, next))]);
+        return row("preflight", `single-payer-packed-after-withdraw-earnings${suffix}`, "once", 1, m, 1, "the first settlement after the provider withdrew everything", fee);
+      }),
+    );
+    if (fee === 0) continue;
+    rows.push(
+      ...(await firstAndLater(async (round) => {
+        const packed = encodePacked([await packedItem(payers[0]!, payers[0]!.address, BigInt(round), domain)]);
+        return row("preflight", "single-payer-packed-fee", state(round), 1, await measure(env, [await mined(p.settlePacked(token, packed))]), 1, `fee ${fee} bps`, fee);
+      })),
+    );
+    rows.push(
+      ...(await firstAndLater(async (round) => {
+        const items = [];
+        for (let i = 0; i < 100; i++) items.push(await packedItem(payers[0]!, payers[0]!.address, BigInt(round * 100 + i), domain));
+        const m = await measure(env, [await mined(p.settlePacked(token, encodePacked(items)))]);
+        return row("preflight", "batch-one-payer-packed-fee", state(round), 100, m, 1, `fee ${fee} bps`, fee);
+      })),
+    );
+    rows.push(
+      ...(await firstAndLater(async (round) => {
+        const items = [];
+        for (let i = 0; i < 10; i++) items.push(await packedItem(payers[i]!, payers[i]!.address, BigInt(round), domain));
+        const m = await measure(env, [await mined(p.settlePacked(token, encodePacked(items)))]);
+        return row("preflight", "batch-many-payers-packed-fee", state(round), 10, m, 1, `fee ${fee} bps`, fee);
+      })),
+    );
   }
   return rows;
 }
@@ -469,7 +700,7 @@ async function peerScenarios(env: Env): Promise<Row[]> {
   const rows: Row[] = [];
 
   const ozRequest = async (payer: Wallet, nonce: bigint) => {
-    const r = request(env, payer, nonce, token);
+    const r = request(env, payer.address, nonce, token);
     const signature = await signRequest(payer, blDomain, r, false);
     env.registry?.mapping(await baseline.getAddress(), "usedNonces", [payer.address, nonce]);
     const { model, price, deadline, inputHash } = r;

@@ -21,10 +21,12 @@ export const PREFLIGHT_STEP_OF_VARIABLE: Record<string, Step> = {
   _spilledNonces: "nonce",
   _withdrawals: "balances",
   _earnings: "balances",
-  _fee: "balances",
-  _grants: "permission",
+  _fees: "balances",
+  _grants: "permission", // a grant's cold record
+  _grantStates: "permission", // a grant's hot slot
   _grantModels: "permission",
   _claimed: "nonce", // a voucher channel's cumulative amount is its replay protection
+  _lanes: "balances", // a lane's funds and claimed total share its slot
 };
 
 export function emptySteps(): Steps {

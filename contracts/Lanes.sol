@@ -12,7 +12,8 @@ import {SettlementLog} from "./libraries/SettlementLog.sol";
 
 /// @title Lanes
 /// @notice Funds a payer reserves for one provider (see `ILanes`). A claim reads and writes the lane's
-/// one slot and, once per call, the provider's earnings; the signer rules are `Settlement`'s.
+/// one slot and nothing else; `collectLanes` moves claims to the provider's earnings; the signer
+/// rules are `Settlement`'s.
 abstract contract Lanes is Settlement, ILanes {
     using LaneState for uint256;
     using PayerAccount for uint256;
@@ -21,6 +22,8 @@ abstract contract Lanes is Settlement, ILanes {
     uint256 private constant LANE_RECORD = 73;
 
     mapping(address payer => mapping(address provider => mapping(address token => uint256 lane))) private _lanes;
+    /// @dev When a requested close may execute (0 = none); off the claim path.
+    mapping(address payer => mapping(address provider => mapping(address token => uint256 readyAt))) private _laneCloses;
 
     /// @inheritdoc ILanes
     function fundLane(address provider, address token, uint256 amount) external {
@@ -48,23 +51,23 @@ abstract contract Lanes is Settlement, ILanes {
 
     /// @inheritdoc ILanes
     function requestLaneClose(address provider, address token) external {
-        uint256 lane = _lanes[msg.sender][provider][token];
         uint256 readyAt = block.timestamp + NOTICE_PERIOD;
-        _lanes[msg.sender][provider][token] = LaneState.pack(lane.claimed(), lane.funds(), readyAt);
+        _laneCloses[msg.sender][provider][token] = readyAt;
         emit LaneCloseRequested(msg.sender, provider, token, readyAt, readyAt + WITHDRAWAL_WINDOW);
     }
 
     /// @inheritdoc ILanes
     function closeLane(address provider, address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert ZeroAddress();
-        uint256 lane = _lanes[msg.sender][provider][token];
-        uint256 readyAt = lane.closeReadyAt();
+        uint256 readyAt = _laneCloses[msg.sender][provider][token];
         Window window = _window(readyAt);
         if (window == Window.NotRequested) revert LaneCloseNotRequested();
         if (window == Window.NotReady) revert LaneCloseNotReady(readyAt);
         if (window == Window.Lapsed) revert LaneCloseLapsed(readyAt + WITHDRAWAL_WINDOW);
+        uint256 lane = _lanes[msg.sender][provider][token];
         amount = lane.funds();
-        _lanes[msg.sender][provider][token] = LaneState.pack(lane.claimed(), 0, 0);
+        _lanes[msg.sender][provider][token] = LaneState.pack(lane.claimed(), 0, lane.uncollected());
+        delete _laneCloses[msg.sender][provider][token];
         emit LaneClosed(msg.sender, provider, token, to, amount);
         if (amount != 0) _send(token, to, amount);
     }
@@ -77,7 +80,6 @@ abstract contract Lanes is Settlement, ILanes {
         (, amount) = _claimLane(
             voucher.payer, token, voucher.model, voucher.cumulativeAmount, digest, voucher.signature, log, true
         );
-        _creditEarnings(msg.sender, token, amount);
         SettlementLog.emitLog(log, LanesClaimed.selector, msg.sender, token);
     }
 
@@ -94,28 +96,42 @@ abstract contract Lanes is Settlement, ILanes {
         bytes32 separator = DOMAIN_SEPARATOR();
         // A claim of 100 calldata bytes logs at most 73.
         uint256 log = SettlementLog.allocate(length);
-        uint256 total;
         for (uint256 at = 32; at < length; at += PackedRequests.LANE_CLAIM) {
             (address payer, uint256 cumulative, bytes calldata signature) = PackedRequests.laneClaim(packed, at);
             bytes32 digest = _hashTypedData(separator, PreflightHash.hashLaneInBuffer(buffer, payer, cumulative));
-            (, uint256 amount) = _claimLane(payer, token, model, cumulative, digest, signature, log, false);
-            // Cannot overflow: each amount fits 112 bits.
+            _claimLane(payer, token, model, cumulative, digest, signature, log, false);
+        }
+        SettlementLog.emitLog(log, LanesClaimed.selector, msg.sender, token);
+    }
+
+    /// @inheritdoc ILanes
+    function collectLanes(address token, address[] calldata payers) external returns (uint256 amount) {
+        uint256 count = payers.length;
+        uint256 log = SettlementLog.allocate(count * 36);
+        for (uint256 i; i < count; ++i) {
+            address payer = payers[i];
+            uint256 lane = _lanes[payer][msg.sender][token];
+            uint256 uncollected = lane.uncollected();
+            if (uncollected == 0) continue;
+            _lanes[payer][msg.sender][token] = LaneState.pack(lane.claimed(), lane.funds(), 0);
+            SettlementLog.appendCollected(log, payer, uncollected);
+            // Cannot overflow: each amount fits 85 bits.
             unchecked {
-                total += amount;
+                amount += uncollected;
             }
         }
-        if (total != 0) _creditEarnings(msg.sender, token, total);
-        SettlementLog.emitLog(log, LanesClaimed.selector, msg.sender, token);
+        if (amount != 0) _creditEarnings(msg.sender, token, amount);
+        SettlementLog.emitLog(log, LanesCollected.selector, msg.sender, token);
     }
 
     /// @inheritdoc ILanes
     function laneOf(address payer, address provider, address token)
         external
         view
-        returns (uint256 claimed, uint256 funds, uint256 closeReadyAt)
+        returns (uint256 claimed, uint256 funds, uint256 uncollected, uint256 closeReadyAt)
     {
         uint256 lane = _lanes[payer][provider][token];
-        return (lane.claimed(), lane.funds(), lane.closeReadyAt());
+        return (lane.claimed(), lane.funds(), lane.uncollected(), _laneCloses[payer][provider][token]);
     }
 
     // ------------------------------------------------------------------ internal
@@ -128,7 +144,8 @@ abstract contract Lanes is Settlement, ILanes {
         uint256 funds = lane.funds();
         if (claimed + funds + amount > LaneState.MAX_AMOUNT) revert LaneOverflow(funds, amount);
         funds += amount;
-        _lanes[payer][provider][token] = LaneState.pack(claimed, funds, 0);
+        _lanes[payer][provider][token] = LaneState.pack(claimed, funds, lane.uncollected());
+        if (_laneCloses[payer][provider][token] != 0) delete _laneCloses[payer][provider][token];
         emit LaneFunded(payer, provider, token, from, amount, funds);
     }
 
@@ -136,7 +153,7 @@ abstract contract Lanes is Settlement, ILanes {
     /// and logs it. Checks, in order: something to claim, signer (payer, delegate within its grant, or
     /// ERC-1271), lane funds. Writes nothing unless every check passes.
     /// @return reason `Settled` or why not (reverts instead when `strict`)
-    /// @return amount what was paid (0 when not)
+    /// @return amount what was paid into the lane's uncollected amount (0 when not)
     function _claimLane(
         address payer,
         address token,
@@ -169,9 +186,10 @@ abstract contract Lanes is Settlement, ILanes {
                 reason = Reason.InsufficientBalance;
             }
             if (reason == Reason.Settled) {
-                // Cannot underflow: funds >= amount; cumulative = claimed + amount <= claimed + funds fits 112 bits.
+                // Cannot underflow: funds >= amount. Fits: cumulative = claimed + amount <= claimed + funds
+                // <= MAX_AMOUNT, and uncollected + amount <= cumulative.
                 unchecked {
-                    lanes[token] = LaneState.pack(cumulative, funds - amount, lane.closeReadyAt());
+                    lanes[token] = LaneState.pack(cumulative, funds - amount, lane.uncollected() + amount);
                 }
                 if (delegate != address(0)) _recordSpend(grantKey, grantState);
             }

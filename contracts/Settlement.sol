@@ -210,9 +210,16 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 Reason reason = Reason.Expired;
                 address delegate;
                 if (!expired) {
-                    (bytes32 inputHash, bytes calldata signature) = PackedRequests.item(packed, at);
-                    bytes32 digest = _hashTypedData(separator, PreflightHash.hashInBuffer(buffer, nonce, inputHash));
-                    (reason, account, delegate) = _debit(account, payer, token, model, price, nonce, digest, signature, false);
+                    (bytes32 digest, address signer) =
+                        SignatureVerification.recoverPackedItem(buffer, separator, nonce, PackedRequests.itemOffset(packed, at));
+                    if (signer == payer && signer != address(0)) {
+                        // The common case, signed by the payer: only balance and nonce are left to check.
+                        (reason, account) = _debitAuthorized(account, payer, token, price, nonce, false);
+                    } else {
+                        // Anything else (a delegate, a contract payer, a bad signature) takes the general path.
+                        (, bytes calldata signature) = PackedRequests.item(packed, at);
+                        (reason, account, delegate) = _debit(account, payer, token, model, price, nonce, digest, signature, false);
+                    }
                 }
                 if (reason == Reason.Settled) total += price;
                 SettlementLog.appendTag(log, uint256(reason), delegate);
@@ -239,27 +246,58 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         bytes calldata signature,
         bool strict
     ) private returns (Reason reason, uint256 updated, address delegate) {
+        (address signer, Reason recovered) = SignatureVerification.recover(digest, signature);
+        return _debitRecovered(account, payer, token, model, price, nonce, digest, signature, signer, recovered, strict);
+    }
+
+    /// @dev `_debit` once the ECDSA signer of `digest` is known (`recovered` says why it is zero).
+    function _debitRecovered(
+        uint256 account,
+        address payer,
+        address token,
+        bytes32 model,
+        uint256 price,
+        uint256 nonce,
+        bytes32 digest,
+        bytes calldata signature,
+        address signer,
+        Reason recovered,
+        bool strict
+    ) private returns (Reason reason, uint256 updated, address delegate) {
         bytes32 grantKey;
         uint256 grantState;
-        (reason, delegate, grantKey, grantState) = _authorize(payer, token, model, price, true, digest, signature, strict);
+        (reason, delegate, grantKey, grantState) =
+            _authorizeRecovered(payer, token, model, price, true, digest, signature, signer, recovered, strict);
         if (reason != Reason.Settled) return (reason, account, address(0));
+        (reason, updated) = _debitAuthorized(account, payer, token, price, nonce, strict);
+        if (reason != Reason.Settled) return (reason, account, address(0));
+        if (delegate != address(0)) _recordSpend(grantKey, grantState);
+    }
+
+    /// @dev The checks of an authorized request, in order: balance, nonce.
+    /// @return reason `Settled` or why not (reverts instead when `strict`)
+    /// @return updated the account with the nonce used and the price debited (unchanged when not)
+    function _debitAuthorized(uint256 account, address payer, address token, uint256 price, uint256 nonce, bool strict)
+        private
+        returns (Reason, uint256 updated)
+    {
         uint256 balance = account.balance();
         if (balance < price) {
             if (strict) revert InsufficientBalance(balance, price);
-            return (Reason.InsufficientBalance, account, address(0));
+            return (Reason.InsufficientBalance, account);
         }
         (uint256 word, uint256 mask) = PayerAccount.locate(nonce);
         bool fresh;
         (updated, fresh) = account.useNonces(word, mask, _spilledNonces, payer, token);
         if (!fresh) {
             if (strict) revert NonceAlreadyUsed(payer, nonce);
-            return (Reason.NonceUsed, account, address(0));
+            return (Reason.NonceUsed, account);
         }
-        if (delegate != address(0)) _recordSpend(grantKey, grantState);
         // Cannot underflow: balance >= price was checked above.
         unchecked {
             updated = updated.withBalance(balance - price);
         }
+        return (Reason.Settled, updated);
     }
 
     /// @dev Claims channel voucher `voucher` in `token` to the caller, debiting the payer's balance,
@@ -326,8 +364,24 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         bytes calldata signature,
         bool strict
     ) internal view returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
-        address signer;
-        (signer, reason) = SignatureVerification.recover(digest, signature);
+        (address signer, Reason recovered) = SignatureVerification.recover(digest, signature);
+        return _authorizeRecovered(payer, token, model, amount, isRequest, digest, signature, signer, recovered, strict);
+    }
+
+    /// @dev `_authorize` once the ECDSA signer of `digest` is known (`recovered` says why it is zero).
+    function _authorizeRecovered(
+        address payer,
+        address token,
+        bytes32 model,
+        uint256 amount,
+        bool isRequest,
+        bytes32 digest,
+        bytes calldata signature,
+        address signer,
+        Reason recovered,
+        bool strict
+    ) internal view returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
+        reason = recovered;
         if (signer == payer && signer != address(0)) return (Reason.Settled, address(0), 0, 0);
         if (signer != address(0)) {
             bool known;

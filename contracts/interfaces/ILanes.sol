@@ -5,12 +5,15 @@ import {LaneVoucher} from "./IPreflightTypes.sol";
 
 /// @title ILanes
 /// @notice A lane holds funds a payer reserved for one provider, per (payer, provider, token), in one
-/// storage slot: claimed so far (112 bits), funds (112 bits), close readiness (32 bits). Only that
-/// provider can take them, with the payer's (or a delegate's) cumulative `LaneVoucher`s; the payer
-/// gets what is left only by closing the lane, `NOTICE_PERIOD` after asking, within
-/// `WITHDRAWAL_WINDOW` (then the close request lapses). Funding a lane cancels a pending close, so a
-/// close cannot be armed before a deposit. A lane's claimed total never decreases, even across a
-/// close and a re-opening, so no voucher pays twice.
+/// storage slot: claimed so far, funds, and uncollected (85 bits each). Only that provider can take
+/// them, with the payer's (or a delegate's) cumulative `LaneVoucher`s. A claim reads and writes only
+/// the lane's slot: what it pays waits in the lane as "uncollected" until the provider moves it to
+/// its earnings with `collectLanes` (any time, for many lanes at once), so the claim does not touch
+/// the provider's earnings slot. The payer gets the remaining funds only by closing the lane,
+/// `NOTICE_PERIOD` after asking, within `WITHDRAWAL_WINDOW` (then the close request lapses); the
+/// close never takes what was claimed. Funding a lane cancels a pending close, so a close cannot be
+/// armed before a deposit. A lane's claimed total never decreases, even across a close and a
+/// re-opening, so no voucher pays twice.
 ///
 /// LOGS. `LanesClaimed` data is NOT ABI-encoded: it is packed claims back to back, big-endian:
 ///
@@ -18,8 +21,11 @@ import {LaneVoucher} from "./IPreflightTypes.sol";
 ///
 /// A paid claim (tag 0x00: signed by the payer; 0x80: by `delegate`, whose grant's remaining budget
 /// fell by amount) moved the lane (payer, topic-1 provider, topic-2 token) to claimed =
-/// cumulativeAmount and funds -= amount, and credited amount to the provider's earnings. A skipped
-/// claim (tag = `Reason` code) carries the voucher's cumulativeAmount and amount 0, and changed nothing.
+/// cumulativeAmount, funds -= amount, uncollected += amount. A skipped claim (tag = `Reason` code)
+/// carries the voucher's cumulativeAmount and amount 0, and changed nothing.
+///
+/// `LanesCollected` data := (payer (20) . amount (16))*: each listed lane's uncollected amount went
+/// to 0 and the provider's earnings rose by the sum.
 interface ILanes {
     /// @notice `closeLane` was called with no close requested.
     error LaneCloseNotRequested();
@@ -27,7 +33,7 @@ interface ILanes {
     error LaneCloseNotReady(uint256 readyAt);
     /// @notice `closeLane` was called after the close request lapsed; request again.
     error LaneCloseLapsed(uint256 expiredAt);
-    /// @notice Lane funds would exceed the 112 bits they are stored in.
+    /// @notice The lane's claimed total plus funds would exceed `LaneState.MAX_AMOUNT` (2^85 - 1).
     error LaneOverflow(uint256 funds, uint256 added);
 
     /// @notice `amount` was added to lane (payer, provider, token), now holding `funds`; `from` paid
@@ -43,6 +49,8 @@ interface ILanes {
     event LaneClosed(address indexed payer, address indexed provider, address indexed token, address to, uint256 amount);
     /// @notice A lane claim call paid and skipped the lane vouchers described by the packed log data.
     event LanesClaimed(address indexed provider, address indexed token);
+    /// @notice The provider collected the uncollected claims of the lanes in the packed log data.
+    event LanesCollected(address indexed provider, address indexed token);
 
     /// @notice Moves `amount` of the caller's escrow balance of `token` into its lane for `provider`.
     function fundLane(address provider, address token, uint256 amount) external;
@@ -57,11 +65,11 @@ interface ILanes {
     /// @notice Starts the notice period for closing the caller's lane for `provider` in `token`.
     function requestLaneClose(address provider, address token) external;
 
-    /// @notice Inside the close window, sends the lane's remaining funds to `to`.
+    /// @notice Inside the close window, sends the lane's remaining funds to `to` (not what was claimed).
     /// @return amount what was sent (may be 0 when the provider claimed everything)
     function closeLane(address provider, address token, address to) external returns (uint256 amount);
 
-    /// @notice Claims one lane voucher to the caller (the lane's provider). Reverts on any failure;
+    /// @notice Claims one lane voucher for the caller (the lane's provider), into the lane's uncollected amount. Reverts on any failure;
     /// emits `LanesClaimed` with one claim.
     /// @return amount what was paid
     function claimLane(LaneVoucher calldata voucher) external returns (uint256 amount);
@@ -75,10 +83,15 @@ interface ILanes {
     /// Claim k is the `LaneVoucher` (payer, msg.sender, token, model, cumulativeAmount).
     function claimLanesPacked(address token, bytes calldata packed) external;
 
-    /// @notice Lane (payer, provider, token): claimed so far, funds, and when a requested close may
-    /// execute (0 = no close requested).
+    /// @notice Moves the uncollected claims of the caller's lanes from `payers` in `token` to the
+    /// caller's earnings (withdrawn with `withdrawEarnings`). Lanes with nothing uncollected are skipped.
+    /// @return amount what was moved
+    function collectLanes(address token, address[] calldata payers) external returns (uint256 amount);
+
+    /// @notice Lane (payer, provider, token): claimed so far, funds, what the provider has not
+    /// collected yet, and when a requested close may execute (0 = no close requested).
     function laneOf(address payer, address provider, address token)
         external
         view
-        returns (uint256 claimed, uint256 funds, uint256 closeReadyAt);
+        returns (uint256 claimed, uint256 funds, uint256 uncollected, uint256 closeReadyAt);
 }

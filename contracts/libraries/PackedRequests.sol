@@ -53,6 +53,13 @@ library PackedRequests {
         }
     }
 
+    /// @notice The absolute calldata offset of the item at `offset` of `packed`.
+    function itemOffset(bytes calldata packed, uint256 offset) internal pure returns (uint256 at) {
+        assembly ("memory-safe") {
+            at := add(packed.offset, offset)
+        }
+    }
+
     /// @notice The lane claim at `offset`: payer, cumulative amount and the 64-byte signature.
     function laneClaim(bytes calldata packed, uint256 offset)
         internal

@@ -79,6 +79,17 @@ library SettlementLog {
         appendTag(log, reason, delegate);
     }
 
+    /// @notice Appends a collected lane: payer (20) . amount (16).
+    function appendCollected(uint256 log, address payer, uint256 amount) internal pure {
+        assembly ("memory-safe") {
+            let length := mload(log)
+            let p := add(add(log, 0x20), length)
+            mstore(p, shl(96, payer)) // bytes 0..19
+            mstore(add(p, 20), shl(128, amount)) // bytes 20..35 (uint128)
+            mstore(log, add(length, 36))
+        }
+    }
+
     /// @notice Emits the log as event `signature` with topics `provider` and `token`.
     function emitLog(uint256 log, bytes32 signature, address provider, address token) internal {
         assembly ("memory-safe") {

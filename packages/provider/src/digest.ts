@@ -1,14 +1,11 @@
 /**
  * Fast EIP-712 digests for the verifier's hot path: the same bytes `TypedDataEncoder` hashes, laid
  * out directly (no ABI coder, no hex round trips). A test checks them equal to `hashRequest` /
- * `hashVoucher` (built on ethers' `TypedDataEncoder`) on random inputs.
+ * `hashVoucher` / `hashLaneVoucher` (built on ethers' `TypedDataEncoder`) on random inputs.
  */
 import { id } from "ethers";
-import { encodeType, domainSeparator, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain } from "@preflight/sdk";
+import { encodeType, domainSeparator, LANE_VOUCHER_TYPES, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain } from "@preflight/sdk";
 import { hexToBytes, keccak256Bytes, writeHexWord, writeWord } from "./crypto";
-
-/** The contract's LaneVoucher type (PreflightHash.LANE_VOUCHER_TYPEHASH's preimage). */
-const LANE_VOUCHER_TYPE = "LaneVoucher(address payer,address provider,address token,bytes32 model,uint128 cumulativeAmount)";
 
 /** Computes request and voucher digests for one deployment (its domain separator is precomputed). */
 export class DigestComputer {
@@ -32,7 +29,7 @@ export class DigestComputer {
     this.prefix.set(hexToBytes(domainSeparator(domain)), 2);
     this.requestBuf.set(this.requestTypehash, 0);
     this.voucherBuf.set(this.voucherTypehash, 0);
-    this.laneVoucherBuf.set(hexToBytes(id(LANE_VOUCHER_TYPE)), 0);
+    this.laneVoucherBuf.set(hexToBytes(id(encodeType(LANE_VOUCHER_TYPES, "LaneVoucher"))), 0);
   }
 
   /**

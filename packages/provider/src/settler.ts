@@ -11,9 +11,9 @@
 import type { ContractTransactionReceipt, Provider } from "ethers";
 import type { Preflight } from "../../../typechain-types";
 import { PreflightSdkError } from "@preflight/sdk";
-import { isRetryable, Reason, type SignedRequest } from "@preflight/sdk";
+import { decodeRequestsSettled, isRetryable, Reason, REQUESTS_SETTLED_TOPIC, type SignedRequest } from "@preflight/sdk";
 import { ERC1271_GAS_LIMIT } from "./verifier/erc1271";
-import { SETTLEMENT_TOPICS, settledRequests } from "./verifier/events";
+
 
 /**
  * Gas a contract payer's item can cost beyond what it cost at estimation: the wallet's whole
@@ -290,8 +290,8 @@ export class BatchSettler {
   /** Each item's outcome, from the batch's RequestsSettled log (item order is call order). */
   private async reasonsOf(receipt: ContractTransactionReceipt, count: number): Promise<Reason[]> {
     const address = (await this.contract.getAddress()).toLowerCase();
-    const log = receipt.logs.find((l) => l.address.toLowerCase() === address && l.topics[0] === SETTLEMENT_TOPICS.requests);
-    const records = log === undefined ? [] : settledRequests(log);
+    const log = receipt.logs.find((l) => l.address.toLowerCase() === address && l.topics[0] === REQUESTS_SETTLED_TOPIC);
+    const records = log === undefined ? [] : decodeRequestsSettled(log).records;
     if (records.length !== count) throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `batch ${receipt.hash} logged ${records.length} items, sent ${count}`);
     return records.map((r) => r.reason as Reason);
   }

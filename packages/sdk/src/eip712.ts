@@ -40,6 +40,17 @@ export const VOUCHER_TYPES = {
   ],
 } as const satisfies Record<string, readonly TypedDataField[]>;
 
+/** Type table of a lane voucher: a distinct type, so no signature is valid as both a channel and a lane voucher. */
+export const LANE_VOUCHER_TYPES = {
+  LaneVoucher: [
+    { name: "payer", type: "address" },
+    { name: "provider", type: "address" },
+    { name: "token", type: "address" },
+    { name: "model", type: "bytes32" },
+    { name: "cumulativeAmount", type: "uint128" },
+  ],
+} as const satisfies Record<string, readonly TypedDataField[]>;
+
 /** Type table of a grant signed by a payer (gasless onboarding). */
 export const GRANT_TYPES = {
   Grant: [
@@ -76,6 +87,15 @@ export interface Voucher {
   token: string;
   model: string;
   channel: string;
+  cumulativeAmount: bigint;
+}
+
+/** The fields of a lane voucher, as signed: "the total owed to `provider` from this lane is `cumulativeAmount`". */
+export interface LaneVoucher {
+  payer: string;
+  provider: string;
+  token: string;
+  model: string;
   cumulativeAmount: bigint;
 }
 
@@ -147,6 +167,15 @@ export function getVoucherTypedData(domain: PreflightDomain, voucher: Voucher): 
 }
 
 /**
+ * The typed data of a lane voucher.
+ * @example
+ * const td = getLaneVoucherTypedData(domain, { payer, provider, token, model, cumulativeAmount: 500n });
+ */
+export function getLaneVoucherTypedData(domain: PreflightDomain, voucher: LaneVoucher): TypedData<LaneVoucher> {
+  return { domain: buildDomain(domain), types: mutable(LANE_VOUCHER_TYPES), primaryType: "LaneVoucher", message: voucher };
+}
+
+/**
  * The typed data of a grant a payer signs for `grantBySig`.
  * @example
  * const td = getGrantTypedData(domain, { ...terms, payer, epoch: 0n, deadline });
@@ -209,6 +238,26 @@ export async function signRequest(signer: Signer, domain: PreflightDomain, reque
  */
 export async function signVoucher(signer: Signer, domain: PreflightDomain, voucher: Voucher, compact = false): Promise<string> {
   const signature = await signer.signTypedData(buildDomain(domain), mutable(VOUCHER_TYPES), voucher);
+  return compact ? Signature.from(signature).compactSerialized : signature;
+}
+
+/**
+ * The EIP-712 digest of a lane voucher.
+ * @example
+ * const digest = hashLaneVoucher(domain, voucher);
+ */
+export function hashLaneVoucher(domain: PreflightDomain, voucher: LaneVoucher): string {
+  return TypedDataEncoder.hash(buildDomain(domain), mutable(LANE_VOUCHER_TYPES), voucher);
+}
+
+/**
+ * Signs a lane voucher with any ethers v6 signer (`compact`: the 64-byte EIP-2098 form that
+ * `claimLanesPacked` carries).
+ * @example
+ * const signature = await signLaneVoucher(payer, domain, { payer: payer.address, provider, token, model, cumulativeAmount: 5_000n });
+ */
+export async function signLaneVoucher(signer: Signer, domain: PreflightDomain, voucher: LaneVoucher, compact = false): Promise<string> {
+  const signature = await signer.signTypedData(buildDomain(domain), mutable(LANE_VOUCHER_TYPES), voucher);
   return compact ? Signature.from(signature).compactSerialized : signature;
 }
 

@@ -10,7 +10,8 @@ export * from "./types";
 export * from "./errors";
 export * from "./client";
 export { NonceAllocator, type BitmapReader } from "./nonces";
-export { encodePacked, decodePacked, type SignedPackedItem } from "./packed";
+export { encodePacked, encodeLaneClaims, decodePacked, type SignedPackedItem, type SignedLaneClaim } from "./packed";
+export * from "./settlementLogs";
 export type { Preflight, TestToken } from "../../../typechain-types";
 export type {
   SignedRequestStruct,

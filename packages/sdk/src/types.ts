@@ -60,6 +60,15 @@ export interface SignedRequest {
   signature: string;
 }
 
+/** A signed lane voucher (the contract's `LaneVoucher`). */
+export interface SignedLaneVoucher {
+  payer: string;
+  token: string;
+  model: string;
+  cumulativeAmount: bigint;
+  signature: string;
+}
+
 /** A signed cumulative voucher (the contract's `SignedVoucher`). */
 export interface SignedVoucher {
   payer: string;

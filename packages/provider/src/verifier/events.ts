@@ -3,11 +3,21 @@
  *
  * Only logs are read, never a transaction's calldata: anyone can shape calldata (a decoy call inside
  * a forwarder, an undecodable field in an item the contract skipped), while the logs are what the
- * contract did. Settlement logs are packed records, decoded here; every other event is ABI.
+ * contract did. Settlement logs are packed records (decoded by the SDK's `decode*` functions); every
+ * other event is ABI.
  * Decoding never throws: a log of the contract that cannot be decoded yields `unknown`, and the
  * follower then forgets every cached state (it is read from the chain before it is used again).
  */
 import { Interface, type Log, type Result } from "ethers";
+import {
+  decodeLanesClaimed,
+  decodeRequestsSettled,
+  decodeVouchersClaimed,
+  LANES_CLAIMED_TOPIC,
+  LANES_COLLECTED_TOPIC,
+  REQUESTS_SETTLED_TOPIC,
+  VOUCHERS_CLAIMED_TOPIC,
+} from "@preflight/sdk";
 import { Preflight__factory } from "../../../../typechain-types";
 
 /** One effect of a block on the state the rules read. Addresses and hex are lowercase. */
@@ -39,10 +49,6 @@ export type Effect =
   | { kind: "unknown" };
 
 const IFACE: Interface = Preflight__factory.createInterface();
-const REQUESTS_SETTLED = IFACE.getEvent("RequestsSettled")!.topicHash;
-const VOUCHERS_CLAIMED = IFACE.getEvent("VouchersClaimed")!.topicHash;
-const LANES_CLAIMED = IFACE.getEvent("LanesClaimed")!.topicHash;
-const DELEGATE_TAG = 0x80;
 
 /** Effects of one block's logs of the contract, in log order. Never throws. */
 export function effectsOf(logs: readonly Log[], preflight: string): Effect[] {
@@ -66,9 +72,10 @@ export function needsBlockTime(effects: readonly Effect[]): boolean {
 
 function decodeLog(log: Log, preflight: string, out: Effect[]): void {
   const topic = log.topics[0];
-  if (topic === REQUESTS_SETTLED) return requestsSettled(log, out);
-  if (topic === VOUCHERS_CLAIMED) return claims(log, out, true);
-  if (topic === LANES_CLAIMED) return claims(log, out, false);
+  if (topic === REQUESTS_SETTLED_TOPIC) return requestsSettled(log, out);
+  if (topic === VOUCHERS_CLAIMED_TOPIC) return claims(log, out, true);
+  if (topic === LANES_CLAIMED_TOPIC) return claims(log, out, false);
+  if (topic === LANES_COLLECTED_TOPIC) return; // lanes' uncollected claims moved to earnings: no payer state
   const event = IFACE.parseLog(log);
   if (event === null) throw new Error("not an event of the contract");
   const a = event.args;
@@ -130,121 +137,34 @@ function decodeLog(log: Log, preflight: string, out: Effect[]): void {
   }
 }
 
-/** Packed bytes of a log's data, read front to back; running past the end throws. */
-class Packed {
-  private at = 2;
-  constructor(private readonly hex: string) {
-    if (!/^0x([0-9a-fA-F]{2})*$/.test(hex)) throw new Error("log data is not hex");
-  }
-  get done(): boolean {
-    return this.at >= this.hex.length;
-  }
-  hexOf(bytes: number): string {
-    const end = this.at + 2 * bytes;
-    if (end > this.hex.length) throw new Error("truncated settlement log");
-    const out = "0x" + this.hex.slice(this.at, end).toLowerCase();
-    this.at = end;
-    return out;
-  }
-  int(bytes: number): bigint {
-    return BigInt(this.hexOf(bytes));
-  }
-  /** A tag, and the delegate after it when the tag says a delegate signed. */
-  tag(): { reason: number; delegate?: string } {
-    const tag = Number(this.int(1));
-    return tag === DELEGATE_TAG ? { reason: 0, delegate: this.hexOf(20) } : { reason: tag };
-  }
-}
-
-/** One request of a `RequestsSettled` log (addresses lowercase). */
-export interface SettledRequestRecord {
-  payer: string;
-  nonce: bigint;
-  price: bigint;
-  /** 0 = settled; otherwise the `Reason` code it was skipped for */
-  reason: number;
-  /** the delegate that signed it (settled items only) */
-  delegate?: string;
-}
-
-/** One claim of a `VouchersClaimed` or `LanesClaimed` log (addresses lowercase). */
-export interface ClaimRecord {
-  payer: string;
-  /** the channel (channel claims only) */
-  channel?: string;
-  cumulativeAmount: bigint;
-  /** what was paid; 0 when skipped */
-  amount: bigint;
-  reason: number;
-  delegate?: string;
-}
-
-/**
- * The requests of a `RequestsSettled` log, in call order: groups of payer 20 . firstNonce 8 .
- * price 12 . count 2 . (tag 1 [. delegate 20])*count. Throws on data that does not parse.
- */
-export function settledRequests(log: { data: string }): SettledRequestRecord[] {
-  const r = new Packed(log.data);
-  const records: SettledRequestRecord[] = [];
-  while (!r.done) {
-    const payer = r.hexOf(20);
-    const first = r.int(8);
-    const price = r.int(12);
-    const count = Number(r.int(2));
-    for (let k = 0; k < count; k++) records.push({ payer, nonce: first + BigInt(k), price, ...r.tag() });
-  }
-  return records;
-}
-
-/**
- * The claims of a `VouchersClaimed` (`channels`) or `LanesClaimed` log, in call order: payer 20
- * [. channel 32] . cumulative 16 . amount 16 . tag 1 [. delegate 20]. Throws on data that does not parse.
- */
-export function claimRecords(log: { data: string }, channels: boolean): ClaimRecord[] {
-  const r = new Packed(log.data);
-  const records: ClaimRecord[] = [];
-  while (!r.done) {
-    const payer = r.hexOf(20);
-    const channel = channels ? r.hexOf(32) : undefined;
-    const cumulativeAmount = r.int(16);
-    const amount = r.int(16);
-    records.push({ payer, ...(channel === undefined ? {} : { channel }), cumulativeAmount, amount, ...r.tag() });
-  }
-  return records;
-}
-
-/** Topic 0 of each settlement log. */
-export const SETTLEMENT_TOPICS = { requests: REQUESTS_SETTLED, vouchers: VOUCHERS_CLAIMED, lanes: LANES_CLAIMED } as const;
-
 function requestsSettled(log: Log, out: Effect[]): void {
-  const token = topicAddress(log.topics[2]);
-  for (const { payer, nonce, price, reason, delegate } of settledRequests(log)) {
+  const { token, records } = decodeRequestsSettled(log);
+  const t = token.toLowerCase();
+  for (const { payer, nonce, price, reason, delegate } of records) {
     if (reason !== 0) continue; // skipped: nothing moved, the nonce stays free
-    out.push({ kind: "balance", payer, token, delta: -price });
-    out.push({ kind: "nonces", payer, token, word: nonce >> 6n, mask: 1n << (nonce & 63n) });
-    if (delegate !== undefined) out.push({ kind: "grantSpent", payer, token, delegate, amount: price });
+    const p = payer.toLowerCase();
+    out.push({ kind: "balance", payer: p, token: t, delta: -price });
+    out.push({ kind: "nonces", payer: p, token: t, word: nonce >> 6n, mask: 1n << (nonce & 63n) });
+    if (delegate !== undefined) out.push({ kind: "grantSpent", payer: p, token: t, delegate: delegate.toLowerCase(), amount: price });
   }
 }
 
 function claims(log: Log, out: Effect[], channels: boolean): void {
-  const provider = topicAddress(log.topics[1]);
-  const token = topicAddress(log.topics[2]);
-  for (const { payer, channel, cumulativeAmount: cumulative, amount, reason, delegate } of claimRecords(log, channels)) {
+  const { provider, token, records } = channels ? decodeVouchersClaimed(log) : decodeLanesClaimed(log);
+  const [pr, t] = [provider.toLowerCase(), token.toLowerCase()];
+  for (const { payer, channel, cumulativeAmount: cumulative, amount, reason, delegate } of records) {
     if (reason !== 0) continue; // skipped: changed nothing
-    if (channel !== undefined) {
-      out.push({ kind: "balance", payer, token, delta: -amount });
-      out.push({ kind: "channel", payer, provider, token, channel, cumulative });
+    const p = payer.toLowerCase();
+    if (channels) {
+      out.push({ kind: "balance", payer: p, token: t, delta: -amount });
+      out.push({ kind: "channel", payer: p, provider: pr, token: t, channel: String(channel).toLowerCase(), cumulative });
     } else {
-      out.push({ kind: "laneClaimed", payer, provider, token, cumulative, amount });
+      out.push({ kind: "laneClaimed", payer: p, provider: pr, token: t, cumulative, amount });
     }
-    if (delegate !== undefined) out.push({ kind: "grantSpent", payer, token, delegate, amount });
+    if (delegate !== undefined) out.push({ kind: "grantSpent", payer: p, token: t, delegate: delegate.toLowerCase(), amount });
   }
 }
 
-function topicAddress(topic: string | undefined): string {
-  if (topic === undefined || !/^0x0{24}[0-9a-fA-F]{40}$/.test(topic)) throw new Error("not an address topic");
-  return "0x" + topic.slice(26).toLowerCase();
-}
 function lc(value: unknown): string {
   return String(value).toLowerCase();
 }

@@ -10,7 +10,7 @@ import type { Preflight } from "../../../../typechain-types";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus, toHex } from "../crypto";
 import { DigestComputer } from "../digest";
 import { PreflightSdkError } from "@preflight/sdk";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, type SignedLaneVoucher, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import { Erc1271Checker } from "./erc1271";
 import { ChainFollower } from "./follower";
 import { isAddress, validateLaneVoucher, validateRequest, validateVoucher } from "./input";
@@ -18,9 +18,9 @@ import { StateReader } from "./reader";
 import { Reservations } from "./reservations";
 import { decideLaneVoucher, decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
 import { accountKey, ChainState, grantKey } from "./state";
-import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, SignedLaneVoucher, StateKey, VerifyOptions } from "./types";
+import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, StateKey, VerifyOptions } from "./types";
 
-export type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, SignedLaneVoucher, VerifyOptions } from "./types";
+export type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, VerifyOptions } from "./types";
 
 const PUBKEY_CACHE_LIMIT = 100_000;
 const DEFAULT_SETTLEMENT_WINDOW = 3_600n;

@@ -3,8 +3,7 @@
  * any rule runs (a decision is for well-formed items only).
  */
 import { PreflightSdkError } from "@preflight/sdk";
-import type { SignedRequest, SignedVoucher } from "@preflight/sdk";
-import type { SignedLaneVoucher } from "./types";
+import type { SignedLaneVoucher, SignedRequest, SignedVoucher } from "@preflight/sdk";
 
 const UINT96_MAX = (1n << 96n) - 1n;
 const UINT128_MAX = (1n << 128n) - 1n;

@@ -19,9 +19,9 @@
  * that can execute within `settlementWindow`) do not count as covering anything.
  */
 import { ZeroAddress } from "ethers";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, type SignedLaneVoucher, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import { SignatureStatus } from "../crypto";
-import type { Decision, GrantFacts, LaneFacts, SignedLaneVoucher, StateKey, WithdrawalFacts } from "./types";
+import type { Decision, GrantFacts, LaneFacts, StateKey, WithdrawalFacts } from "./types";
 
 const UINT32_MAX = (1n << 32n) - 1n;
 /** Settlement.MAX_NONCE */

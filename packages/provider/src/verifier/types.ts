@@ -156,14 +156,6 @@ export interface LaneFacts {
   closeExpiresAt: bigint;
 }
 
-/** A signed lane voucher (the contract's `LaneVoucher`): the cumulative amount a lane owes the provider. */
-export interface SignedLaneVoucher {
-  payer: string;
-  token: string;
-  model: string;
-  cumulativeAmount: bigint;
-  signature: string;
-}
 
 /** A piece of chain state the rules needed and did not know; the verifier reads it before deciding. */
 export type StateKey =
