@@ -104,6 +104,7 @@ export class BatchSettler {
   private readonly queued = new Set<string>();
   /** key -> how it ended, and until when that matters (its deadline); oldest first */
   private readonly final = new Map<string, { reason: Reason; deadline: bigint }>();
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
   /** payer -> whether it has code */
   private readonly contractPayers = new Map<string, boolean>();
   private timer: NodeJS.Timeout | undefined;
@@ -296,15 +297,23 @@ export class BatchSettler {
     return records.map((r) => r.reason as Reason);
   }
 
-  /** Remembers a finished item, forgetting what can no longer matter: past its deadline, or the oldest beyond the bound. */
+  /**
+   * Remembers a finished item. Over `maxFinished`, forgets first what can no longer matter (items
+   * past their deadline: the contract refuses them anyway; swept at most once a minute), then the oldest.
+   */
   private remember(key: string, reason: Reason, deadline: bigint): void {
     this.final.delete(key);
     this.final.set(key, { reason, deadline });
-    const now = BigInt(Math.floor(Date.now() / 1000));
-    for (const [k, f] of this.final) {
-      if (this.final.size <= this.maxFinished && f.deadline >= now) break;
-      // The oldest entry goes when over the bound; any entry whose deadline passed goes as met.
-      if (this.final.size > this.maxFinished || f.deadline < now) this.final.delete(k);
+    if (this.final.size <= this.maxFinished) return;
+    const nowMs = Date.now();
+    if (nowMs - this.lastSweepMs >= 60_000) {
+      this.lastSweepMs = nowMs;
+      const now = BigInt(Math.floor(nowMs / 1000));
+      for (const [k, f] of this.final) if (f.deadline < now) this.final.delete(k);
+    }
+    for (const k of this.final.keys()) {
+      if (this.final.size <= this.maxFinished) break;
+      this.final.delete(k);
     }
   }
 
