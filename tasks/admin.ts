@@ -1,50 +1,32 @@
 /**
- * Owner tasks: the protocol fee (capped in the contract at 10%) and the two-step ownership handover.
- * The owner has no other power.
+ * Fee tasks. Preflight has no owner: the fee and its recipient are fixed at deployment. The fee is
+ * taken (rounded up) when a provider withdraws its earnings and accrues per token until anyone sends
+ * it to the fixed recipient.
  */
 import { task } from "hardhat/config";
-import { ZeroAddress } from "ethers";
 import { PreflightError } from "./lib/errors";
-import { common, loadContext, send, type Common, type TaskContext } from "./lib/context";
-import { parseAddress, parseInteger } from "./lib/input";
+import { common, loadContext, resolveToken, send, type Common } from "./lib/context";
+import { formatAmount } from "./lib/input";
 
 const log = (line: string): void => console.log(line);
 
-async function assertOwner(ctx: TaskContext): Promise<void> {
-  const owner = await ctx.preflight.owner();
-  if (owner !== ctx.signer.address) throw new PreflightError(`Only the owner, ${owner}, may do this; you are ${ctx.signer.address} (use --from).`);
-}
-
-common(task("set-fee", "Sets the protocol fee for later settlements (owner only, at most 1000 bps)"))
-  .addParam("feeBps", "fee in basis points, 0 to 1000")
-  .addOptionalParam("recipient", "receives the fee as earnings (required when the fee is above 0)")
-  .setAction(async (args: Common & { feeBps: string; recipient?: string }, hre) => {
+common(task("fee", "Shows the protocol fee fixed at deployment and the fees accrued in a token"))
+  .addParam("token", "ETH, test (the deployed test token) or an ERC-20 address")
+  .setAction(async (args: Common & { token: string }, hre) => {
     const ctx = await loadContext(hre, args);
-    await assertOwner(ctx);
-    const max = await ctx.preflight.MAX_FEE_BPS();
-    const feeBps = parseInteger("--fee-bps", args.feeBps, max);
-    const recipient = args.recipient === undefined ? ZeroAddress : parseAddress("--recipient", args.recipient);
-    if (feeBps > 0n && recipient === ZeroAddress) throw new PreflightError(`--fee-bps is ${feeBps}: give the --recipient that receives the fee.`);
-    await send(ctx, `Fee change to ${feeBps} bps`, () => ctx.preflight.setFee(feeBps, recipient), log);
-    return { feeBps, recipient };
+    const token = await resolveToken(ctx, args.token);
+    const [feeBps, recipient, accrued] = await Promise.all([ctx.preflight.FEE_BPS(), ctx.preflight.FEE_RECIPIENT(), ctx.preflight.feesOf(token.address)]);
+    log(`Fee: ${feeBps} bps, taken when providers withdraw, paid to ${recipient}; accrued: ${formatAmount(accrued, token.decimals, token.symbol)}`);
+    return { feeBps, recipient, accrued };
   });
 
-common(task("transfer-ownership", "Offers ownership to a new owner, who must accept it (owner only)"))
-  .addParam("to", "the proposed owner")
-  .setAction(async (args: Common & { to: string }, hre) => {
+common(task("withdraw-fees", "Sends the fees accrued in a token to the fee recipient fixed at deployment (anyone may run it)"))
+  .addParam("token", "ETH, test (the deployed test token) or an ERC-20 address")
+  .setAction(async (args: Common & { token: string }, hre) => {
     const ctx = await loadContext(hre, args);
-    await assertOwner(ctx);
-    const to = parseAddress("--to", args.to);
-    await send(ctx, `Ownership offer to ${to}`, () => ctx.preflight.transferOwnership(to), log);
-    log(`Now ${to} must run: npx hardhat accept-ownership --network ${hre.network.name}`);
-  });
-
-common(task("accept-ownership", "Accepts an ownership offer (the proposed owner)"))
-  .setAction(async (args: Common, hre) => {
-    const ctx = await loadContext(hre, args);
-    const pending = await ctx.preflight.pendingOwner();
-    if (pending !== ctx.signer.address) {
-      throw new PreflightError(pending === ZeroAddress ? "No ownership offer is pending." : `The pending offer is to ${pending}, not to you (${ctx.signer.address}); use --from.`);
-    }
-    await send(ctx, "Ownership acceptance", () => ctx.preflight.acceptOwnership(), log);
+    const token = await resolveToken(ctx, args.token);
+    const accrued = await ctx.preflight.feesOf(token.address);
+    if (accrued === 0n) throw new PreflightError(`No fees have accrued in ${token.symbol}: nothing to send.`);
+    await send(ctx, `Fee payout of ${formatAmount(accrued, token.decimals, token.symbol)}`, () => ctx.preflight.withdrawFees(token.address), log);
+    return { amount: accrued, recipient: await ctx.preflight.FEE_RECIPIENT() };
   });

@@ -2,7 +2,6 @@ import { task, types } from "hardhat/config";
 import { deploySystem, DEFAULT_SALT_LABEL } from "./lib/deploy";
 
 task("deploy", "Deploys Preflight (and, on local chains, a test token) at the same CREATE2 address on every chain")
-  .addOptionalParam("owner", "owner of the contract (may set the capped fee); default PREFLIGHT_OWNER or the deployer")
   .addOptionalParam("feeBps", "protocol fee in basis points, at most 1000; default PREFLIGHT_FEE_BPS or 0")
   .addOptionalParam("feeRecipient", "receives the fee; default PREFLIGHT_FEE_RECIPIENT (required when the fee is > 0)")
   .addOptionalParam("noticePeriod", "withdrawal notice period (3600, 12h, 3d); default PREFLIGHT_NOTICE_PERIOD or 3d")

@@ -18,7 +18,6 @@ import { readRegistry, writeRegistry, type ContractRecord, type DeploymentRecord
 
 /** Deploy options as typed by the user (task parameters, falling back to PREFLIGHT_* variables). */
 export interface DeployArgs {
-  owner?: string;
   feeBps?: string;
   feeRecipient?: string;
   noticePeriod?: string;
@@ -125,7 +124,6 @@ interface ModuleArgs {
   salt: string;
   deploymentId: string;
   deployer: string;
-  owner: string;
   noticePeriod: bigint;
   feeBps: bigint;
   feeRecipient: string;
@@ -140,7 +138,7 @@ async function deployModule(hre: HardhatRuntimeEnvironment, item: Planned, a: Mo
   if (item.name === "Preflight") {
     const { preflight } = await hre.ignition.deploy(PreflightModule, {
       ...options,
-      parameters: { Preflight: { owner: a.owner, noticePeriod: a.noticePeriod, feeBps: a.feeBps, feeRecipient: a.feeRecipient } },
+      parameters: { Preflight: { noticePeriod: a.noticePeriod, feeBps: a.feeBps, feeRecipient: a.feeRecipient } },
     });
     return getAddress(await preflight.getAddress());
   }
@@ -171,7 +169,6 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   const deployer = signers[0];
 
   // ---- parameters
-  const owner = parseAddress("--owner", envOr(args.owner, "PREFLIGHT_OWNER") ?? deployer.address);
   const feeBps = parseInteger("--fee-bps", envOr(args.feeBps, "PREFLIGHT_FEE_BPS") ?? "0", MAX_FEE_BPS);
   const feeRecipientText = envOr(args.feeRecipient, "PREFLIGHT_FEE_RECIPIENT");
   const feeRecipient = feeRecipientText === undefined ? ZeroAddress : parseAddress("--fee-recipient", feeRecipientText);
@@ -193,13 +190,13 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   // ---- planned contracts and their CREATE2 addresses
   const plan: Planned[] = [];
   const preflightFactory = await ethers.getContractFactory("Preflight");
-  const preflightInit = (await preflightFactory.getDeployTransaction(owner, noticePeriod, feeBps, feeRecipient)).data;
+  const preflightInit = (await preflightFactory.getDeployTransaction(noticePeriod, feeBps, feeRecipient)).data;
   plan.push({
     name: "Preflight",
     address: createXAddress(salt, deployer.address, BigInt(chainId), preflightInit),
     initCode: preflightInit,
-    args: { initialOwner: owner, noticePeriod: noticePeriod.toString(), feeBps: feeBps.toString(), feeRecipient },
-    argsList: [owner, noticePeriod.toString(), feeBps.toString(), feeRecipient],
+    args: { noticePeriod: noticePeriod.toString(), feeBps: feeBps.toString(), feeRecipient },
+    argsList: [noticePeriod.toString(), feeBps.toString(), feeRecipient],
     deployed: false,
   });
   const tokenName = args.tokenName ?? "Test USD Coin";
@@ -320,7 +317,7 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
       try {
         for (let attempt = 1; ; attempt++) {
           log(`Deploying ${item.name} with Ignition (deployment id ${deploymentId})...`);
-          const actual = await deployModule(hre, item, { salt, deploymentId, deployer: deployer.address, owner, noticePeriod, feeBps, feeRecipient, tokenName, tokenSymbol, tokenDecimals });
+          const actual = await deployModule(hre, item, { salt, deploymentId, deployer: deployer.address, noticePeriod, feeBps, feeRecipient, tokenName, tokenSymbol, tokenDecimals });
           if (actual === item.address && (await ethers.provider.getCode(item.address)) !== "0x") break;
           if (attempt === 1 && fs.existsSync(journal)) {
             // Ignition trusted a journal of a deployment this chain does not have (a devnet that was reset).

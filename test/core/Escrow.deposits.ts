@@ -18,12 +18,11 @@ async function deployDepositsFixture() {
 
 describe("Escrow: deposits", function () {
   describe("Deployment", function () {
-    it("sets the owner, the notice period, the fee cap and no fee", async function () {
-      const { preflight, owner } = await loadFixture(deployDepositsFixture);
-      expect(await preflight.owner()).to.equal(owner.address);
+    it("sets the notice period, the fee cap and no fee", async function () {
+      const { preflight } = await loadFixture(deployDepositsFixture);
       expect(await preflight.NOTICE_PERIOD()).to.equal(NOTICE_PERIOD);
       expect(await preflight.MAX_FEE_BPS()).to.equal(1_000);
-      expect(await preflight.fee()).to.deep.equal([0n, ethers.ZeroAddress]);
+      expect([await preflight.FEE_BPS(), await preflight.FEE_RECIPIENT()]).to.deep.equal([0n, ethers.ZeroAddress]);
     });
 
     it("starts every account empty", async function () {

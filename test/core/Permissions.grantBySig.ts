@@ -29,10 +29,7 @@ describe("InferencePermissions: grantBySig", function () {
       expect([g.maxPrice, g.budget, g.epoch, g.expiry]).to.deep.equal([2_000n, 10_000n, 1n, terms.expiry]);
       // The delegate can now spend within it.
       const request = await makeRequest({ payer: payer.address, provider: provider.address, token });
-      await expect(preflight.connect(provider).settle(await signedRequest(delegate, domain, request))).to.emit(
-        preflight,
-        "RequestSettled",
-      );
+      await expect(preflight.connect(provider).settle(await signedRequest(delegate, domain, request))).to.emit(preflight, "RequestsSettled");
     });
 
     it("accepts a 64-byte signature and a deadline equal to the block time", async function () {

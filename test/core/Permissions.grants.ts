@@ -139,7 +139,7 @@ describe("InferencePermissions: grants", function () {
         .to.emit(preflight, "GrantRevoked")
         .withArgs(payer.address, token, delegate.address, 1n);
       await preflight.connect(payer).grant(await makeGrant({ delegate: delegate.address, token }));
-      await expect(settleAsDelegate()).to.emit(preflight, "RequestSettled");
+      await expect(settleAsDelegate()).to.emit(preflight, "RequestsSettled");
     });
   });
 
@@ -150,7 +150,7 @@ describe("InferencePermissions: grants", function () {
       expect((await preflight.grantOf(payer.address, token, delegate.address)).anyModel).to.equal(true);
       for (const model of [MODEL_A, MODEL_B, ethers.ZeroHash]) {
         expect(await preflight.isModelAllowed(payer.address, token, delegate.address, model)).to.equal(true);
-        await expect(settleAsDelegate({ model })).to.emit(preflight, "RequestSettled");
+        await expect(settleAsDelegate({ model })).to.emit(preflight, "RequestsSettled");
       }
     });
 
@@ -159,7 +159,7 @@ describe("InferencePermissions: grants", function () {
       await preflight.connect(payer).grant(await makeGrant({ delegate: delegate.address, token, models: [MODEL_A] }));
       expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_A)).to.equal(true);
       expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_B)).to.equal(false);
-      await expect(settleAsDelegate({ model: MODEL_A })).to.emit(preflight, "RequestSettled");
+      await expect(settleAsDelegate({ model: MODEL_A })).to.emit(preflight, "RequestsSettled");
       await expect(settleAsDelegate({ model: MODEL_B }))
         .to.be.revertedWithCustomError(preflight, "ModelNotAllowed")
         .withArgs(MODEL_B);
@@ -173,7 +173,7 @@ describe("InferencePermissions: grants", function () {
         expect(await preflight.isModelAllowed(payer.address, token, delegate.address, model)).to.equal(true);
       }
       expect(await preflight.isModelAllowed(payer.address, token, delegate.address, MODEL_A)).to.equal(false);
-      await expect(settleAsDelegate({ model: models[23] })).to.emit(preflight, "RequestSettled");
+      await expect(settleAsDelegate({ model: models[23] })).to.emit(preflight, "RequestsSettled");
       await expect(settleAsDelegate({ model: MODEL_A }))
         .to.be.revertedWithCustomError(preflight, "ModelNotAllowed")
         .withArgs(MODEL_A);

@@ -2,6 +2,7 @@
  * One test per property under "Properties that must hold" in DESIGN.md. Each test is written so that it
  * fails if its property breaks; the deep adversarial suite lives elsewhere (test/security).
  */
+import { expectBatchTotals } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
@@ -11,7 +12,7 @@ import { NOTICE_PERIOD, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, toSignedRequest, MODEL_A, MODEL_B } from "../helpers/requests";
 import { makeGrant } from "../helpers/grants";
 import { highS, Reason } from "../helpers/signatures";
-import { signRequest, type PreflightDomain, type Request, type Voucher } from "@preflight/sdk";
+import { signLaneVoucher, signRequest, type PreflightDomain, type Request, type Voucher } from "@preflight/sdk";
 
 const FEE_BPS = 100n;
 const DEPOSIT = 1_000n * USDC;
@@ -19,7 +20,7 @@ const DEPOSIT = 1_000n * USDC;
 /** Three funded payers (USDC and ETH), two providers, a 1% fee, and a scoped delegate of payer A. */
 async function deployPropertiesFixture() {
   const [owner, payerA, provider, delegate, stranger, feeRecipient, payerB, payerC, provider2] = await ethers.getSigners();
-  const preflight = await ethers.deployContract("Preflight", [owner.address, NOTICE_PERIOD, FEE_BPS, feeRecipient.address]);
+  const preflight = await ethers.deployContract("Preflight", [NOTICE_PERIOD, FEE_BPS, feeRecipient.address]);
   const preflightAddress = await preflight.getAddress();
   const usdc = await ethers.deployContract("TestToken", ["USD Coin", "USDC", 6]);
   const token = await usdc.getAddress();
@@ -56,10 +57,16 @@ async function deployPropertiesFixture() {
 
 type Fixture = Awaited<ReturnType<typeof deployPropertiesFixture>>;
 
-/** Payer balances + provider and fee-recipient earnings, for ERC-20 `token` or ETH (ZeroAddress). */
+/** Payer balances + lanes + provider earnings + accrued fees, for ERC-20 `token` or ETH (ZeroAddress). */
 async function ledgerTotal(f: Fixture, token: string): Promise<bigint> {
-  let total = 0n;
-  for (const p of f.payers) total += await f.preflight.balanceOf(p.address, token);
+  let total = await f.preflight.feesOf(token);
+  for (const p of f.payers) {
+    total += await f.preflight.balanceOf(p.address, token);
+    for (const provider of [f.provider, f.provider2]) {
+      const lane = await f.preflight.laneOf(p.address, provider.address, token);
+      total += lane.funds + lane.uncollected;
+    }
+  }
   for (const e of [f.provider, f.provider2, f.feeRecipient, f.owner]) total += await f.preflight.earningsOf(e.address, token);
   return total;
 }
@@ -104,7 +111,7 @@ describe("Preflight: properties that must hold", function () {
       expect(await preflight.earningsOf(provider.address, token)).to.equal(0n);
       expect(await ledgerTotal(f, token)).to.equal(before);
       // The genuine item still settles: what was refused was the forgery, not the request.
-      await expect(preflight.connect(provider).settle(toSignedRequest(signedFields, signature))).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(toSignedRequest(signedFields, signature))).to.emit(preflight, "RequestsSettled");
     });
   });
 
@@ -146,8 +153,8 @@ describe("Preflight: properties that must hold", function () {
     });
 
     it("a signature for this deployment is refused by another deployment with the same payer and funds", async function () {
-      const { preflight, owner, payerA, provider, feeRecipient, token, usdc, sign, voucher } = await loadFixture(deployPropertiesFixture);
-      const twin = await ethers.deployContract("Preflight", [owner.address, NOTICE_PERIOD, FEE_BPS, feeRecipient.address]);
+      const { preflight, payerA, provider, feeRecipient, token, usdc, sign, voucher } = await loadFixture(deployPropertiesFixture);
+      const twin = await ethers.deployContract("Preflight", [NOTICE_PERIOD, FEE_BPS, feeRecipient.address]);
       await usdc.connect(payerA).approve(await twin.getAddress(), ethers.MaxUint256);
       await twin.connect(payerA).deposit(payerA.address, token, DEPOSIT);
       const signed = await sign(payerA);
@@ -184,7 +191,8 @@ describe("Preflight: properties that must hold", function () {
         fc.record({ kind: fc.constant("voucher" as const), payer: fc.nat(2), step: fc.bigInt(0n, 300n * USDC) }),
         fc.record({ kind: fc.constant("withdraw" as const), payer: fc.nat(2), amount: fc.bigInt(1n, 2n * DEPOSIT), eth: fc.boolean() }),
         fc.record({ kind: fc.constant("earnings" as const), who: fc.nat(2), eth: fc.boolean() }),
-        fc.record({ kind: fc.constant("fee" as const), bps: fc.bigInt(0n, 1_000n) }),
+        fc.record({ kind: fc.constant("fees" as const) }),
+        fc.record({ kind: fc.constant("lane" as const), payer: fc.nat(2), amount: fc.bigInt(1n, 300n * USDC), claim: fc.bigInt(0n, 300n * USDC) }),
       );
       await fc.assert(
         fc.asyncProperty(fc.array(op, { minLength: 8, maxLength: 16 }), async (ops) => {
@@ -258,9 +266,20 @@ describe("Preflight: properties that must hold", function () {
                 await attempt(() => preflight.connect(who).withdrawEarnings(o.eth ? ethers.ZeroAddress : token, who.address));
                 break;
               }
-              case "fee":
-                await preflight.connect(f.owner).setFee(o.bps, f.feeRecipient.address);
+              case "fees":
+                await attempt(() => preflight.withdrawFees(token));
                 break;
+              case "lane": {
+                // Reserve funds for the provider, claim part of them with a lane voucher, collect.
+                const p = f.payers[o.payer]!;
+                await attempt(() => preflight.connect(p).fundLane(provider.address, token, o.amount));
+                const lane = await preflight.laneOf(p.address, provider.address, token);
+                const cumulativeAmount = lane.claimed + o.claim;
+                const signature = await signLaneVoucher(p, f.domain, { payer: p.address, provider: provider.address, token, model: MODEL_A, cumulativeAmount });
+                await attempt(() => preflight.connect(provider).claimLane({ payer: p.address, token, model: MODEL_A, cumulativeAmount, signature }));
+                await attempt(() => preflight.connect(provider).collectLanes(token, [p.address]));
+                break;
+              }
             }
             await expectConserved(f);
           }
@@ -282,14 +301,14 @@ describe("Preflight: properties that must hold", function () {
       const ledger =
         (await preflight.balanceOf(payerA.address, taxedAddress)) +
         (await preflight.earningsOf(provider.address, taxedAddress)) +
-        (await preflight.earningsOf((await preflight.fee()).recipient, taxedAddress));
+        (await preflight.feesOf(taxedAddress));
       expect(ledger).to.equal(await taxed.balanceOf(preflightAddress));
       expect(await taxed.balanceOf(preflightAddress)).to.equal(99_000n - 40_000n + 400n); // payer's rest + the fee
     });
   });
 
-  describe("Nobody, the owner included, can block or seize a withdrawal or earnings", function () {
-    it("the owner's every power leaves a pending withdrawal and earned fees untouched", async function () {
+  describe("Nobody, the deployer included, can block or seize a withdrawal or earnings", function () {
+    it("the deployer's every call leaves a pending withdrawal and earnings untouched", async function () {
       const f = await loadFixture(deployPropertiesFixture);
       const { preflight, usdc, owner, payerA, provider, token, sign } = f;
       // The whole state-changing surface: adding a function here (a pause, a rescue) must be a deliberate decision.
@@ -301,9 +320,10 @@ describe("Preflight: properties that must hold", function () {
         .sort();
       expect(mutating).to.deep.equal(
         [
-          "acceptOwnership", "cancelWithdrawal", "claimVoucher", "claimVouchers", "deposit", "depositETH",
-          "depositWithPermit", "grant", "grantBySig", "invalidateNonces", "renounceOwnership", "requestWithdrawal",
-          "revoke", "setFee", "settle", "settleBatch", "settlePacked", "transferOwnership", "withdraw", "withdrawEarnings",
+          "cancelWithdrawal", "claimLane", "claimLanesPacked", "claimVoucher", "claimVouchers", "closeLane", "collectLanes",
+          "deposit", "depositETH", "depositETHToLane", "depositToLane", "depositWithPermit", "fundLane", "grant", "grantBySig",
+          "invalidateNonces", "requestLaneClose", "requestWithdrawal", "revoke", "settle", "settleBatch", "settlePacked",
+          "withdraw", "withdrawEarnings", "withdrawFees",
         ].sort(),
       );
       await preflight.connect(provider).settle(await sign(payerA, { price: 100n * USDC }));
@@ -311,8 +331,10 @@ describe("Preflight: properties that must hold", function () {
       await preflight.connect(payerA).requestWithdrawal(token, ethers.MaxUint256);
       const balanceA = await preflight.balanceOf(payerA.address, token);
 
-      // Everything the owner can call, aimed at the payer's and provider's funds.
-      await preflight.connect(owner).setFee(1_000n, owner.address);
+      // Everything the deployer can call, aimed at the payer's and provider's funds.
+      await expect(preflight.connect(owner).withdrawFees(token)).to.be.revertedWithCustomError(preflight, "ZeroAmount");
+      await expect(preflight.connect(owner).closeLane(provider.address, token, owner.address)).to.be.revertedWithCustomError(preflight, "LaneCloseNotRequested");
+      await preflight.connect(owner).collectLanes(token, [payerA.address]);
       await expect(preflight.connect(owner).withdraw(token, owner.address)).to.be.revertedWithCustomError(preflight, "NoWithdrawalRequested");
       await expect(preflight.connect(owner).cancelWithdrawal(token)).to.be.revertedWithCustomError(preflight, "NoWithdrawalRequested");
       await expect(preflight.connect(owner).withdrawEarnings(token, owner.address)).to.be.revertedWithCustomError(preflight, "ZeroAmount");
@@ -322,14 +344,13 @@ describe("Preflight: properties that must hold", function () {
       );
       await preflight.connect(owner).invalidateNonces(token, 0n, 2n ** 64n - 1n); // the owner's own nonces only
       await preflight.connect(owner).revoke(token, provider.address);
-      await preflight.connect(owner).transferOwnership(f.stranger.address);
-      await preflight.connect(owner).renounceOwnership();
 
       expect(await preflight.earningsOf(provider.address, token)).to.equal(earned);
       expect(await preflight.balanceOf(payerA.address, token)).to.equal(balanceA);
       await time.increase(NOTICE_PERIOD);
       await expect(preflight.connect(payerA).withdraw(token, payerA.address)).to.changeTokenBalance(usdc, payerA, balanceA);
-      await expect(preflight.connect(provider).withdrawEarnings(token, provider.address)).to.changeTokenBalance(usdc, provider, earned);
+      const fee = (earned * FEE_BPS + 9_999n) / 10_000n; // taken on withdrawal, rounded up
+      await expect(preflight.connect(provider).withdrawEarnings(token, provider.address)).to.changeTokenBalance(usdc, provider, earned - fee);
     });
   });
 
@@ -358,9 +379,7 @@ describe("Preflight: properties that must hold", function () {
         Reason.Settled,
       ]);
       const fee = (5_000n * FEE_BPS) / 10_000n;
-      await expect(preflight.connect(provider).settleBatch(token, batch))
-        .to.emit(preflight, "BatchSettled")
-        .withArgs(provider.address, token, 2n, 5_000n, fee);
+      await expectBatchTotals(preflight.connect(provider).settleBatch(token, batch), provider.address, token, 2n, 5_000n);
       expect(await preflight.earningsOf(provider.address, token)).to.equal(5_000n - fee);
     });
   });
@@ -424,7 +443,7 @@ describe("Preflight: properties that must hold", function () {
       await network.provider.send("hardhat_setCode", [payerA.address, designator]);
       expect(await ethers.provider.getCode(payerA.address)).to.equal(designator.toLowerCase());
       const before = await preflight.balanceOf(payerA.address, token);
-      await expect(preflight.connect(provider).settle(await sign(payerA))).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(await sign(payerA))).to.emit(preflight, "RequestsSettled");
       expect(await preflight.connect(provider).settleBatch.staticCall(token, [await sign(payerA, { nonce: 1n })])).to.deep.equal([
         Reason.Settled,
       ]);
@@ -465,7 +484,7 @@ describe("Preflight: properties that must hold", function () {
       const ledger =
         (await preflight.balanceOf(payerA.address, evilAddress)) +
         (await preflight.earningsOf(provider.address, evilAddress)) +
-        (await preflight.earningsOf((await preflight.fee()).recipient, evilAddress));
+        (await preflight.feesOf(evilAddress));
       expect(ledger).to.equal(await evil.balanceOf(preflightAddress));
       await preflight.connect(payerA).withdraw(evilAddress, payerA.address); // disarmed: works again
     });

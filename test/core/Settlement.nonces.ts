@@ -105,7 +105,7 @@ describe("Settlement: unordered nonces", function () {
       for (let word = 0n; word <= 20n; word++) expect(await bitmap(word)).to.equal(FULL);
       expect(await bitmap(21n)).to.equal(0b1110n);
       await expect(settle(21n * 64n + 1n)).to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed");
-      await expect(settle(21n * 64n)).to.emit(preflight, "RequestSettled");
+      await expect(settle(21n * 64n)).to.emit(preflight, "RequestsSettled");
       expect(provider.address).to.not.equal(payer.address);
     });
   });

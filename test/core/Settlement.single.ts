@@ -1,3 +1,4 @@
+import { expectSettledRequest } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
@@ -31,9 +32,7 @@ describe("Settlement: single requests", function () {
     it("debits the payer, credits the provider, uses the nonce and emits RequestSettled", async function () {
       const { preflight, payer, provider, token, sign } = await loadFixture(deploySingleFixture);
       const before = await preflight.balanceOf(payer.address, token);
-      await expect(preflight.connect(provider).settle(await sign(payer, { nonce: 7n })))
-        .to.emit(preflight, "RequestSettled")
-        .withArgs(payer.address, provider.address, token, 7n, PRICE);
+      await expectSettledRequest(preflight.connect(provider).settle(await sign(payer, { nonce: 7n })), payer.address, provider.address, token, 7n, PRICE);
       expect(await preflight.balanceOf(payer.address, token)).to.equal(before - PRICE);
       expect(await preflight.earningsOf(provider.address, token)).to.equal(PRICE);
       expect(await preflight.nonceBitmap(payer.address, token, 0n)).to.equal(1n << 7n);
@@ -45,8 +44,8 @@ describe("Settlement: single requests", function () {
       const short = await signedRequest(payer, domain, await request({ nonce: 2n }), true);
       expect(ethers.dataLength(long.signature as string)).to.equal(65);
       expect(ethers.dataLength(short.signature as string)).to.equal(64);
-      await expect(preflight.connect(provider).settle(long)).to.emit(preflight, "RequestSettled");
-      await expect(preflight.connect(provider).settle(short)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(long)).to.emit(preflight, "RequestsSettled");
+      await expect(preflight.connect(provider).settle(short)).to.emit(preflight, "RequestsSettled");
     });
 
     it("settles native-ETH requests", async function () {
@@ -62,14 +61,12 @@ describe("Settlement: single requests", function () {
       const deadline = BigInt(await time.latest()) + 100n;
       const signed = await sign(payer, { deadline });
       await time.setNextBlockTimestamp(deadline);
-      await expect(preflight.connect(provider).settle(signed)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(signed)).to.emit(preflight, "RequestsSettled");
     });
 
     it("settles a delegate's request within its grant and records the spend", async function () {
       const { preflight, payer, provider, delegate, token, sign } = await loadFixture(deploySingleFixture);
-      await expect(preflight.connect(provider).settle(await sign(delegate, { price: 5_000n })))
-        .to.emit(preflight, "RequestSettled")
-        .withArgs(payer.address, provider.address, token, 0n, 5_000n);
+      await expectSettledRequest(preflight.connect(provider).settle(await sign(delegate, { price: 5_000n })), payer.address, provider.address, token, 0n, 5_000n);
       expect((await preflight.grantOf(payer.address, token, delegate.address)).spent).to.equal(5_000n);
       expect(await preflight.earningsOf(provider.address, token)).to.equal(5_000n);
     });
@@ -78,9 +75,7 @@ describe("Settlement: single requests", function () {
       const { preflight, provider, other, wallet, token, domain, request } = await loadFixture(deploySingleFixture);
       const walletAddress = await wallet.getAddress();
       const signed = await signedRequest(other, domain, await request({ payer: walletAddress }));
-      await expect(preflight.connect(provider).settle(signed))
-        .to.emit(preflight, "RequestSettled")
-        .withArgs(walletAddress, provider.address, token, 0n, PRICE);
+      await expectSettledRequest(preflight.connect(provider).settle(signed), walletAddress, provider.address, token, 0n, PRICE);
       expect(await preflight.balanceOf(walletAddress, token)).to.equal(10n * USDC - PRICE);
     });
   });
@@ -227,7 +222,7 @@ describe("Settlement: single requests", function () {
         "InsufficientBalance",
       );
       expect(await preflight.nonceBitmap(payer.address, token, 0n)).to.equal(0n);
-      await expect(preflight.connect(provider).settle(await sign(payer))).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(await sign(payer))).to.emit(preflight, "RequestsSettled");
     });
   });
 

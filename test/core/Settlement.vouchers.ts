@@ -1,3 +1,5 @@
+import { vouchersClaimed } from "../helpers/logs";
+import { expectVoucherPaid } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
@@ -38,9 +40,7 @@ describe("Settlement: cumulative vouchers", function () {
       const before = await preflight.balanceOf(payer.address, token);
       const v = await voucher(payer, 5_000n);
       expect(await preflight.connect(provider).claimVoucher.staticCall(v)).to.equal(5_000n);
-      await expect(preflight.connect(provider).claimVoucher(v))
-        .to.emit(preflight, "VoucherClaimed")
-        .withArgs(payer.address, provider.address, token, CHANNEL, 5_000n, 5_000n);
+      await expectVoucherPaid(preflight.connect(provider).claimVoucher(v), payer.address, provider.address, token, CHANNEL, 5_000n, 5_000n);
       expect(await preflight.claimedOf(payer.address, provider.address, token, CHANNEL)).to.equal(5_000n);
       expect(await preflight.balanceOf(payer.address, token)).to.equal(before - 5_000n);
       expect(await preflight.earningsOf(provider.address, token)).to.equal(5_000n);
@@ -53,9 +53,7 @@ describe("Settlement: cumulative vouchers", function () {
       const v3 = await voucher(payer, 6_000n);
       await preflight.connect(provider).claimVoucher(v1);
       // v2 is never submitted: v3 covers it.
-      await expect(preflight.connect(provider).claimVoucher(v3))
-        .to.emit(preflight, "VoucherClaimed")
-        .withArgs(payer.address, provider.address, token, CHANNEL, 6_000n, 5_000n);
+      await expectVoucherPaid(preflight.connect(provider).claimVoucher(v3), payer.address, provider.address, token, CHANNEL, 6_000n, 5_000n);
       await expect(preflight.connect(provider).claimVoucher(v2))
         .to.be.revertedWithCustomError(preflight, "NothingToClaim")
         .withArgs(2_500n, 6_000n);
@@ -127,9 +125,7 @@ describe("Settlement: cumulative vouchers", function () {
   describe("Delegate vouchers", function () {
     it("are paid within the grant's budget, ignoring the per-request price cap", async function () {
       const { preflight, payer, provider, delegate, token, voucher } = await loadFixture(deployVouchersFixture);
-      await expect(preflight.connect(provider).claimVoucher(await voucher(delegate, 4_000n)))
-        .to.emit(preflight, "VoucherClaimed")
-        .withArgs(payer.address, provider.address, token, CHANNEL, 4_000n, 4_000n);
+      await expectVoucherPaid(preflight.connect(provider).claimVoucher(await voucher(delegate, 4_000n)), payer.address, provider.address, token, CHANNEL, 4_000n, 4_000n);
       await preflight.connect(provider).claimVoucher(await voucher(delegate, 10_000n));
       expect((await preflight.grantOf(payer.address, token, delegate.address)).spent).to.equal(10_000n);
     });
@@ -158,12 +154,8 @@ describe("Settlement: cumulative vouchers", function () {
     it("are independent per channel id and per provider", async function () {
       const { preflight, payer, provider, other, token, voucher } = await loadFixture(deployVouchersFixture);
       await preflight.connect(provider).claimVoucher(await voucher(payer, 5_000n));
-      await expect(preflight.connect(provider).claimVoucher(await voucher(payer, 3_000n, { channel: OTHER_CHANNEL })))
-        .to.emit(preflight, "VoucherClaimed")
-        .withArgs(payer.address, provider.address, token, OTHER_CHANNEL, 3_000n, 3_000n);
-      await expect(preflight.connect(other).claimVoucher(await voucher(payer, 2_000n, { provider: other.address })))
-        .to.emit(preflight, "VoucherClaimed")
-        .withArgs(payer.address, other.address, token, CHANNEL, 2_000n, 2_000n);
+      await expectVoucherPaid(preflight.connect(provider).claimVoucher(await voucher(payer, 3_000n, { channel: OTHER_CHANNEL })), payer.address, provider.address, token, OTHER_CHANNEL, 3_000n, 3_000n);
+      await expectVoucherPaid(preflight.connect(other).claimVoucher(await voucher(payer, 2_000n, { provider: other.address })), payer.address, other.address, token, CHANNEL, 2_000n, 2_000n);
       expect(await preflight.claimedOf(payer.address, provider.address, token, CHANNEL)).to.equal(5_000n);
       expect(await preflight.claimedOf(payer.address, provider.address, token, OTHER_CHANNEL)).to.equal(3_000n);
       expect(await preflight.claimedOf(payer.address, other.address, token, CHANNEL)).to.equal(2_000n);
@@ -193,11 +185,14 @@ describe("Settlement: cumulative vouchers", function () {
       ];
       expect(await preflight.connect(provider).claimVouchers.staticCall(token, list)).to.deep.equal(expected);
       const tx = await preflight.connect(provider).claimVouchers(token, list);
-      for (const [i, reason] of expected.entries()) {
-        if (reason === Reason.Settled) continue;
-        await expect(tx).to.emit(preflight, "VoucherSkipped").withArgs(provider.address, i, payer.address, list[i].channel, reason);
-      }
-      await expect(tx).to.emit(preflight, "VoucherClaimed").withArgs(payer.address, provider.address, token, CHANNEL, 3_500n, 1_500n);
+      const { records } = await vouchersClaimed(tx);
+      expect(records.map((r) => r.reason)).to.deep.equal(expected.map(Number));
+      records.forEach((r, i) => {
+        expect(r.payer).to.equal(list[i]!.payer);
+        expect(r.channel).to.equal(String(list[i]!.channel).toLowerCase());
+        if (r.reason !== 0) expect(r.amount).to.equal(0n);
+      });
+      await expectVoucherPaid(tx, payer.address, provider.address, token, CHANNEL, 3_500n, 1_500n);
       expect(await preflight.earningsOf(provider.address, token)).to.equal(1_000n + 3_500n);
       expect(await preflight.balanceOf(payer.address, token)).to.equal(balance - 3_500n);
     });

@@ -74,7 +74,7 @@ const initialGrant = async (token: TestToken) => {
 
 async function deployInvariantsFixture() {
   const [owner] = await ethers.getSigners();
-  const preflight = await ethers.deployContract("Preflight", [owner.address, NOTICE, 0, ZERO]);
+  const preflight = await ethers.deployContract("Preflight", [NOTICE, 0, ZERO]);
   const address = await preflight.getAddress();
   const tokens: TestToken[] = [
     await ethers.deployContract("TestToken", ["Six", "SIX", 6]),

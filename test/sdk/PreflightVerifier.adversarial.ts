@@ -2,13 +2,13 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import fc from "fast-check";
-import type { Wallet } from "ethers";
+import type { TransactionReceipt, Wallet } from "ethers";
 import { PreflightVerifier, Reason, reasonName, type Decision, type SignedRequest, type SignedVoucher } from "@preflight/provider";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B } from "../helpers/requests";
 import { Random } from "../helpers/random";
 import { fundedWallet, latestTimestamp, malleate, signRequestFast, signVoucherFast } from "../helpers/sdk";
-import { claimReasons, requestReasons } from "../helpers/settlementLogs";
+import { reasonsOf, voucherReasonsOf } from "../helpers/logs";
 
 /**
  * Adversarial differential test: random sequences of chain activity by honest and hostile payers,
@@ -175,8 +175,8 @@ async function settleOwn(f: Fixture, verifier: PreflightVerifier, items: SignedR
   const decisions: Decision[] = [];
   for (const item of items) decisions.push(await verifier.verifyAsync(item, { at }));
   await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
-  const receipt = (await via(f.preflight.interface.encodeFunctionData("settleBatch", [f.token, items]))) as Parameters<typeof requestReasons>[0];
-  const actual = requestReasons(receipt, f.target);
+  const receipt = (await via(f.preflight.interface.encodeFunctionData("settleBatch", [f.token, items]))) as TransactionReceipt;
+  const actual = (await reasonsOf(receipt)) as Reason[];
   items.forEach((item, i) => {
     expect(reasonName(decisions[i].reason), `item ${i} ${JSON.stringify(item, (_, v) => (typeof v === "bigint" ? v.toString() : v))}`).to.equal(reasonName(actual[i]));
     if (actual[i] !== Reason.Settled) verifier.releaseRequest(item);
@@ -286,7 +286,7 @@ async function act(f: Fixture, kind: Kind, rng: Random, verifierA: PreflightVeri
       for (const v of items) decisions.push(await verifierA.verifyVoucherAsync(v, { at }));
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await preflight.connect(f.provider).claimVouchers(token, items, { gasLimit: GAS })).wait();
-      const actual = claimReasons(receipt, target);
+      const actual = (await voucherReasonsOf(receipt!)) as Reason[];
       items.forEach((v, i) => {
         // An accepted voucher superseded by a later one of the same channel in this claim is NothingToClaim.
         if (decisions[i].accepted && actual[i] !== Reason.Settled) verifierA.releaseVoucher(v);

@@ -7,7 +7,7 @@ import type { GrantTerms, Request } from "@preflight/sdk";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B } from "../helpers/requests";
 import { Random } from "../helpers/random";
-import { claimReasons, requestReasons } from "../helpers/settlementLogs";
+import { reasonsOf, voucherReasonsOf } from "../helpers/logs";
 import { fundedWallet, grantBySignature, latestTimestamp, malleate, signRequestFast, signVoucherFast } from "../helpers/sdk";
 
 const SEED = 0x5eed2026;
@@ -167,7 +167,7 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
       const expected = batch.map((item) => verifier.verify(item, { at }).reason);
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await asProvider.settleBatch(token, batch)).wait();
-      const actual = requestReasons(receipt, await preflight.getAddress());
+      const actual = (await reasonsOf(receipt!)) as Reason[];
       for (let i = 0; i < BATCH; i++) {
         seen.set(actual[i], (seen.get(actual[i]) ?? 0) + 1);
         if (expected[i] !== actual[i]) {
@@ -251,7 +251,7 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
       const expected = vouchers.map((v) => verifier.verifyVoucher(v, { at }).reason);
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await preflight.connect(provider).claimVouchers(token, vouchers)).wait();
-      const actual = claimReasons(receipt, await preflight.getAddress());
+      const actual = (await voucherReasonsOf(receipt!)) as Reason[];
       vouchers.forEach((v, i) => {
         seen.set(actual[i], (seen.get(actual[i]) ?? 0) + 1);
         if (expected[i] !== actual[i]) {

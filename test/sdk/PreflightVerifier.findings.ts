@@ -5,7 +5,7 @@ import { BatchSettler, PreflightVerifier, Reason, type SignedRequest } from "@pr
 import { deployPreflightFixture, NOTICE_PERIOD } from "../helpers/fixtures";
 import { makeRequest, MODEL_A } from "../helpers/requests";
 import { fundedWallet, latestTimestamp, signRequestFast, signVoucherFast } from "../helpers/sdk";
-import { requestReasons } from "../helpers/settlementLogs";
+import { reasonsOf } from "../helpers/logs";
 
 /**
  * One test per finding of the verifier's security review: each reproduces the attack and checks the
@@ -209,7 +209,7 @@ describe("PreflightVerifier security findings", function () {
     // ...and the payer can indeed take the funds before the provider's settlement lands.
     await ethers.provider.send("evm_setNextBlockTimestamp", [Number(readyAt)]);
     await (await preflight.connect(payer).withdraw(token, payer.address)).wait();
-    expect(requestReasons(await (await preflight.connect(provider).settleBatch(token, [request])).wait(), await preflight.getAddress())).to.deep.equal([
+    expect(await reasonsOf(preflight.connect(provider).settleBatch(token, [request]))).to.deep.equal([
       Reason.InsufficientBalance,
     ]);
   });

@@ -8,7 +8,7 @@ import { DigestComputer } from "../../packages/provider/src/digest";
 import { deployPreflightFixture, NOTICE_PERIOD } from "../helpers/fixtures";
 import { MODEL_A } from "../helpers/requests";
 import { fundedWallet, latestTimestamp } from "../helpers/sdk";
-import { claimReasons } from "../helpers/settlementLogs";
+import { lanesClaimed } from "../helpers/logs";
 
 /** A payer with 10,000 in escrow, 6,000 of it moved into a lane for the provider, and a session key. */
 async function deployLaneFixture() {
@@ -53,7 +53,7 @@ describe("PreflightVerifier lanes", function () {
     expect(verifier.laneOf(payer.address, token)?.reserved).to.equal(4_000n);
 
     const receipt = await (await preflight.connect(provider).claimLane(lane(sessionKey, 4_000n))).wait();
-    expect(claimReasons(receipt, await preflight.getAddress(), true)).to.deep.equal([Reason.Settled]);
+    expect((await lanesClaimed(receipt!)).records.map((r) => r.reason)).to.deep.equal([Reason.Settled]);
     await verifier.sync();
     expect(verifier.pendingCount).to.equal(0);
     expect(verifier.laneOf(payer.address, token)).to.deep.include({ claimed: 4_000n, funds: 2_000n, reserved: 0n });

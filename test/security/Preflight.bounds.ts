@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { Wallet } from "ethers";
+import { requestsSettled } from "../helpers/logs";
 import { deployPreflightFixture, NOTICE_PERIOD } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, MODEL_A } from "../helpers/requests";
 import { fastRequestSigner, maxTransactionGas, Reason, terms, TX_GAS_CAP } from "../helpers/security";
@@ -12,17 +13,16 @@ const U96_MAX = 2n ** 96n - 1n;
 const U88_MAX = 2n ** 88n - 1n;
 const U32_MAX = 2n ** 32n - 1n;
 
-/** The usual fixture plus an 18-decimal token, a second payer, and a 10% fee going to `feeRecipient`. */
+/** The usual fixture plus an 18-decimal token and a second payer. */
 async function deployBoundsFixture() {
   const base = await deployPreflightFixture();
-  const { preflight, owner, payer, other, feeRecipient } = base;
+  const { preflight, payer, other } = base;
   const big = await ethers.deployContract("TestToken", ["Big", "BIG", 18]);
   const address = await preflight.getAddress();
   for (const who of [payer, other]) {
     await big.mint(who.address, U128_MAX);
     await big.connect(who).approve(address, ethers.MaxUint256);
   }
-  await preflight.connect(owner).setFee(1_000, feeRecipient.address);
   return { ...base, big, bigToken: await big.getAddress(), token: await base.usdc.getAddress() };
 }
 
@@ -52,8 +52,8 @@ describe("Security: bounds", function () {
       );
     });
 
-    it("settles the largest price and the largest voucher, with a 10% fee, without overflow", async function () {
-      const { preflight, payer, other, provider, feeRecipient, bigToken, domain } = await loadFixture(deployBoundsFixture);
+    it("settles the largest price, nonce and voucher without overflow", async function () {
+      const { preflight, payer, other, provider, bigToken, domain } = await loadFixture(deployBoundsFixture);
       await preflight.connect(payer).deposit(payer.address, bigToken, U128_MAX);
       await preflight.connect(other).deposit(other.address, bigToken, U128_MAX);
       const request = await makeRequest({
@@ -61,11 +61,16 @@ describe("Security: bounds", function () {
         provider: provider.address,
         token: bigToken,
         price: U96_MAX,
-        nonce: ethers.MaxUint256,
+        nonce: 2n ** 64n - 1n,
         deadline: ethers.MaxUint256,
       });
       await preflight.connect(provider).settle(await signedRequest(payer, domain, request));
-      expect(await preflight.nonceBitmap(payer.address, bigToken, ethers.MaxUint256 >> 6n)).to.equal(1n << 63n);
+      expect(await preflight.nonceBitmap(payer.address, bigToken, (2n ** 64n - 1n) >> 6n)).to.equal(1n << 63n);
+      // Nonces are 64-bit (in logs and packed calldata): a larger one is refused, never truncated.
+      const tooLarge = await makeRequest({ payer: payer.address, provider: provider.address, token: bigToken, price: 1n, nonce: 2n ** 64n });
+      await expect(preflight.connect(provider).settle(await signedRequest(payer, domain, tooLarge)))
+        .to.be.revertedWithCustomError(preflight, "NonceOutOfRange")
+        .withArgs(2n ** 64n);
       const vouchers = [];
       for (const who of [payer, other]) {
         vouchers.push(
@@ -81,9 +86,7 @@ describe("Security: bounds", function () {
       }
       await preflight.connect(provider).claimVouchers(bigToken, vouchers);
       const gross = 2n * U128_MAX;
-      const fee = U96_MAX / 10n + (gross - U96_MAX) / 10n; // fee per transaction, rounded down
-      expect(await preflight.earningsOf(feeRecipient.address, bigToken)).to.equal(fee);
-      expect(await preflight.earningsOf(provider.address, bigToken)).to.equal(gross - fee);
+      expect(await preflight.earningsOf(provider.address, bigToken)).to.equal(gross);
       expect(await preflight.balanceOf(payer.address, bigToken)).to.equal(0n);
       expect(await preflight.balanceOf(other.address, bigToken)).to.equal(0n);
     });
@@ -182,7 +185,7 @@ describe("Security: bounds", function () {
       const { preflight, payer, provider, token, domain } = await loadFixture(deployBoundsFixture);
       const balance = await preflight.balanceOf(payer.address, token);
       const free = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, price: 0n, nonce: 9n }));
-      await expect(preflight.connect(provider).settle(free)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(free)).to.emit(preflight, "RequestsSettled");
       await expect(preflight.connect(provider).settle(free)).to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed");
       const zero = await signedVoucher(payer, domain, {
         payer: payer.address,
@@ -200,15 +203,14 @@ describe("Security: bounds", function () {
   });
 
   it("a payer that is its own provider moves its balance into its earnings, conserving funds (like any provider)", async function () {
-    const { preflight, usdc, payer, token, domain, feeRecipient } = await loadFixture(deployBoundsFixture);
+    const { preflight, usdc, payer, token, domain } = await loadFixture(deployBoundsFixture);
     const balance = await preflight.balanceOf(payer.address, token);
     const self = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: payer.address, token, price: 1_000n }));
     await preflight.connect(payer).settle(self);
     expect(await preflight.balanceOf(payer.address, token)).to.equal(balance - 1_000n);
-    expect(await preflight.earningsOf(payer.address, token)).to.equal(900n);
-    expect(await preflight.earningsOf(feeRecipient.address, token)).to.equal(100n);
+    expect(await preflight.earningsOf(payer.address, token)).to.equal(1_000n);
     expect(
-      (await preflight.balanceOf(payer.address, token)) + (await preflight.earningsOf(payer.address, token)) + 100n,
+      (await preflight.balanceOf(payer.address, token)) + (await preflight.earningsOf(payer.address, token)),
     ).to.equal(await usdc.balanceOf(await preflight.getAddress()));
   });
 
@@ -269,11 +271,10 @@ describe("Security: bounds", function () {
     while ((await gasUsed(n)) === undefined) n -= 1;
     while ((await gasUsed(n + 1)) !== undefined) n += 1;
     const receipt = await (await preflight.connect(provider).settleBatch(token, sign(n), { gasLimit: cap })).wait();
-    const settled = receipt!.logs.map((l) => preflight.interface.parseLog(l)).find((l) => l?.name === "BatchSettled");
-    expect(settled!.args.settled).to.equal(BigInt(n));
+    const { records } = await requestsSettled(receipt!);
+    expect(records.filter((r) => r.reason === 0).length).to.equal(n);
     expect(receipt!.gasUsed).to.be.lessThanOrEqual(cap);
-    const fee = (BigInt(n) * 1_000n) / 10_000n; // the fixture's 10% fee, on the batch total
-    expect(await preflight.earningsOf(provider.address, token)).to.equal(BigInt(n) - fee);
+    expect(await preflight.earningsOf(provider.address, token)).to.equal(BigInt(n));
     console.log(`      largest batch: ${n} requests in ${receipt!.gasUsed} gas (transaction cap ${cap}, ~${marginal} per item)`);
   });
 });

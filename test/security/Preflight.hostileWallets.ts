@@ -1,3 +1,4 @@
+import { expectSettledRequest } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
@@ -29,9 +30,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
   it("an honest ERC-1271 wallet pays with its owner's signature, and only with it", async function () {
     const { preflight, provider, other, wallet, walletAddress, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
     const request = await makeRequest({ payer: walletAddress, provider: provider.address, token: ethers.ZeroAddress });
-    await expect(preflight.connect(provider).settle(await signedRequest(walletOwner, domain, request)))
-      .to.emit(preflight, "RequestSettled")
-      .withArgs(walletAddress, provider.address, ethers.ZeroAddress, request.nonce, request.price);
+    await expectSettledRequest(preflight.connect(provider).settle(await signedRequest(walletOwner, domain, request)), walletAddress, provider.address, ethers.ZeroAddress, request.nonce, request.price);
     const forged = await signedRequest(other, domain, { ...request, nonce: 1n });
     await expect(preflight.connect(provider).settle(forged)).to.be.revertedWithCustomError(preflight, "InvalidSigner").withArgs(other.address);
     // The wallet can also grant by signature.
@@ -71,10 +70,10 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
     const { preflight, provider, other, wallet, walletAddress, domain } = await loadFixture(deployHostileWalletsFixture);
     await wallet.setMode(Mode.AcceptAll);
     const request = await makeRequest({ payer: walletAddress, provider: provider.address, token: ethers.ZeroAddress });
-    await expect(preflight.connect(provider).settle(await signedRequest(other, domain, request))).to.emit(preflight, "RequestSettled");
+    await expect(preflight.connect(provider).settle(await signedRequest(other, domain, request))).to.emit(preflight, "RequestsSettled");
     // Even a signature of no valid length reaches the wallet, which decides.
     await expect(preflight.connect(provider).settle({ ...(await signedRequest(other, domain, { ...request, nonce: 2n })), signature: "0x" }))
-      .to.emit(preflight, "RequestSettled");
+      .to.emit(preflight, "RequestsSettled");
     const voucher = await signedVoucher(other, domain, {
       payer: walletAddress,
       provider: provider.address,
@@ -83,7 +82,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
       channel: ethers.ZeroHash,
       cumulativeAmount: 7n,
     });
-    await expect(preflight.connect(provider).claimVoucher(voucher)).to.emit(preflight, "VoucherClaimed");
+    await expect(preflight.connect(provider).claimVoucher(voucher)).to.emit(preflight, "VouchersClaimed");
   });
 
   it("a signature check starved of gas reverts the transaction; it never reports a valid item as invalid @gas", async function () {
@@ -121,7 +120,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
       }
     }
     // The standard gas estimate therefore pays the voucher.
-    await expect(preflight.connect(provider).claimVouchers(token, [voucher], { gasLimit: needed })).to.emit(preflight, "VoucherClaimed");
+    await expect(preflight.connect(provider).claimVouchers(token, [voucher], { gasLimit: needed })).to.emit(preflight, "VouchersClaimed");
   });
 
   describe("EIP-7702", function () {
@@ -139,14 +138,14 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
       await asWallet.setMode(Mode.Revert);
       const token = ethers.ZeroAddress;
       const own = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 1n }));
-      await expect(preflight.connect(provider).settle(own)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(own)).to.emit(preflight, "RequestsSettled");
       // The 64-byte form too, in a batch.
       const compact = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 2n }), true);
       expect(await preflight.connect(provider).settleBatch.staticCall(token, [compact])).to.deep.equal([Reason.Settled]);
       // And when the delegated code is an ERC-1271 wallet that accepts another key, that key works too.
       await asWallet.setMode(Mode.Honest);
       const byWalletKey = await signedRequest(walletOwner, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 3n }));
-      await expect(preflight.connect(provider).settle(byWalletKey)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(byWalletKey)).to.emit(preflight, "RequestsSettled");
       // A stranger's signature is still refused.
       const stranger = await signedRequest(provider, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 4n }));
       await expect(preflight.connect(provider).settle(stranger)).to.be.revertedWithCustomError(preflight, "InvalidSigner");
@@ -167,7 +166,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
       expect(await (template.attach(payer.address) as HostileWallet1271).mode()).to.equal(BigInt(Mode.Revert));
       const token = ethers.ZeroAddress;
       const own = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 9n }));
-      await expect(preflight.connect(provider).settle(own)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(own)).to.emit(preflight, "RequestsSettled");
       const byWalletKey = await signedRequest(walletOwner, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 10n }));
       await expect(preflight.connect(provider).settle(byWalletKey)).to.be.revertedWithCustomError(preflight, "InvalidSigner");
     });

@@ -1,3 +1,4 @@
+import { expectBatchTotals, expectSkippedRequest } from "../helpers/logs";
 import { expect } from "chai";
 import hre, { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
@@ -12,8 +13,8 @@ import { Preflight__factory, type Preflight } from "../../typechain-types";
 /** The usual fixture plus a second deployment on the same chain, funded by the same payer. */
 async function deployReplayFixture() {
   const base = await deployPreflightFixture();
-  const { owner, payer, usdc } = base;
-  const twin = await ethers.deployContract("Preflight", [owner.address, NOTICE_PERIOD, 0, ethers.ZeroAddress]);
+  const { payer, usdc } = base;
+  const twin = await ethers.deployContract("Preflight", [NOTICE_PERIOD, 0, ethers.ZeroAddress]);
   await usdc.connect(payer).approve(await twin.getAddress(), ethers.MaxUint256);
   await twin.connect(payer).deposit(payer.address, await usdc.getAddress(), 1_000n * 10n ** 6n);
   const twinDomain = { chainId: base.domain.chainId, verifyingContract: await twin.getAddress() };
@@ -50,10 +51,7 @@ describe("Security: replay", function () {
       expect(reasons).to.deep.equal([Reason.InvalidSigner]);
 
       // A signature under the chain's current id settles.
-      await expect(preflight.connect(provider).settle(await signedRequest(payer, domain, request))).to.emit(
-        preflight,
-        "RequestSettled",
-      );
+      await expect(preflight.connect(provider).settle(await signedRequest(payer, domain, request))).to.emit(preflight, "RequestsSettled");
     });
 
     it("a deployment at the same address on a chain with another id refuses this chain's signatures", async function () {
@@ -69,7 +67,7 @@ describe("Security: replay", function () {
         for (const key of [deployerKey, payerKey]) await chain.send("hardhat_setBalance", [new Wallet(key).address, balance]);
         await chain.send("hardhat_setBalance", [provider.address, balance]);
         const deployer = new Wallet(deployerKey, chain);
-        const contract = await new Preflight__factory(deployer).deploy(deployer.address, NOTICE_PERIOD, 0, ethers.ZeroAddress);
+        const contract = await new Preflight__factory(deployer).deploy(NOTICE_PERIOD, 0, ethers.ZeroAddress);
         await contract.waitForDeployment();
         const payer = new Wallet(payerKey, chain);
         await (await contract.connect(payer).depositETH(payer.address, { value: 10n ** 18n })).wait();
@@ -93,7 +91,7 @@ describe("Security: replay", function () {
         "InvalidSigner",
       );
       // ...while it settles where it was signed.
-      await expect(here.preflight.connect(provider).settle(signed)).to.emit(here.preflight, "RequestSettled");
+      await expect(here.preflight.connect(provider).settle(signed)).to.emit(here.preflight, "RequestsSettled");
     });
   });
 
@@ -123,8 +121,8 @@ describe("Security: replay", function () {
         "InvalidSigner",
       );
       // Each works where it was signed.
-      await expect(preflight.connect(provider).settle(signed)).to.emit(preflight, "RequestSettled");
-      await expect(preflight.connect(provider).claimVoucher(voucher)).to.emit(preflight, "VoucherClaimed");
+      await expect(preflight.connect(provider).settle(signed)).to.emit(preflight, "RequestsSettled");
+      await expect(preflight.connect(provider).claimVoucher(voucher)).to.emit(preflight, "VouchersClaimed");
       await expect(preflight.grantBySig(payer.address, t, deadline, grantSignature)).to.emit(preflight, "GrantSet");
     });
   });
@@ -143,13 +141,10 @@ describe("Security: replay", function () {
         .to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed")
         .withArgs(payer.address, 1n);
       // single -> batch
-      await expect(preflight.connect(provider).settleBatch(token, [a, b, b]))
-        .to.emit(preflight, "RequestSkipped")
-        .withArgs(provider.address, 0n, payer.address, 1n, Reason.NonceUsed)
-        .and.to.emit(preflight, "RequestSkipped")
-        .withArgs(provider.address, 2n, payer.address, 2n, Reason.NonceUsed)
-        .and.to.emit(preflight, "BatchSettled")
-        .withArgs(provider.address, token, 1n, 1_000n, 0n);
+      const batch = await preflight.connect(provider).settleBatch(token, [a, b, b]);
+      await expectSkippedRequest(batch, provider.address, 0, payer.address, 1n, Reason.NonceUsed);
+      await expectSkippedRequest(batch, provider.address, 2, payer.address, 2n, Reason.NonceUsed);
+      await expectBatchTotals(batch, provider.address, token, 1n, 1_000n);
       // batch -> single, and the 64-byte form of a settled request is the same request
       await expect(preflight.connect(provider).settle(b)).to.be.revertedWithCustomError(preflight, "NonceAlreadyUsed");
       await preflight.connect(provider).settleBatch(token, [c]);
@@ -184,7 +179,7 @@ describe("Security: replay", function () {
       const signed = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token }));
       await expect(preflight.connect(other).settle(signed)).to.be.revertedWithCustomError(preflight, "InvalidSigner");
       expect(await preflight.connect(other).settleBatch.staticCall(token, [signed])).to.deep.equal([Reason.InvalidSigner]);
-      await expect(preflight.connect(provider).settle(signed)).to.emit(preflight, "RequestSettled");
+      await expect(preflight.connect(provider).settle(signed)).to.emit(preflight, "RequestsSettled");
     });
   });
 

@@ -1,3 +1,4 @@
+import { expectSkippedRequest } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
@@ -30,9 +31,7 @@ describe("Security: signatures", function () {
     const single = expect(preflight.connect(provider).settle(item)).to.be.revertedWithCustomError(preflight, error);
     if (args) await single.withArgs(...args);
     else await single;
-    await expect(preflight.connect(provider).settleBatch(token, [item]))
-      .to.emit(preflight, "RequestSkipped")
-      .withArgs(provider.address, 0n, request.payer, request.nonce, reason);
+    await expectSkippedRequest(preflight.connect(provider).settleBatch(token, [item]), provider.address, 0n, request.payer, request.nonce, reason);
     expect(await preflight.balanceOf(payer.address, token)).to.equal(balance);
     expect(await preflight.nonceBitmap(payer.address, token, request.nonce >> 6n)).to.equal(0n);
   }
@@ -40,10 +39,7 @@ describe("Security: signatures", function () {
   it("accepts the canonical 65-byte and 64-byte forms of one signature (for one settlement only)", async function () {
     const f = await loadFixture(deploySignaturesFixture);
     const { preflight, provider, request, signature } = f;
-    await expect(preflight.connect(provider).settle(toSignedRequest(request, toCompact(signature)))).to.emit(
-      preflight,
-      "RequestSettled",
-    );
+    await expect(preflight.connect(provider).settle(toSignedRequest(request, toCompact(signature)))).to.emit(preflight, "RequestsSettled");
     await expect(preflight.connect(provider).settle(toSignedRequest(request, signature))).to.be.revertedWithCustomError(
       preflight,
       "NonceAlreadyUsed",

@@ -1,3 +1,4 @@
+import { expectSkippedRequest, expectBatchTotals, reasonsOf, requestsSettled } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
@@ -58,16 +59,15 @@ async function settleAround(f: Fixture, bad: SignedPackedItem, malleate = false)
   const items = [await f.item(f.payer, { nonce: 100n }), bad, await f.item(f.payer, { nonce: 101n })];
   let packed = encodePacked(items);
   if (malleate) {
-    const at = 82 + 96 + 82 + 64; // the bad item's vs word
+    const at = 54 + 30 + 96 + 30 + 64; // the bad item's vs word: section, group 1, item 1, group 2, its inputHash and r
     const vs = BigInt(ethers.dataSlice(packed, at, at + 32));
     const parity = vs >> 255n;
     const twin = (parity << 255n) | (SECP256K1_N / 2n + 1n);
     packed = ethers.concat([ethers.dataSlice(packed, 0, at), ethers.toBeHex(twin, 32), ethers.dataSlice(packed, at + 32)]);
   }
   const pf = f.preflight.connect(f.provider);
-  const reasons = await pf.settlePacked.staticCall(f.token, packed);
   const tx = await pf.settlePacked(f.token, packed);
-  return { reasons: reasons.map(Number), tx };
+  return { reasons: await reasonsOf(tx), tx };
 }
 
 describe("Preflight settlePacked", function () {
@@ -81,13 +81,16 @@ describe("Preflight settlePacked", function () {
       await f.grant({});
       items.push(await f.item(f.delegate, { nonce: 12n, deadline, model: MODEL_B, price: 2_000n }));
       const packed = encodePacked(items);
-      expect(ethers.dataLength(packed)).to.equal(2 * 82 + 8 * 96); // nonce 12 joins the second group
+      // Two sections (model A at 1,000; model B at 2,000) of one group each: nonce 12 joins the second group.
+      expect(ethers.dataLength(packed)).to.equal(2 * 54 + 2 * 30 + 8 * 96);
       const pf = f.preflight.connect(f.provider);
-      expect((await pf.settlePacked.staticCall(f.token, packed)).map(Number)).to.deep.equal(Array(8).fill(SETTLED));
-      await expect(pf.settlePacked(f.token, packed))
-        .to.emit(f.preflight, "BatchSettled")
-        .withArgs(f.provider.address, f.token, 8, 11_000n, 0)
-        .and.not.to.emit(f.preflight, "RequestSkipped");
+      const tx = await pf.settlePacked(f.token, packed);
+      expect(await reasonsOf(tx)).to.deep.equal(Array(8).fill(SETTLED));
+      await expectBatchTotals(tx, f.provider.address, f.token, 8, 11_000n);
+      const { records } = await requestsSettled(tx);
+      expect(records.map((r) => r.nonce)).to.deep.equal([0n, 1n, 2n, 3n, 4n, 10n, 11n, 12n]);
+      expect(records[7]!.delegate).to.equal(f.delegate.address); // the log says who signed
+      expect(records.slice(0, 7).every((r) => r.delegate === undefined)).to.equal(true);
       expect(await f.preflight.earningsOf(f.provider.address, f.token)).to.equal(11_000n);
       expect(await f.preflight.balanceOf(f.payer.address, f.token)).to.equal(1_000n * USDC - 11_000n);
       expect(await f.preflight.nonceBitmap(f.payer.address, f.token, 0n)).to.equal(0b1_1100_0001_1111n);
@@ -111,8 +114,9 @@ describe("Preflight settlePacked", function () {
       const f = await loadFixture(deployPackedFixture);
       const packed = encodePacked([await f.item(f.payer, { nonce: 1n })]);
       const pf = f.preflight.connect(f.other);
-      expect((await pf.settlePacked.staticCall(f.token, packed)).map(Number)).to.deep.equal([Reason.InvalidSigner]);
-      await expect(pf.settlePacked(f.token, packed)).to.emit(f.preflight, "BatchSettled").withArgs(f.other.address, f.token, 0, 0, 0);
+      const tx = await pf.settlePacked(f.token, packed);
+      expect(await reasonsOf(tx)).to.deep.equal([Reason.InvalidSigner]);
+      await expectBatchTotals(tx, f.other.address, f.token, 0, 0);
       expect(await f.preflight.earningsOf(f.other.address, f.token)).to.equal(0n);
     });
   });
@@ -212,35 +216,29 @@ describe("Preflight settlePacked", function () {
         const before = await f.preflight.earningsOf(f.provider.address, f.token);
         const { reasons, tx } = await settleAround(f, bad, c.malleate);
         expect(reasons).to.deep.equal([SETTLED, c.reason, SETTLED]);
-        await expect(tx)
-          .to.emit(f.preflight, "RequestSkipped")
-          .withArgs(f.provider.address, 1, bad.request.payer, bad.request.nonce, c.reason);
-        await expect(tx).to.emit(f.preflight, "BatchSettled").withArgs(f.provider.address, f.token, 2, 2_000n, 0);
+        await expectSkippedRequest(tx, f.provider.address, 1, bad.request.payer, bad.request.nonce, c.reason);
+        await expectBatchTotals(tx, f.provider.address, f.token, 2, 2_000n);
         expect((await f.preflight.earningsOf(f.provider.address, f.token)) - before).to.equal(2_000n);
       });
     }
   });
 
   describe("Validations", function () {
-    it("reverts on a packed batch that does not parse into whole groups", async function () {
+    it("reverts on a packed batch that does not parse into whole sections and groups", async function () {
       const f = await loadFixture(deployPackedFixture);
       const packed = encodePacked([await f.item(f.payer, { nonce: 1n }), await f.item(f.payer, { nonce: 2n })]);
       const pf = f.preflight.connect(f.provider);
-      await expect(pf.settlePacked(f.token, ethers.dataSlice(packed, 0, ethers.dataLength(packed) - 1)))
-        .to.be.revertedWithCustomError(f.preflight, "MalformedPackedBatch")
-        .withArgs(0);
-      await expect(pf.settlePacked(f.token, ethers.concat([packed, "0x00"])))
-        .to.be.revertedWithCustomError(f.preflight, "MalformedPackedBatch")
-        .withArgs(ethers.dataLength(packed));
-      const emptyGroup = ethers.concat([ethers.dataSlice(packed, 0, 80), "0x0000"]);
-      await expect(pf.settlePacked(f.token, emptyGroup)).to.be.revertedWithCustomError(f.preflight, "MalformedPackedBatch").withArgs(0);
-    });
-
-    it("settles nothing for an empty batch", async function () {
-      const f = await loadFixture(deployPackedFixture);
-      await expect(f.preflight.connect(f.provider).settlePacked(f.token, "0x"))
-        .to.emit(f.preflight, "BatchSettled")
-        .withArgs(f.provider.address, f.token, 0, 0, 0);
+      const bad = async (data: string, offset: number) =>
+        expect(pf.settlePacked(f.token, data)).to.be.revertedWithCustomError(f.preflight, "MalformedPackedBatch").withArgs(offset);
+      await bad("0x", 0); // nothing to settle is a provider-side bug, not an empty log
+      await bad(ethers.dataSlice(packed, 0, ethers.dataLength(packed) - 1), 54); // the group overruns
+      await bad(ethers.concat([packed, "0x00"]), ethers.dataLength(packed)); // a trailing partial section
+      await bad(ethers.concat([ethers.dataSlice(packed, 0, 52), "0x0000"]), 0); // a section of no groups
+      await bad(ethers.concat([ethers.dataSlice(packed, 0, 54 + 28), "0x0000"]), 54); // a group of no items
+      await bad(ethers.dataSlice(packed, 0, 54 + 10), 54); // a truncated group header
+      // Nonces stay below 2^64: a group whose nonces would pass it does not parse.
+      const high = ethers.concat([ethers.dataSlice(packed, 0, 54 + 20), ethers.toBeHex(2n ** 64n - 1n, 8), ethers.dataSlice(packed, 54 + 28)]);
+      await bad(high, 54);
     });
 
     it("refuses to pack what the compact layout cannot carry", async function () {

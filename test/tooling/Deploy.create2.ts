@@ -23,15 +23,14 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
     it("deploys Preflight and a TestToken at their CREATE2 addresses and records them", async function () {
       const { record, deployer } = await loadFixture(deployWithDefaultsFixture);
       const preflight = (await ethers.getContractAt("Preflight", record.contracts.Preflight.address)) as unknown as Preflight;
-      expect(await preflight.owner()).to.equal(deployer.address);
       expect(await preflight.NOTICE_PERIOD()).to.equal(3n * 24n * 3600n);
-      expect(await preflight.fee()).to.deep.equal([0n, ethers.ZeroAddress]);
+      expect([await preflight.FEE_BPS(), await preflight.FEE_RECIPIENT()]).to.deep.equal([0n, ethers.ZeroAddress]);
       const token = (await ethers.getContractAt("TestToken", record.contracts.TestToken!.address)) as unknown as TestToken;
       expect(await token.decimals()).to.equal(6n);
 
       // The address is what CREATE2 through CreateX gives for the salt and the init code.
       const factory = await ethers.getContractFactory("Preflight");
-      const init = (await factory.getDeployTransaction(deployer.address, 3n * 24n * 3600n, 0, ethers.ZeroAddress)).data;
+      const init = (await factory.getDeployTransaction(3n * 24n * 3600n, 0, ethers.ZeroAddress)).data;
       expect(record.contracts.Preflight.address).to.equal(createXAddress(ethers.id(SALT), deployer.address, 31337n, init));
       expect(record.contracts.Preflight.initCodeHash).to.equal(ethers.keccak256(init));
     });
@@ -87,7 +86,6 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
       const { record, other } = await loadFixture(deployWithDefaultsFixture);
       const { result } = await runTask<DeploymentRecord>("deploy", {
         salt: SALT,
-        owner: other.address,
         feeBps: "25",
         feeRecipient: other.address,
         noticePeriod: "1d",
@@ -95,8 +93,7 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
       });
       expect(result.contracts.Preflight.address).to.not.equal(record.contracts.Preflight.address);
       const preflight = (await ethers.getContractAt("Preflight", result.contracts.Preflight.address)) as unknown as Preflight;
-      expect(await preflight.owner()).to.equal(other.address);
-      expect(await preflight.fee()).to.deep.equal([25n, other.address]);
+      expect([await preflight.FEE_BPS(), await preflight.FEE_RECIPIENT()]).to.deep.equal([25n, other.address]);
       expect(await preflight.NOTICE_PERIOD()).to.equal(86_400n);
       // The test token recorded earlier stays in the registry.
       expect(result.contracts.TestToken?.address).to.equal(record.contracts.TestToken!.address);
@@ -122,7 +119,7 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
 
     it("refuses malformed addresses, durations and salts", async function () {
       await loadFixture(deployWithDefaultsFixture);
-      await expectNothingSent({ owner: "0x1234" }, /--owner "0x1234" is not an address/);
+      await expectNothingSent({ feeBps: "1", feeRecipient: "0x1234" }, /--fee-recipient "0x1234" is not an address/);
       await expectNothingSent({ noticePeriod: "3 days" }, /--notice-period "3 days" is not a duration/);
       await expectNothingSent({ noticePeriod: "0" }, /--notice-period must be more than zero/);
       await expectNothingSent({ noticePeriod: "366d" }, /--notice-period is 31622400 s, more than the largest allowed, 365 days/);
