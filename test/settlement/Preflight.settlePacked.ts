@@ -57,7 +57,7 @@ type Fixture = Awaited<ReturnType<typeof deployPackedFixture>>;
  */
 async function settleAround(f: Fixture, bad: SignedPackedItem, malleate = false) {
   const items = [await f.item(f.payer, { nonce: 100n }), bad, await f.item(f.payer, { nonce: 101n })];
-  let packed = encodePacked(items);
+  let packed: string = encodePacked(items);
   if (malleate) {
     const at = 54 + 30 + 96 + 30 + 64; // the bad item's vs word: section, group 1, item 1, group 2, its inputHash and r
     const vs = BigInt(ethers.dataSlice(packed, at, at + 32));

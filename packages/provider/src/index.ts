@@ -11,3 +11,5 @@ export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVer
 export { BatchSettler, type BatchSettlerOptions, type BatchResult, type ItemResult } from "./settler";
 export { DigestComputer } from "./digest";
 export { cryptoBackend, type CryptoBackend } from "./crypto";
+export * from "@preflight/sdk/typechain";
+export * from "@preflight/sdk/deployments";

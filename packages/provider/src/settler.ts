@@ -9,7 +9,7 @@
  * estimate plus each contract payer's worst case, and split so that worst case fits `maxGasPerTx`.
  */
 import type { ContractTransactionReceipt, Provider } from "ethers";
-import type { Preflight } from "../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import { PreflightSdkError } from "@preflight/sdk";
 import { decodeRequestsSettled, isRetryable, Reason, REQUESTS_SETTLED_TOPIC, type SignedRequest } from "@preflight/sdk";
 import { ERC1271_GAS_LIMIT } from "./verifier/erc1271";

@@ -4,7 +4,8 @@
  * signs consecutive nonces, ~126 for distinct payers) and `claimLanesPacked(token, packed)` (lane
  * vouchers, 100 bytes each). Layouts: contracts/interfaces/ISettlement.sol and ILanes.sol.
  */
-import { Signature, concat, dataLength, dataSlice, getAddress, isHexString, toBeHex, toBigInt, zeroPadValue } from "ethers";
+import { bigintToBytes, bytesToBigint, bytesToHex, checksumAddress, concatBytes, hexToBytes, isHexBytes, type Hex } from "./hex";
+import { toCompactSignature } from "./signers";
 import type { Request } from "./eip712";
 import { PreflightSdkError } from "./errors";
 import type { SignedRequest } from "./types";
@@ -44,7 +45,7 @@ const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCas
  * const packed = encodePacked(requests.map((request, i) => ({ request, signature: signatures[i] })));
  * await preflight.connect(provider).settlePacked(token, packed);
  */
-export function encodePacked(items: SignedPackedItem[]): string {
+export function encodePacked(items: SignedPackedItem[]): Hex {
   if (items.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodePacked: no items");
   const { token, provider } = items[0]!.request;
   for (const item of items) {
@@ -56,46 +57,35 @@ export function encodePacked(items: SignedPackedItem[]): string {
     }
     assertPackableSignature(item.signature);
   }
-  // Split into sections (same model, price, deadline), then groups (same payer, consecutive nonces).
+  // Sections (same model, price, deadline) of groups (same payer, consecutive nonces).
   const sections: SignedPackedItem[][][] = [];
   let previous: Request | undefined;
-  let groupSize = 0;
   for (const item of items) {
     const r = item.request;
-    const sameSection =
-      previous !== undefined && previous.model === r.model && previous.price === r.price && previous.deadline === r.deadline && sections.at(-1)!.length < MAX_COUNT;
-    if (!sameSection) {
-      sections.push([[item]]);
-      groupSize = 1;
+    const section = sections.at(-1);
+    const sameSection = previous !== undefined && previous.model === r.model && previous.price === r.price && previous.deadline === r.deadline;
+    const group = section?.at(-1);
+    if (sameSection && group !== undefined && group.length < MAX_COUNT && same(previous!.payer, r.payer) && previous!.nonce + 1n === r.nonce) {
+      group.push(item);
+    } else if (sameSection && section !== undefined && section.length < MAX_COUNT) {
+      section.push([item]);
     } else {
-      const joins = groupSize < MAX_COUNT && same(previous!.payer, r.payer) && previous!.nonce + 1n === r.nonce;
-      if (joins) {
-        sections.at(-1)!.at(-1)!.push(item);
-        groupSize++;
-      } else if (sections.at(-1)!.length < MAX_COUNT) {
-        sections.at(-1)!.push([item]);
-        groupSize = 1;
-      } else {
-        sections.push([[item]]);
-        groupSize = 1;
-      }
+      sections.push([[item]]);
     }
     previous = r;
   }
-  const parts: string[] = [];
+  const parts: Uint8Array[] = [];
   for (const groups of sections) {
     const head = groups[0]![0]!.request;
-    parts.push(zeroPadValue(head.model, 32), toBeHex(head.price, 12), toBeHex(head.deadline, 8), toBeHex(groups.length, 2));
+    parts.push(bytes32(head.model, "model"), bigintToBytes(head.price, 12, "price"), bigintToBytes(head.deadline, 8, "deadline"), bigintToBytes(BigInt(groups.length), 2));
     for (const group of groups) {
       const first = group[0]!.request;
-      parts.push(getAddress(first.payer), toBeHex(first.nonce, 8), toBeHex(group.length, 2));
-      for (const item of group) {
-        const sig = Signature.from(item.signature); // validated above
-        parts.push(zeroPadValue(item.request.inputHash, 32), sig.r, sig.yParityAndS);
-      }
+      parts.push(hexToBytes(checksumAddress(first.payer, "payer")), bigintToBytes(first.nonce, 8, "nonce"), bigintToBytes(BigInt(group.length), 2));
+      // inputHash, then r ‖ vs (EIP-2098), validated above
+      for (const item of group) parts.push(bytes32(item.request.inputHash, "inputHash"), hexToBytes(toCompactSignature(item.signature)));
     }
   }
-  return concat(parts);
+  return bytesToHex(concatBytes(parts));
 }
 
 /**
@@ -105,59 +95,67 @@ export function encodePacked(items: SignedPackedItem[]): string {
  * const packed = encodeLaneClaims(model, [{ payer, cumulativeAmount: 5_000n, signature }]);
  * await preflight.connect(provider).claimLanesPacked(token, packed);
  */
-export function encodeLaneClaims(model: string, claims: SignedLaneClaim[]): string {
+export function encodeLaneClaims(model: string, claims: SignedLaneClaim[]): Hex {
   if (claims.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodeLaneClaims: no claims");
-  const parts: string[] = [zeroPadValue(model, 32)];
+  const parts: Uint8Array[] = [bytes32(model, "model")];
   for (const claim of claims) {
     if (claim.cumulativeAmount <= 0n || claim.cumulativeAmount >= UINT128) {
       throw new PreflightSdkError("INVALID_AMOUNT", "encodeLaneClaims: cumulativeAmount must be above 0 and fit 128 bits");
     }
     assertPackableSignature(claim.signature);
-    const sig = Signature.from(claim.signature);
-    parts.push(getAddress(claim.payer), toBeHex(claim.cumulativeAmount, 16), sig.r, sig.yParityAndS);
+    parts.push(hexToBytes(checksumAddress(claim.payer, "payer")), bigintToBytes(claim.cumulativeAmount, 16), hexToBytes(toCompactSignature(claim.signature)));
   }
-  return concat(parts);
+  return bytesToHex(concatBytes(parts));
+}
+
+/** A bytes32 field; shorter hex is left-padded with zeros, as the ABI pads a value. */
+function bytes32(value: string, what: string): Uint8Array {
+  const bytes = hexToBytes(value, what);
+  if (bytes.length > 32) throw new PreflightSdkError("INVALID_HEX", `encodePacked: ${what} is longer than 32 bytes`);
+  return concatBytes([new Uint8Array(32 - bytes.length), bytes]);
 }
 
 /**
- * Decodes `settlePacked` calldata back into the signed requests it carries, in item order, each
- * with its 64-byte EIP-2098 signature: the inverse of `encodePacked`, for tools that inspect a
- * provider's own batches. Followers of the chain read the logs instead (see `settlementLogs`).
+ * Decodes `settlePacked` calldata back into the signed requests it carries, in item order, each with
+ * its 64-byte EIP-2098 signature: the inverse of `encodePacked`, for tools that inspect a provider's
+ * own batches. Followers of the chain read the logs instead (`decodeRequestsSettled`).
  * @example
  * const requests = decodePacked(token, packed);
  */
 export function decodePacked(token: string, packed: string): SignedRequest[] {
-  if (!isHexString(packed)) throw new PreflightSdkError("INVALID_HEX", "decodePacked: packed is not hex");
-  const size = dataLength(packed);
+  if (!isHexBytes(packed)) throw new PreflightSdkError("INVALID_HEX", "decodePacked: packed is not hex of whole bytes");
+  const data = hexToBytes(packed);
+  const size = data.length;
   if (size === 0) throw new PreflightSdkError("INVALID_HEX", "decodePacked: empty");
-  const requests: SignedRequest[] = [];
-  const slice = (from: number, length: number): string => {
+  const payToken = checksumAddress(token, "token");
+  const slice = (from: number, length: number): Uint8Array => {
     if (from + length > size) throw new PreflightSdkError("INVALID_HEX", `decodePacked: truncated at byte ${from}`);
-    return dataSlice(packed, from, from + length);
+    return data.subarray(from, from + length);
   };
+  const requests: SignedRequest[] = [];
   for (let offset = 0; offset < size; ) {
-    const model = slice(offset, 32);
-    const price = toBigInt(slice(offset + 32, 12));
-    const deadline = toBigInt(slice(offset + 44, 8));
-    const groups = Number(toBigInt(slice(offset + 52, 2)));
+    const model = bytesToHex(slice(offset, 32));
+    const price = bytesToBigint(slice(offset + 32, 12));
+    const deadline = bytesToBigint(slice(offset + 44, 8));
+    const groups = Number(bytesToBigint(slice(offset + 52, 2)));
     if (groups === 0) throw new PreflightSdkError("INVALID_HEX", `decodePacked: section at byte ${offset} has no groups`);
     offset += SECTION_HEADER;
     for (let g = 0; g < groups; g++) {
-      const payer = getAddress(slice(offset, 20));
-      const firstNonce = toBigInt(slice(offset + 20, 8));
-      const count = Number(toBigInt(slice(offset + 28, 2)));
+      const payer = checksumAddress(bytesToHex(slice(offset, 20)));
+      const firstNonce = bytesToBigint(slice(offset + 20, 8));
+      const count = Number(bytesToBigint(slice(offset + 28, 2)));
       if (count === 0) throw new PreflightSdkError("INVALID_HEX", `decodePacked: group at byte ${offset} has no items`);
       offset += GROUP_HEADER;
       for (let i = 0; i < count; i++) {
         requests.push({
           payer,
-          token: getAddress(token),
+          token: payToken,
           model,
           price,
           nonce: firstNonce + BigInt(i),
           deadline,
-          inputHash: slice(offset, 32),
-          signature: slice(offset + 32, 64),
+          inputHash: bytesToHex(slice(offset, 32)),
+          signature: bytesToHex(slice(offset + 32, 64)),
         });
         offset += ITEM;
       }
@@ -172,11 +170,11 @@ export function decodePacked(token: string, packed: string): SignedRequest[] {
  * refuse: refuse it here too, so both entry points accept exactly the same signatures.
  */
 function assertPackableSignature(signature: string): void {
-  if (!isHexString(signature) || (dataLength(signature) !== 64 && dataLength(signature) !== 65)) {
+  if (!isHexBytes(signature) || (signature.length !== 130 && signature.length !== 132)) {
     throw new PreflightSdkError("INVALID_HEX", "encodePacked: signatures must be 64 or 65 bytes (contract-wallet signatures go through settleBatch)");
   }
-  if (dataLength(signature) === 65) {
-    const v = Number(toBigInt(dataSlice(signature, 64, 65)));
+  if (signature.length === 132) {
+    const v = parseInt(signature.slice(130), 16);
     if (v !== 27 && v !== 28) throw new PreflightSdkError("INVALID_HEX", `encodePacked: a 65-byte signature needs v = 27 or 28, not ${v}`);
   }
 }

@@ -3,17 +3,17 @@
  * their data is packed bytes, not ABI (see docs/log-format.md). A follower rebuilds every effect of
  * every settlement from these records alone, without reading calldata.
  */
-import { dataLength, dataSlice, getAddress, id, isHexString, toBigInt } from "ethers";
+import { bytesToBigint, bytesToHex, checksumAddress, hexToBytes, isHexBytes, keccak256, type Hex } from "./hex";
 import { PreflightSdkError } from "./errors";
 
 /** topic 0 of `RequestsSettled(address indexed provider, address indexed token)` */
-export const REQUESTS_SETTLED_TOPIC = id("RequestsSettled(address,address)");
+export const REQUESTS_SETTLED_TOPIC = keccak256("RequestsSettled(address,address)");
 /** topic 0 of `VouchersClaimed(address indexed provider, address indexed token)` */
-export const VOUCHERS_CLAIMED_TOPIC = id("VouchersClaimed(address,address)");
+export const VOUCHERS_CLAIMED_TOPIC = keccak256("VouchersClaimed(address,address)");
 /** topic 0 of `LanesClaimed(address indexed provider, address indexed token)` */
-export const LANES_CLAIMED_TOPIC = id("LanesClaimed(address,address)");
+export const LANES_CLAIMED_TOPIC = keccak256("LanesClaimed(address,address)");
 /** topic 0 of `LanesCollected(address indexed provider, address indexed token)` */
-export const LANES_COLLECTED_TOPIC = id("LanesCollected(address,address)");
+export const LANES_COLLECTED_TOPIC = keccak256("LanesCollected(address,address)");
 /** The tag of an item a delegate signed; the delegate's address follows it in the log. */
 export const DELEGATE_TAG = 0x80;
 
@@ -56,33 +56,41 @@ export interface SettlementLog<T> {
 
 class Reader {
   private at = 0;
-  private readonly size: number;
-  constructor(private readonly data: string, private readonly what: string) {
-    if (!isHexString(data)) throw new PreflightSdkError("INVALID_HEX", `${what}: data is not hex`);
-    this.size = dataLength(data);
+  private readonly bytes: Uint8Array;
+  constructor(data: string, private readonly what: string) {
+    if (!isHexBytes(data)) throw new PreflightSdkError("INVALID_HEX", `${what}: data is not hex of whole bytes`);
+    this.bytes = hexToBytes(data);
   }
   get done(): boolean {
-    return this.at >= this.size;
+    return this.at >= this.bytes.length;
   }
-  take(length: number): string {
-    if (this.at + length > this.size) throw new PreflightSdkError("INVALID_HEX", `${this.what}: truncated at byte ${this.at}`);
-    const out = dataSlice(this.data, this.at, this.at + length);
+  take(length: number): Uint8Array {
+    if (this.at + length > this.bytes.length) throw new PreflightSdkError("INVALID_HEX", `${this.what}: truncated at byte ${this.at}`);
+    const out = this.bytes.subarray(this.at, this.at + length);
     this.at += length;
     return out;
   }
+  address(): Hex {
+    return checksumAddress(bytesToHex(this.take(20)));
+  }
   int(length: number): bigint {
-    return toBigInt(this.take(length));
+    return bytesToBigint(this.take(length));
   }
   /** A tag, and the delegate after it when the tag says so. */
   tag(): { reason: number; delegate?: string } {
     const tag = Number(this.int(1));
-    return tag === DELEGATE_TAG ? { reason: 0, delegate: getAddress(this.take(20)) } : { reason: tag };
+    return tag === DELEGATE_TAG ? { reason: 0, delegate: this.address() } : { reason: tag };
   }
 }
 
+function topicAddress(topic: string): Hex {
+  if (!isHexBytes(topic, 32)) throw new PreflightSdkError("INVALID_HEX", `topic ${topic} is not 32 bytes`);
+  return checksumAddress(`0x${topic.slice(26)}`);
+}
+
 function topics(log: RawLog, topic: string, what: string): { provider: string; token: string } {
-  if (log.topics[0] !== topic || log.topics.length !== 3) throw new PreflightSdkError("INVALID_HEX", `${what}: not a ${what} log`);
-  return { provider: getAddress(dataSlice(log.topics[1]!, 12)), token: getAddress(dataSlice(log.topics[2]!, 12)) };
+  if (log.topics[0]?.toLowerCase() !== topic || log.topics.length !== 3) throw new PreflightSdkError("INVALID_HEX", `${what}: not a ${what} log`);
+  return { provider: topicAddress(log.topics[1]!), token: topicAddress(log.topics[2]!) };
 }
 
 /**
@@ -95,7 +103,7 @@ export function decodeRequestsSettled(log: RawLog): SettlementLog<SettledRequest
   const r = new Reader(log.data, "RequestsSettled");
   const records: SettledRequestRecord[] = [];
   while (!r.done) {
-    const payer = getAddress(r.take(20));
+    const payer = r.address();
     const firstNonce = r.int(8);
     const price = r.int(12);
     const count = Number(r.int(2));
@@ -109,8 +117,8 @@ function decodeClaims(log: RawLog, topic: string, what: string, withChannel: boo
   const r = new Reader(log.data, what);
   const records: ClaimRecord[] = [];
   while (!r.done) {
-    const payer = getAddress(r.take(20));
-    const channel = withChannel ? r.take(32) : undefined;
+    const payer = r.address();
+    const channel = withChannel ? bytesToHex(r.take(32)) : undefined;
     const cumulativeAmount = r.int(16);
     const amount = r.int(16);
     records.push({ payer, ...(channel === undefined ? {} : { channel }), cumulativeAmount, amount, ...r.tag() });
@@ -151,6 +159,6 @@ export function decodeLanesCollected(log: RawLog): SettlementLog<CollectedRecord
   const head = topics(log, LANES_COLLECTED_TOPIC, "LanesCollected");
   const r = new Reader(log.data, "LanesCollected");
   const records: CollectedRecord[] = [];
-  while (!r.done) records.push({ payer: getAddress(r.take(20)), amount: r.int(16) });
+  while (!r.done) records.push({ payer: r.address(), amount: r.int(16) });
   return { ...head, records };
 }

@@ -18,7 +18,7 @@ import {
   REQUESTS_SETTLED_TOPIC,
   VOUCHERS_CLAIMED_TOPIC,
 } from "@preflight/sdk";
-import { Preflight__factory } from "../../../../typechain-types";
+import { Preflight__factory } from "@preflight/sdk/typechain";
 
 /** One effect of a block on the state the rules read. Addresses and hex are lowercase. */
 export type Effect =

@@ -6,7 +6,7 @@
  * for state the cache does not know and for ERC-1271 payers (`verifyAsync`, `erc1271.ts`).
  */
 import type { Provider } from "ethers";
-import type { Preflight } from "../../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus, toHex } from "../crypto";
 import { DigestComputer } from "../digest";
 import { PreflightSdkError } from "@preflight/sdk";

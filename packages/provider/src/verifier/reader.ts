@@ -3,7 +3,7 @@
  * for state the cache does not know, and what the follower uses to settle state its logs touch but
  * the cache does not know (after a reorg, or when following started late).
  */
-import type { Preflight } from "../../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import type { GrantFacts, LaneFacts, WithdrawalFacts } from "./types";
 
 export interface AccountRead {

@@ -209,8 +209,8 @@ export function authorize(
 }
 
 /**
- * InferencePermissions._checkGrant for a signer whose grant record exists: provider (the hot slot
- * lives under the grant's provider, or under zero for any provider), revoked, expired, price cap
+ * InferencePermissions._checkGrant for a signer whose grant record exists: revoked, expired, provider
+ * (the hot slot lives under the grant's provider, or under zero for any provider), price cap
  * (requests only), model, then the period's remaining budget after rollover, net of this
  * provider's reserved spend.
  */
@@ -227,9 +227,10 @@ export function checkGrant(
   replacedGrant: bigint,
   unknown: StateKey[],
 ): Reason {
-  if (g.provider !== ZERO && g.provider !== state.provider) return Reason.ProviderNotAllowed;
+  // A grant for another provider is refused in the same order as any: revoked, expired, then the provider.
   if (g.expiry === 0n) return Reason.GrantRevoked;
   if (now >= g.expiry) return Reason.GrantExpired;
+  if (g.provider !== ZERO && g.provider !== state.provider) return Reason.ProviderNotAllowed;
   if (checkPrice && amount > g.maxPrice) return Reason.PriceAboveCap;
   if (!g.anyModel) {
     const m = model.toLowerCase();

@@ -1,7 +1,7 @@
 /**
  * The verifier's public types (decisions, options, views) and the facts its rules read.
  */
-import type { Preflight } from "../../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import type { Reason } from "@preflight/sdk";
 
 /** The verifier's answer for one signed item. */
