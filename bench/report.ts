@@ -175,6 +175,13 @@ export function gapNotes(rows: Row[]): string {
         `permission ${fmt(per(r, "permission"))}, nonce ${fmt(per(r, "nonce"))}, balances ${fmt(per(r, "balances"))}, events ${fmt(per(r, "events"))}, rest ${fmt(per(r, "rest"))}`
       : "";
     const gap = t.limit !== undefined && t.measured !== undefined ? `; ${fmt(Math.round(t.measured - t.limit))} over the target` : "";
+    if (r === undefined) {
+      notes.push(
+        `- **${t.scenario}**: measured ${t.figure}, target ${t.target} (${t.detail}). The ratio is bounded by the costs both pay alike (21,000 base, ` +
+          "calldata, ecrecover, the cold payer slot); it rises as Preflight's own per-request overhead (the `rest` step above) falls.",
+      );
+      continue;
+    }
     notes.push(
       `- **${t.scenario}**: measured ${t.figure}, target ${t.target}, floor ${floors[t.scenario] ?? "-"}${gap}. ${steps}. ` +
         "Storage, signature recovery and calldata are at their floor; what stands between is the `rest` step (Solidity dispatch, stack and control flow of the shared check functions), " +

@@ -169,6 +169,8 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
       await expect(preflight.connect(provider).settle(own)).to.emit(preflight, "RequestsSettled");
       const byWalletKey = await signedRequest(walletOwner, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 10n }));
       await expect(preflight.connect(provider).settle(byWalletKey)).to.be.revertedWithCustomError(preflight, "InvalidSigner");
+      // Give the account back its empty code: later suites' fixtures start from this chain state.
+      await network.provider.send("hardhat_setCode", [payer.address, "0x"]);
     });
   });
 });
