@@ -1,9 +1,11 @@
 /**
  * `npm run bench:preflight`: how many signed requests per second one core fully preflights, and
  * the latency of each check, for the SDK's PreflightVerifier and, in the same run, for the plain
- * `ethers.verifyTypedData` path (signature only). Writes cache/bench/preflight.json, or with
- * BENCH_UPDATE=1 (`npm run bench:preflight:update`) the committed reports/preflight.json, and ends
- * with a one-line summary.
+ * `ethers.verifyTypedData` path (signature only); what following the chain costs (logs and settled
+ * items applied per second, replaying from the deployment); and the latency of a decision that
+ * needs a chain read (a verifier that started after the deployment knows nothing of a payer yet).
+ * Writes cache/bench/preflight.json, or with BENCH_UPDATE=1 (`npm run bench:preflight:update`) the
+ * committed reports/preflight.json, and ends with a one-line summary.
  */
 import { ethers } from "hardhat";
 import { writeFileSync, mkdirSync } from "node:fs";
@@ -19,6 +21,7 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000);
 const ETHERS_REQUESTS = Number(process.env.BENCH_ETHERS_REQUESTS ?? 2_000);
 const WARMUP = 2_000;
 const PAYERS = 40;
+const FOLLOW_ITEMS = 2_000;
 
 interface Stats {
   requests: number;
@@ -115,6 +118,55 @@ async function main(): Promise<void> {
     messages.push(request);
   }
 
+  // ---------------------------------------------------------------- following the chain
+  // Settle the first FOLLOW_ITEMS requests in batches of 100 (one RequestsSettled log each, one
+  // group per item), then time a verifier replaying every log from the deployment block.
+  const follow = requests.slice(0, FOLLOW_ITEMS);
+  for (let i = 0; i < follow.length; i += 100) {
+    await (await preflight.connect(provider).settleBatch(token, follow.slice(i, i + 100), { gasLimit: 16_000_000n })).wait();
+  }
+  const logCount = (await ethers.provider.getLogs({ address: await preflight.getAddress(), fromBlock: 0 })).length;
+  const followCpu0 = process.cpuUsage();
+  const followStart = process.hrtime.bigint();
+  const replayed = await PreflightVerifier.create({ contract: preflight, provider: provider.address });
+  const followNs = Number(process.hrtime.bigint() - followStart);
+  const followCpu = process.cpuUsage(followCpu0);
+  if (replayed.followStats.logsApplied !== logCount) throw new Error(`applied ${replayed.followStats.logsApplied} of ${logCount} logs`);
+  const followCpuUs = followCpu.user + followCpu.system;
+  const following = {
+    logs: logCount,
+    settledItems: follow.length,
+    logsPerSecond: Math.round((logCount * 1e9) / followNs),
+    settledItemsPerSecond: Math.round((follow.length * 1e9) / followNs),
+    settledItemsPerCpuSecond: Math.round((follow.length * 1e6) / followCpuUs),
+    note:
+      `replay from the deployment by PreflightVerifier.create over an in-process Hardhat node (eth_getLogs included): ${PAYERS} deposits, ` +
+      `${PAYERS / 2} grants, ${follow.length / 100} RequestsSettled logs of 100 items each`,
+  };
+  await verifier.sync();
+
+  // ---------------------------------------------------------------- decisions that need a chain read
+  // A verifier that starts following at the current block assumes nothing of earlier state: the
+  // first decision for each payer reads its account, nonce word and (for a delegate) grant.
+  const late = await PreflightVerifier.create({ contract: preflight, provider: provider.address, fromBlock: (await ethers.provider.getBlockNumber()) + 1 });
+  const readLatencies: bigint[] = [];
+  for (let p = 0; p < PAYERS; p++) {
+    const request = requests[WARMUP + p];
+    if (!late.verify(request, { at: now + 10n, reserve: false }).needsChainRead) throw new Error("a late verifier knew a payer it never read");
+    const t0 = process.hrtime.bigint();
+    const d = await late.verifyAsync(request, { at: now + 10n, reserve: false });
+    readLatencies.push(process.hrtime.bigint() - t0);
+    if (d.reason !== Reason.Settled) throw new Error(`chain-read decision: ${reasonName(d.reason)}`);
+  }
+  readLatencies.sort((a, b) => (a < b ? -1 : 1));
+  const readAt = (q: number): number => Math.round(Number(readLatencies[Math.min(readLatencies.length - 1, Math.floor(q * readLatencies.length))]) / 100) / 10;
+  const chainRead = {
+    decisions: readLatencies.length,
+    p50Us: readAt(0.5),
+    p99Us: readAt(0.99),
+    note: "verifyAsync of a payer the verifier never saw (account, nonce word and, for delegates, grant read at the synced block) over an in-process Hardhat node; add the RPC round trip of a remote node",
+  };
+
   const at = now + 10n;
   // ---------------------------------------------------------------- the SDK verifier
   for (let i = 0; i < WARMUP; i++) verifier.verify(requests[i], { at, reserve: false });
@@ -190,7 +242,9 @@ async function main(): Promise<void> {
       `${PAYERS} payers (half signing through a delegate grant, half 64-byte signatures), accepted and reserved`,
     backend: cryptoBackend(),
     target: { requestsPerSecond: 10_000, p99Us: 1_000 },
-    verifier: { ...verifierStats, cpuLatency, checks: "signature, grant scope/budget, balance net of reservations, nonce; from the event-synced cache" },
+    verifier: { ...verifierStats, cpuLatency, checks: "signature, grant scope/budget, balance net of reservations and maturing withdrawals, nonce; from the log-followed cache" },
+    following,
+    chainRead,
     ethersVerifyTypedData: { ...ethersStats, checks: "signature only (recovers the signer)" },
     pureJsFallback: {
       recoverCpuUs: nobleRecoverUs,
@@ -220,6 +274,8 @@ async function main(): Promise<void> {
     `${fmt(ethersStats.requestsPerCpuSecond)} per CPU-second (${fmt(ethersStats.requestsPerSecond)}/s wall clock), ` +
     `p50 ${ethersStats.p50Us} µs, p99 ${ethersStats.p99Us} µs (signature only). ` +
     `Pure-JS fallback (no native binding): ${nobleRecoverUs} µs per recovery, at most ${fmt(report.pureJsFallback.maxRequestsPerCpuSecond)}/s. ` +
+    `Following the chain: ${fmt(following.settledItemsPerSecond)} settled items (${fmt(following.logsPerSecond)} logs) applied per second replaying from the deployment; ` +
+    `a decision that needs a chain read: p50 ${chainRead.p50Us} µs, p99 ${chainRead.p99Us} µs (in-process node). ` +
     `Machine: ${report.machine.cpu}, Node ${process.version}, load ${report.machine.loadAverage1m.toFixed(1)} (shared). ` +
     "Source: `reports/preflight.json` (`npm run bench:preflight`).";
   console.log(JSON.stringify(report, null, 2));

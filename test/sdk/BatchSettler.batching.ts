@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { BatchSettler, Reason, type BatchResult, type SignedRequest } from "@preflight/provider";
+import { CONTRACT_PAYER_WORST_CASE_GAS } from "../../packages/provider/src/settler";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { makeRequest } from "../helpers/requests";
 import { expectSdkError, fundedWallet, signRequestFast } from "../helpers/sdk";
@@ -110,7 +111,8 @@ describe("BatchSettler", function () {
 
     it("rejects the outcomes of a batch whose transaction fails, and lets the items be added again", async function () {
       const { preflight, token, request, other } = await loadFixture(deploySettlerFixture);
-      const broken = { ...preflight.connect(other), settleBatch: async () => Promise.reject(new Error("rpc down")) } as unknown as typeof preflight;
+      const down = async () => Promise.reject(new Error("rpc down"));
+      const broken = { ...preflight.connect(other), settleBatch: Object.assign(down, { estimateGas: down }) } as unknown as typeof preflight;
       const settler = new BatchSettler({ contract: Object.setPrototypeOf(broken, preflight) as typeof preflight, token, maxAgeMs: 60_000 });
       const item = await request(undefined, { nonce: 5n });
       const outcome = settler.add(item);
@@ -121,6 +123,51 @@ describe("BatchSettler", function () {
       expect(failed).to.equal(true);
       void settler.add(item);
       await settler.flush();
+    });
+  });
+
+  describe("bounds", function () {
+    it("gives every contract payer's item its worst case, and splits a batch whose worst case exceeds maxGasPerTx", async function () {
+      const { preflight, provider, token, request, owner, domain } = await loadFixture(deploySettlerFixture);
+      const walletOwner = await fundedWallet(3);
+      const wallets = [await ethers.deployContract("HostileWallet1271", [walletOwner.address]), await ethers.deployContract("HostileWallet1271", [walletOwner.address])];
+      const items: SignedRequest[] = [await request(undefined, { nonce: 0n })];
+      for (const wallet of wallets) {
+        const payer = await wallet.getAddress();
+        await preflight.connect(owner).deposit(payer, token, 10_000n);
+        const r = await makeRequest({ payer, provider: provider.address, token });
+        items.push(signRequestFast(walletOwner, domain, r));
+      }
+      const batches: BatchResult[] = [];
+      const maxGasPerTx = 2n * CONTRACT_PAYER_WORST_CASE_GAS; // room for one contract payer per transaction
+      const settler = new BatchSettler({ contract: preflight.connect(provider), token, maxAgeMs: 60_000, maxGasPerTx, onBatch: (b) => batches.push(b) });
+      const outcomes = items.map((item) => settler.add(item));
+      await settler.flush();
+      expect((await Promise.all(outcomes)).map((o) => o.reason)).to.deep.equal([Reason.Settled, Reason.Settled, Reason.Settled]);
+      expect(batches.map((b) => b.settled.length)).to.deep.equal([2, 1]);
+      for (const b of batches) expect(b.gasLimit - b.gasUsed >= CONTRACT_PAYER_WORST_CASE_GAS).to.equal(true);
+      await expectSdkError(() => new BatchSettler({ contract: preflight, token, maxGasPerTx: 1_000_000n / 10n }), "INVALID_OPTION");
+    });
+
+    it("remembers at most maxFinished finished items, forgetting those past their deadline first", async function () {
+      const { preflight, provider, token, request } = await loadFixture(deploySettlerFixture);
+      const settler = new BatchSettler({ contract: preflight.connect(provider), token, maxAgeMs: 60_000, maxFinished: 3 });
+      const settle = async (items: SignedRequest[]) => {
+        const outcomes = items.map((item) => settler.add(item));
+        await settler.flush();
+        return (await Promise.all(outcomes)).map((o) => o.reason);
+      };
+      const expired = [await request(undefined, { nonce: 20n, deadline: 1n }), await request(undefined, { nonce: 21n, deadline: 1n })];
+      const good: SignedRequest[] = [];
+      for (let nonce = 0n; nonce < 5n; nonce++) good.push(await request(undefined, { nonce }));
+      expect(await settle([...expired, good[0]])).to.deep.equal([Reason.Expired, Reason.Expired, Reason.Settled]);
+      expect(settler.finishedCount).to.equal(3);
+      await settle([good[1]]); // over the bound: the two expired go first, the older good item stays
+      expect(settler.finishedCount).to.equal(2);
+      await expectSdkError(() => settler.add(good[0]), "ALREADY_FINAL");
+      await settle(good.slice(2)); // then the oldest go
+      expect(settler.finishedCount).to.equal(3);
+      expect(await settle([good[0]])).to.deep.equal([Reason.NonceUsed]); // forgotten: the contract still refuses it
     });
   });
 });

@@ -2,7 +2,7 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { Wallet } from "ethers";
 import { DigestComputer, cryptoBackend } from "@preflight/provider";
-import { hashRequest, hashVoucher } from "@preflight/sdk";
+import { hashLaneVoucher, hashRequest, hashVoucher } from "@preflight/sdk";
 import { recoverSignature, recoverers, publicKeyToAddress, SignatureStatus, toHex } from "../../packages/provider/src/crypto";
 import { Random } from "../helpers/random";
 
@@ -14,12 +14,14 @@ describe("DigestComputer and recovery", function () {
   const domain = { chainId: 31337n, verifyingContract: "0x5FbDB2315678afecb367f032d93F642f64180aa3" };
   const digests = new DigestComputer(domain);
 
-  it("computes the same request and voucher digests as ethers' TypedDataEncoder", function () {
+  it("computes the same request, voucher and lane voucher digests as ethers' TypedDataEncoder", function () {
     for (let i = 0; i < 300; i++) {
       const request = { payer: addr(), provider: addr(), token: addr(), model: word(), price: rng.big(0n, (1n << 53n) - 1n) << 40n, nonce: BigInt(word()), deadline: BigInt(word()), inputHash: word() };
       expect("0x" + toHex(digests.request(request, request.provider))).to.equal(hashRequest(domain, request));
       const voucher = { payer: addr(), provider: addr(), token: addr(), model: word(), channel: word(), cumulativeAmount: rng.big(0n, (1n << 53n) - 1n) << 70n };
       expect("0x" + toHex(digests.voucher(voucher, voucher.provider))).to.equal(hashVoucher(domain, voucher));
+      const lane = { payer: addr(), provider: addr(), token: addr(), model: word(), cumulativeAmount: rng.big(0n, (1n << 53n) - 1n) << 70n };
+      expect("0x" + toHex(digests.laneVoucher(lane, lane.provider))).to.equal(hashLaneVoucher(domain, lane));
     }
   });
 

@@ -8,6 +8,7 @@ import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B } from "../helpers/requests";
 import { Random } from "../helpers/random";
 import { budget } from "../helpers/timeouts";
+import { reasonsOf, voucherReasonsOf } from "../helpers/logs";
 import { fundedWallet, grantBySignature, latestTimestamp, malleate, signRequestFast, signVoucherFast } from "../helpers/sdk";
 
 const SEED = 0x5eed2026;
@@ -173,11 +174,7 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
       const expected = batch.map((item) => verifier.verify(item, { at }).reason);
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await asProvider.settleBatch(token, batch)).wait();
-      const actual: Reason[] = batch.map(() => Reason.Settled);
-      for (const log of receipt!.logs) {
-        const parsed = preflight.interface.parseLog(log);
-        if (parsed?.name === "RequestSkipped") actual[Number(parsed.args.index)] = Number(parsed.args.reason) as Reason;
-      }
+      const actual = (await reasonsOf(receipt!)) as Reason[];
       for (let i = 0; i < BATCH; i++) {
         seen.set(actual[i], (seen.get(actual[i]) ?? 0) + 1);
         if (expected[i] !== actual[i]) {
@@ -261,11 +258,7 @@ describe("PreflightVerifier differential (verifier decision == contract outcome)
       const expected = vouchers.map((v) => verifier.verifyVoucher(v, { at }).reason);
       await ethers.provider.send("evm_setNextBlockTimestamp", [Number(at)]);
       const receipt = await (await preflight.connect(provider).claimVouchers(token, vouchers)).wait();
-      const actual: Reason[] = vouchers.map(() => Reason.Settled);
-      for (const log of receipt!.logs) {
-        const parsed = preflight.interface.parseLog(log);
-        if (parsed?.name === "VoucherSkipped") actual[Number(parsed.args.index)] = Number(parsed.args.reason) as Reason;
-      }
+      const actual = (await voucherReasonsOf(receipt!)) as Reason[];
       vouchers.forEach((v, i) => {
         seen.set(actual[i], (seen.get(actual[i]) ?? 0) + 1);
         if (expected[i] !== actual[i]) {

@@ -46,7 +46,7 @@ describe("settlePacked through the SDK", function () {
     expect(encodePacked([{ request, signature: good }])).to.match(/^0x/);
   });
 
-  it("the verifier follows a settlePacked batch from its calldata: settled items debited and released, the skipped one too", async function () {
+  it("the verifier follows a settlePacked batch from its logs: settled items debited and released, the skipped one too (its nonce was burned)", async function () {
     const { preflight, provider, token, payer, signed, packed } = await loadFixture(deployPackedFixture);
     const verifier = await PreflightVerifier.create({ contract: preflight, provider: provider.address });
     for (const request of signed) expect(verifier.verify(request).reason).to.equal(Reason.Settled);
@@ -54,7 +54,7 @@ describe("settlePacked through the SDK", function () {
     // The payer burns nonce 2 before the batch lands: that item is skipped, the rest settle.
     await preflight.connect(await ethers.getImpersonatedSigner(payer.address)).invalidateNonces(token, 0n, 1n << 2n);
     await preflight.connect(provider).settlePacked(token, packed);
-    // Decoded from calldata, not re-read: syncing past the batch makes no view call to the contract.
+    // Followed from its log alone: syncing past the batch makes no view call to the contract.
     const preflightAddress = (await preflight.getAddress()).toLowerCase();
     let viewCalls = 0;
     const call = ethers.provider.call.bind(ethers.provider);

@@ -72,7 +72,12 @@ describe("PreflightVerifier reservations", function () {
     const base = { payer: payer.address, provider: provider.address, token };
     const soon = signRequestFast(payer, domain, await makeRequest({ ...base, nonce: 0n, price: 1_000n, deadline: now + 60n }));
     expect(verifier.verify(soon).reason).to.equal(Reason.Settled);
+    // The provider's clock passing the deadline ends nothing: the chain's does (a block after it, confirmed).
     now += 61n;
+    await verifier.sync();
+    expect(verifier.pendingCount).to.equal(1);
+    await ethers.provider.send("evm_setNextBlockTimestamp", [Number(now)]);
+    for (let i = 0; i < 3; i++) await ethers.provider.send("evm_mine", []);
     await verifier.sync();
     expect(verifier.pendingCount).to.equal(0);
     await ethers.provider.send("evm_mine", []);

@@ -1,10 +1,10 @@
 /**
  * Fast EIP-712 digests for the verifier's hot path: the same bytes `TypedDataEncoder` hashes, laid
  * out directly (no ABI coder, no hex round trips). A test checks them equal to `hashRequest` /
- * `hashVoucher` (built on ethers' `TypedDataEncoder`) on random inputs.
+ * `hashVoucher` / `hashLaneVoucher` (built on ethers' `TypedDataEncoder`) on random inputs.
  */
 import { id } from "ethers";
-import { encodeType, domainSeparator, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain } from "@preflight/sdk";
+import { encodeType, domainSeparator, LANE_VOUCHER_TYPES, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain } from "@preflight/sdk";
 import { hexToBytes, keccak256Bytes, writeHexWord, writeWord } from "./crypto";
 
 /** Computes request and voucher digests for one deployment (its domain separator is precomputed). */
@@ -14,6 +14,7 @@ export class DigestComputer {
   private readonly prefix: Uint8Array;
   private readonly requestBuf = Buffer.alloc(9 * 32);
   private readonly voucherBuf = Buffer.alloc(7 * 32);
+  private readonly laneVoucherBuf = Buffer.alloc(6 * 32);
 
   /**
    * @example
@@ -28,6 +29,7 @@ export class DigestComputer {
     this.prefix.set(hexToBytes(domainSeparator(domain)), 2);
     this.requestBuf.set(this.requestTypehash, 0);
     this.voucherBuf.set(this.voucherTypehash, 0);
+    this.laneVoucherBuf.set(hexToBytes(id(encodeType(LANE_VOUCHER_TYPES, "LaneVoucher"))), 0);
   }
 
   /**
@@ -67,6 +69,21 @@ export class DigestComputer {
     writeHexWord(b, 128, v.model, 32);
     writeHexWord(b, 160, v.channel, 32);
     writeWord(b, 192, v.cumulativeAmount);
+    return this.finish(keccak256Bytes(b));
+  }
+
+  /**
+   * The digest a lane voucher's signer signed, as addressed to `provider`.
+   * @example
+   * const digest = digests.laneVoucher(signedLaneVoucher, providerAddress);
+   */
+  laneVoucher(v: { payer: string; token: string; model: string; cumulativeAmount: bigint }, provider: string): Uint8Array {
+    const b = this.laneVoucherBuf;
+    writeHexWord(b, 32, v.payer, 20);
+    writeHexWord(b, 64, provider, 20);
+    writeHexWord(b, 96, v.token, 20);
+    writeHexWord(b, 128, v.model, 32);
+    writeWord(b, 160, v.cumulativeAmount);
     return this.finish(keccak256Bytes(b));
   }
 

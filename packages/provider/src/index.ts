@@ -7,7 +7,7 @@
  * import { PreflightVerifier, BatchSettler, NonceAllocator, reasonName } from "@preflight/provider";
  */
 export * from "@preflight/sdk";
-export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVerifierOptions, type AccountView, type GrantView } from "./verifier";
+export { PreflightVerifier, type Decision, type VerifyOptions, type PreflightVerifierOptions, type AccountView, type GrantView, type FollowStats, type LaneView } from "./verifier";
 export { BatchSettler, type BatchSettlerOptions, type BatchResult, type ItemResult } from "./settler";
 export { DigestComputer } from "./digest";
 export { describeSignedData, formatSignedData, type SignedDataDescription, type SignedDataKind } from "./signedData";

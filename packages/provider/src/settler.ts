@@ -1,13 +1,27 @@
 /**
  * Collects a provider's signed requests in one token and settles them with `settleBatch` when a
  * size or age threshold is reached (and on `flush`). Items the contract skipped are reported with
- * their reason; nothing that settled or was refused for good is ever submitted again.
+ * their reason (read from the batch's `RequestsSettled` log); nothing that settled or was refused
+ * for good is ever submitted again.
+ *
+ * A contract (ERC-1271) payer's wallet decides at inclusion how much of its 200,000-gas allowance it
+ * burns, so an estimate made while it was cheap proves nothing: every batch is sent with the
+ * estimate plus each contract payer's worst case, and split so that worst case fits `maxGasPerTx`.
  */
-import { REQUESTS_SETTLED_TOPIC, decodeRequestsSettled } from "@preflight/sdk";
-import type { ContractTransactionReceipt } from "ethers";
+import type { ContractTransactionReceipt, Provider } from "ethers";
 import type { Preflight } from "@preflight/sdk/typechain";
 import { PreflightSdkError } from "@preflight/sdk";
-import { isRetryable, Reason, type SignedRequest } from "@preflight/sdk";
+import { decodeRequestsSettled, isRetryable, Reason, REQUESTS_SETTLED_TOPIC, type SignedRequest } from "@preflight/sdk";
+import { ERC1271_GAS_LIMIT } from "./verifier/erc1271";
+
+
+/**
+ * Gas a contract payer's item can cost beyond what it cost at estimation: the wallet's whole
+ * allowance, the 1/64 the caller must keep to give it that much (EIP-150), and the cold call.
+ */
+export const CONTRACT_PAYER_WORST_CASE_GAS = ERC1271_GAS_LIMIT + ERC1271_GAS_LIMIT / 63n + 2_600n + 1_000n;
+const DEFAULT_MAX_GAS_PER_TX = 15_000_000n;
+const DEFAULT_MAX_FINISHED = 100_000;
 
 /** How a settler batches. */
 export interface BatchSettlerOptions {
@@ -21,6 +35,16 @@ export interface BatchSettlerOptions {
   maxAgeMs?: number;
   /** Called after every batch transaction (or failure). */
   onBatch?: (result: BatchResult) => void;
+  /**
+   * Most gas one batch transaction may need in the worst case (default 15,000,000): a batch whose
+   * contract payers could make it need more is split.
+   */
+  maxGasPerTx?: bigint;
+  /**
+   * Most finished items remembered to refuse resubmission (default 100,000); the oldest are
+   * forgotten first, and items past their deadline (which the contract refuses anyway) at once.
+   */
+  maxFinished?: number;
 }
 
 /** The outcome of one item. */
@@ -40,6 +64,8 @@ export interface BatchResult {
   txHash?: string;
   /** gasUsed of the transaction, from its receipt. */
   gasUsed: bigint;
+  /** The gas limit it was sent with: the estimate plus every contract payer's worst case. */
+  gasLimit: bigint;
   /** Calldata size of the transaction in bytes. */
   calldataBytes: number;
   /** Items that settled. */
@@ -72,9 +98,15 @@ export class BatchSettler {
   private readonly maxBatchSize: number;
   private readonly maxAgeMs: number;
   private readonly onBatch?: (result: BatchResult) => void;
+  private readonly maxGasPerTx: bigint;
+  private readonly maxFinished: number;
   private queue: Pending[] = [];
   private readonly queued = new Set<string>();
-  private readonly final = new Map<string, Reason>();
+  /** key -> how it ended, and until when that matters (its deadline); oldest first */
+  private readonly final = new Map<string, { reason: Reason; deadline: bigint }>();
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
+  /** payer -> whether it has code */
+  private readonly contractPayers = new Map<string, boolean>();
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -88,6 +120,14 @@ export class BatchSettler {
     const maxAgeMs = options.maxAgeMs ?? 10_000;
     if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) throw new PreflightSdkError("INVALID_OPTION", `maxBatchSize ${maxBatchSize}`);
     if (!(maxAgeMs >= 0)) throw new PreflightSdkError("INVALID_OPTION", `maxAgeMs ${maxAgeMs}`);
+    const maxGasPerTx = options.maxGasPerTx ?? DEFAULT_MAX_GAS_PER_TX;
+    if (typeof maxGasPerTx !== "bigint" || maxGasPerTx < 2n * CONTRACT_PAYER_WORST_CASE_GAS) {
+      throw new PreflightSdkError("INVALID_OPTION", `maxGasPerTx ${String(maxGasPerTx)} (at least ${2n * CONTRACT_PAYER_WORST_CASE_GAS})`);
+    }
+    const maxFinished = options.maxFinished ?? DEFAULT_MAX_FINISHED;
+    if (!Number.isInteger(maxFinished) || maxFinished < 1) throw new PreflightSdkError("INVALID_OPTION", `maxFinished ${maxFinished}`);
+    this.maxGasPerTx = maxGasPerTx;
+    this.maxFinished = maxFinished;
     this.contract = options.contract;
     this.token = options.token.toLowerCase();
     this.maxBatchSize = maxBatchSize;
@@ -113,7 +153,7 @@ export class BatchSettler {
     if (this.queued.has(key)) throw new PreflightSdkError("DUPLICATE_ITEM", `nonce ${item.nonce} of ${item.payer} is already queued`);
     const final = this.final.get(key) ?? this.final.get(exactKey(item));
     if (final !== undefined) {
-      throw new PreflightSdkError("ALREADY_FINAL", `nonce ${item.nonce} of ${item.payer} already ended as ${Reason[final]}`);
+      throw new PreflightSdkError("ALREADY_FINAL", `nonce ${item.nonce} of ${item.payer} already ended as ${Reason[final.reason]}`);
     }
     const outcome = new Promise<ItemResult>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
@@ -145,7 +185,7 @@ export class BatchSettler {
     while (this.queue.length > 0) batches.push(this.queue.splice(0, this.maxBatchSize));
     const run = this.chain.then(async () => {
       const results: BatchResult[] = [];
-      for (const batch of batches) results.push(await this.send(batch));
+      for (const batch of batches) for (const part of await this.splitForGas(batch)) results.push(await this.send(part.items, part.contractItems));
       return results;
     });
     this.chain = run.catch(() => undefined);
@@ -171,12 +211,47 @@ export class BatchSettler {
     return this.queue.length;
   }
 
-  private async send(batch: Pending[]): Promise<BatchResult> {
+  /**
+   * Number of finished items remembered (bounded by `maxFinished`).
+   * @example
+   * console.log(settler.finishedCount);
+   */
+  get finishedCount(): number {
+    return this.final.size;
+  }
+
+  /**
+   * Splits a batch so that each part's worst case fits `maxGasPerTx`: every contract payer's item may
+   * cost its whole ERC-1271 allowance at inclusion, whatever it cost at estimation.
+   */
+  private async splitForGas(batch: Pending[]): Promise<{ items: Pending[]; contractItems: number }[]> {
+    const rpc = this.rpc();
+    const parts: { items: Pending[]; contractItems: number }[] = [];
+    // Leave room for everything but the wallets (a generous 200,000 for the batch's own gas).
+    const perPart = Number((this.maxGasPerTx - 200_000n) / CONTRACT_PAYER_WORST_CASE_GAS);
+    let current: { items: Pending[]; contractItems: number } = { items: [], contractItems: 0 };
+    for (const p of batch) {
+      const isContract = await this.isContractPayer(rpc, p.item.payer);
+      if (isContract && current.contractItems >= perPart) {
+        parts.push(current);
+        current = { items: [], contractItems: 0 };
+      }
+      current.items.push(p);
+      if (isContract) current.contractItems++;
+    }
+    if (current.items.length > 0) parts.push(current);
+    return parts;
+  }
+
+  private async send(batch: Pending[], contractItems: number): Promise<BatchResult> {
     const items = batch.map((p) => p.item);
     let receipt: ContractTransactionReceipt | null;
     let calldataBytes = 0;
+    let gasLimit = 0n;
     try {
-      const tx = await this.contract.settleBatch(this.token, items);
+      const estimate = await this.contract.settleBatch.estimateGas(this.token, items);
+      gasLimit = estimate + BigInt(contractItems) * CONTRACT_PAYER_WORST_CASE_GAS;
+      const tx = await this.contract.settleBatch(this.token, items, { gasLimit });
       calldataBytes = (tx.data.length - 2) / 2;
       receipt = await tx.wait();
       if (!receipt) throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `no receipt for ${tx.hash}`);
@@ -186,31 +261,20 @@ export class BatchSettler {
         this.queued.delete(itemKey(p.item));
         p.reject(error);
       }
-      const failed: BatchResult = { gasUsed: 0n, calldataBytes, settled: [], skipped: [], total: 0n, error };
+      const failed: BatchResult = { gasUsed: 0n, gasLimit, calldataBytes, settled: [], skipped: [], total: 0n, error };
       this.onBatch?.(failed);
       return failed;
     }
-    // The batch's one RequestsSettled log lists every item in order, settled or skipped with its reason.
-    const reasons = new Map<number, Reason>();
-    const address = (await this.contract.getAddress()).toLowerCase();
-    const provider = receipt.from.toLowerCase();
-    for (const log of receipt.logs) {
-      if (log.address.toLowerCase() !== address || log.topics[0] !== REQUESTS_SETTLED_TOPIC) continue;
-      const decoded = decodeRequestsSettled(log);
-      if (decoded.provider.toLowerCase() !== provider) continue;
-      decoded.records.forEach((r, index) => {
-        if (r.reason !== Reason.Settled) reasons.set(index, r.reason as Reason);
-      });
-    }
-    const result: BatchResult = { txHash: receipt.hash, gasUsed: receipt.gasUsed, calldataBytes, settled: [], skipped: [], total: 0n };
+    const reasons = await this.reasonsOf(receipt, batch.length);
+    const result: BatchResult = { txHash: receipt.hash, gasUsed: receipt.gasUsed, gasLimit, calldataBytes, settled: [], skipped: [], total: 0n };
     batch.forEach((p, index) => {
-      const reason = reasons.get(index) ?? Reason.Settled;
+      const reason = reasons[index];
       const retryable = isRetryable(reason);
       const key = itemKey(p.item);
       this.queued.delete(key);
       // A settled nonce is spent for every signature; a refused item is final in exactly this form.
-      if (reason === Reason.Settled) this.final.set(key, reason);
-      else if (!retryable) this.final.set(exactKey(p.item), reason);
+      if (reason === Reason.Settled) this.remember(key, reason, p.item.deadline);
+      else if (!retryable) this.remember(exactKey(p.item), reason, p.item.deadline);
       const itemResult: ItemResult = { item: p.item, reason, index, retryable };
       if (reason === Reason.Settled) {
         result.settled.push(itemResult);
@@ -222,6 +286,51 @@ export class BatchSettler {
     });
     this.onBatch?.(result);
     return result;
+  }
+
+  /** Each item's outcome, from the batch's RequestsSettled log (item order is call order). */
+  private async reasonsOf(receipt: ContractTransactionReceipt, count: number): Promise<Reason[]> {
+    const address = (await this.contract.getAddress()).toLowerCase();
+    const log = receipt.logs.find((l) => l.address.toLowerCase() === address && l.topics[0] === REQUESTS_SETTLED_TOPIC);
+    const records = log === undefined ? [] : decodeRequestsSettled(log).records;
+    if (records.length !== count) throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `batch ${receipt.hash} logged ${records.length} items, sent ${count}`);
+    return records.map((r) => r.reason as Reason);
+  }
+
+  /**
+   * Remembers a finished item. Over `maxFinished`, forgets first what can no longer matter (items
+   * past their deadline: the contract refuses them anyway; swept at most once a minute), then the oldest.
+   */
+  private remember(key: string, reason: Reason, deadline: bigint): void {
+    this.final.delete(key);
+    this.final.set(key, { reason, deadline });
+    if (this.final.size <= this.maxFinished) return;
+    const nowMs = Date.now();
+    if (nowMs - this.lastSweepMs >= 60_000) {
+      this.lastSweepMs = nowMs;
+      const now = BigInt(Math.floor(nowMs / 1000));
+      for (const [k, f] of this.final) if (f.deadline < now) this.final.delete(k);
+    }
+    for (const k of this.final.keys()) {
+      if (this.final.size <= this.maxFinished) break;
+      this.final.delete(k);
+    }
+  }
+
+  private rpc(): Provider {
+    const rpc = this.contract.runner?.provider;
+    if (!rpc) throw new PreflightSdkError("INVALID_OPTION", "the contract must be connected to a signer with a provider");
+    return rpc;
+  }
+
+  private async isContractPayer(rpc: Provider, payer: string): Promise<boolean> {
+    const key = payer.toLowerCase();
+    let known = this.contractPayers.get(key);
+    if (known === undefined) {
+      known = (await rpc.getCode(key)) !== "0x";
+      this.contractPayers.set(key, known);
+    }
+    return known;
   }
 }
 
