@@ -1,0 +1,57 @@
+/** Shared setup of the gateway tests: a mock model server and a gateway on 127.0.0.1 free ports. */
+import { Wallet } from "ethers";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "../../packages/provider/src/gateway";
+import type { PreflightFixture } from "./fixtures";
+
+export const PER_REQUEST = "fixed-model";
+export const METERED = "metered-model";
+export const PRICE = 1_000n; // 0.001 USDC per call
+export const PER_INPUT_TOKEN = 2n;
+export const PER_OUTPUT_TOKEN = 5n;
+
+export const testModels = () =>
+  priceTable({
+    [PER_REQUEST]: { perRequest: PRICE },
+    [METERED]: { perInputToken: PER_INPUT_TOKEN, perOutputToken: PER_OUTPUT_TOKEN, holdPerCall: 100n },
+  });
+
+export interface TestGateway {
+  upstream: MockModelServer;
+  running: RunningGateway;
+  close(): Promise<void>;
+}
+
+/** A gateway for `provider` of the fixture's deployment, in front of a fresh mock model server. */
+export async function startTestGateway(f: PreflightFixture, overrides: Partial<StartGatewayOptions> & { provider?: HardhatEthersSigner } = {}): Promise<TestGateway> {
+  const upstream = await startMockModelServer({ models: [PER_REQUEST, METERED] });
+  const running = await startGateway({
+    upstream: upstream.url,
+    port: 0,
+    providerSigner: overrides.provider ?? f.provider,
+    contract: await f.preflight.getAddress(),
+    token: await f.usdc.getAddress(),
+    models: testModels(),
+    creditLimit: 10_000n,
+    pollMs: 50,
+    releaseGraceMs: 0,
+    maxAgeMs: 60_000,
+    logger: silentLogger,
+    ...overrides,
+  });
+  return {
+    upstream,
+    running,
+    close: async () => {
+      await running.close();
+      await upstream.close();
+    },
+  };
+}
+
+/** A fresh payer key with `amount` of the fixture's token in escrow (deposited by the fixture's payer). */
+export async function fundedWallet(f: PreflightFixture, amount: bigint): Promise<Wallet> {
+  const wallet = Wallet.createRandom();
+  await f.preflight.connect(f.payer).deposit(wallet.address, await f.usdc.getAddress(), amount);
+  return new Wallet(wallet.privateKey);
+}
