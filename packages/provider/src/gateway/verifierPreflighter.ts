@@ -6,7 +6,7 @@
 import { PreflightVerifier } from "../../../../sdk/verifier";
 import { DigestComputer } from "../../../../sdk/digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../../../../sdk/crypto";
-import type { SignedRequest, SignedVoucher } from "../../../../sdk/types";
+import { Reason, type SignedRequest, type SignedVoucher } from "../../../../sdk/types";
 import type { Preflight } from "../../../../typechain-types";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 
@@ -53,13 +53,21 @@ export class VerifierPreflighter implements Preflighter {
     return new VerifierPreflighter(verifier, options.provider.toLowerCase(), digests, pollMs);
   }
 
-  checkRequest(item: SignedRequest, now: bigint): PreflightDecision {
-    const d = this.verifier.verify(item, { at: now, reserve: false });
+  async checkRequest(item: SignedRequest, now: bigint): Promise<PreflightDecision> {
+    let d = this.verifier.verify(item, { at: now, reserve: false });
+    if (this.mayBeNewer(d.reason)) {
+      await this.verifier.sync();
+      d = this.verifier.verify(item, { at: now, reserve: false });
+    }
     return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: this.verifier.accountOf(item.payer, item.token).balance };
   }
 
-  checkVoucher(item: SignedVoucher, now: bigint): PreflightDecision {
-    const d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+  async checkVoucher(item: SignedVoucher, now: bigint): Promise<PreflightDecision> {
+    let d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+    if (this.mayBeNewer(d.reason)) {
+      await this.verifier.sync();
+      d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+    }
     return {
       accepted: d.accepted,
       reason: d.reason,
@@ -68,6 +76,14 @@ export class VerifierPreflighter implements Preflighter {
       balance: this.verifier.accountOf(item.payer, item.token).balance,
       claimed: d.accepted ? item.cumulativeAmount - d.amount : undefined,
     };
+  }
+
+  /**
+   * A refusal that a block newer than the last poll may cure (a deposit, a grant just made): read
+   * the chain once before refusing. Concurrent reads share one sync; accepted calls never wait.
+   */
+  private mayBeNewer(reason: Reason): boolean {
+    return reason === Reason.InsufficientBalance || reason === Reason.InvalidSigner;
   }
 
   voucherSigner(item: SignedVoucher): string | undefined {
