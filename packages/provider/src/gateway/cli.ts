@@ -42,18 +42,19 @@ interface FileConfig {
   logLevel?: LogLevel;
 }
 
-function parsePrice(spec: string): [string, ModelPrice] {
+function parsePrice(spec: string): [string, ModelPrice & { holdPerCall?: bigint }] {
   const eq = spec.lastIndexOf("=");
   if (eq <= 0) throw new UsageError(`--price ${JSON.stringify(spec)}: write MODEL=request:N or MODEL=input:N,output:N (atomic token units)`);
   const model = spec.slice(0, eq);
-  const price: ModelPrice = {};
+  const price: ModelPrice & { holdPerCall?: bigint } = {};
   for (const part of spec.slice(eq + 1).split(",")) {
     const [kind, amount] = part.split(":");
     if (!amount || !/^\d+$/.test(amount)) throw new UsageError(`--price ${JSON.stringify(spec)}: ${JSON.stringify(part)} needs a whole amount, e.g. request:1000`);
     if (kind === "request") price.perRequest = BigInt(amount);
     else if (kind === "input") price.perInputToken = BigInt(amount);
     else if (kind === "output") price.perOutputToken = BigInt(amount);
-    else throw new UsageError(`--price ${JSON.stringify(spec)}: unknown price kind ${JSON.stringify(kind)} (request, input or output)`);
+    else if (kind === "hold") price.holdPerCall = BigInt(amount);
+    else throw new UsageError(`--price ${JSON.stringify(spec)}: unknown price kind ${JSON.stringify(kind)} (request, input, output or hold)`);
   }
   return [model, price];
 }

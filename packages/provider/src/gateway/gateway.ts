@@ -325,8 +325,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     const served = answer.statusCode < 500;
     const headers = responseHeaders(answer.headers);
     const isStream = String(answer.headers["content-type"] ?? "").includes("text/event-stream");
-    res.writeHead(answer.statusCode, served ? { ...headers, ...extraHeaders } : headers);
-    if (meter && served && isStream) await pipeline(answer.body, meterStream((usage) => meter(usage)), res);
+    const out = served ? { ...headers, ...extraHeaders } : headers;
+    if (!isStream) {
+      // A whole answer: one write with its length (cheaper than a stream pipeline per call).
+      const whole = Buffer.from(await answer.body.arrayBuffer());
+      res.writeHead(answer.statusCode, { ...out, "content-length": whole.length });
+      res.end(whole);
+      return served;
+    }
+    res.writeHead(answer.statusCode, out);
+    if (meter && served) await pipeline(answer.body, meterStream((usage) => meter(usage)), res);
     else await pipeline(answer.body, res);
     return served;
   }
