@@ -162,6 +162,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     return open > 0n ? open : 1n;
   }
 
+  function accepted(scheme: string, started: bigint, payer: string, amount: bigint): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    metrics.preflightSeconds.observe({ scheme }, seconds);
+    metrics.decisions.inc({ scheme, reason: "Settled" });
+    log("debug", "accepted", { scheme, payer, amount, preflightUs: Math.round(seconds * 1e6) });
+  }
+
   function refuse(res: ServerResponse, req: IncomingMessage, model: PricedModel, refusal: Refusal, scheme: string, lane?: LaneState): void {
     metrics.decisions.inc({ scheme, reason: refusal.name });
     log("info", "refused", { scheme, reason: refusal.name, code: refusal.code, status: refusal.status });
@@ -224,8 +231,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme);
     const reserved = await options.store.reserveRequest(item.payer, item.token, item.nonce, item.price, decision.balance, Number(item.deadline - now) + 60);
     if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(reserved === "nonce-used" ? Reason.NonceUsed : Reason.InsufficientBalance), scheme);
-    metrics.preflightSeconds.observe({ scheme }, Number(process.hrtime.bigint() - started) / 1e9);
-    metrics.decisions.inc({ scheme, reason: "Settled" });
+    accepted(scheme, started, item.payer, item.price);
     const receipt: PaymentResponse = { success: true, transaction: "", network, payer: item.payer, scheme, amount: item.price.toString() };
     let served = false;
     try {
@@ -286,8 +292,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       const t = admitted.totals;
       return refuse(res, req, model, gatewayRefusal("CreditLimit", `the lane owes ${t.owed - t.covered} unpaid (${t.held} held for calls in flight) against a credit limit of ${options.creditLimit}: send a voucher for ${t.owed}`), scheme, laneState(t));
     }
-    metrics.preflightSeconds.observe({ scheme }, Number(process.hrtime.bigint() - started) / 1e9);
-    metrics.decisions.inc({ scheme, reason: "Settled" });
+    accepted(scheme, started, voucher.payer, voucher.cumulativeAmount);
     let charged = false;
     const charge = async (usage: Usage): Promise<PaymentResponse> => {
       const cost = meteredCost(model, usage);
