@@ -35,14 +35,16 @@ const SECONDS = Number(process.env.BENCH_GATEWAY_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_GATEWAY_CONNECTIONS ?? 32);
 const SERVICE_TIME_MS = 2;
 const COMPLETION_TOKENS = 8;
-const WARMUP_SECONDS = 6; // JIT and lazily loaded modules: the first second of a fresh process is several times slower
+// A fresh gateway process is many times slower for its first seconds (JIT tiers, undici's WASM
+// parser); on a busy 2-core machine that lasts over ten seconds. Every mode gets the same warm-up.
+const WARMUP_SECONDS = 15;
 const PRICE = 1_000n;
 const PER_INPUT = 1n;
 const PER_OUTPUT = 3n;
 const FIXED = "bench-fixed";
 const METERED = "bench-metered";
 // Pre-signed payments per second of measured load, at most (a run that outpaces it reuses payments, which are then refused).
-const MAX_RATE_GUESS = Number(process.env.BENCH_GATEWAY_MAX_RATE ?? 8_000);
+const MAX_RATE_GUESS = Number(process.env.BENCH_GATEWAY_MAX_RATE ?? 4_000);
 const BODY = (model: string) => JSON.stringify({ model, messages: [{ role: "user", content: "Say eight tokens." }], max_tokens: COMPLETION_TOKENS });
 
 type Mode = "direct" | "proxy" | "paid" | "metered" | "rpcVerify";
