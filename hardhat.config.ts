@@ -1,3 +1,6 @@
+// Inside this repository `@preflight/sdk` and `@preflight/provider` run from their TypeScript source
+// (tsconfig.json "paths"), so tests, tasks and scripts need no package build; users get the built dist.
+import "tsconfig-paths/register";
 import { subtask } from "hardhat/config";
 import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";

@@ -24,10 +24,10 @@ import path from "node:path";
 import secp256k1 from "secp256k1";
 import { keccak256, toUtf8Bytes, ZeroAddress, type HDNodeWallet } from "ethers";
 import { Preflight__factory, TestToken__factory } from "../typechain-types";
-import { DigestComputer } from "../sdk/digest";
-import { modelId } from "../sdk/client";
-import { hexToBytes } from "../sdk/crypto";
-import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "../packages/sdk/src/fetch/protocol";
+import { DigestComputer } from "@preflight/provider";
+import { modelId } from "@preflight/sdk";
+import { getBytes } from "ethers";
+import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
 import { devAccount, freePort, providerFor, startAnvil } from "../test/helpers/nodes";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -142,7 +142,7 @@ async function spawnReady(args: string[], env: Record<string, string>): Promise<
 
 /** Distinct payer-signed requests (libsecp256k1 over the SDK's digest), as payment headers. */
 function presignRequests(payer: HDNodeWallet, provider: string, token: string, digests: DigestComputer, count: number, startNonce: bigint): string[] {
-  const key = hexToBytes(payer.privateKey);
+  const key = getBytes(payer.privateKey);
   const inputHash = keccak256(toUtf8Bytes(BODY(FIXED)));
   const deadline = BigInt(Math.floor(Date.now() / 1000) + 550); // within the gateway's 600 s limit
   const model = modelId(FIXED);
@@ -158,7 +158,7 @@ function presignRequests(payer: HDNodeWallet, provider: string, token: string, d
 
 /** Per lane, vouchers raising its total by more than a call costs, one per call. */
 function presignVouchers(payer: HDNodeWallet, provider: string, token: string, digests: DigestComputer, lanes: number, perLane: number): string[][] {
-  const key = hexToBytes(payer.privateKey);
+  const key = getBytes(payer.privateKey);
   const model = modelId(METERED);
   const step = 100n; // > one call's cost (a few prompt tokens + 8 completion tokens x 3)
   return Array.from({ length: lanes }, (_, lane) => {

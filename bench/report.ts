@@ -312,7 +312,7 @@ export function readmeSection(rows: Row[], before?: Row[], excluded: string[] = 
     "### Compact batches: `settlePacked`",
     "",
     "`settlePacked(token, packed)` (`contracts/interfaces/IPackedSettlement.sol`, encoder `encodePacked` in",
-    "`sdk/packed.ts`) settles the same EIP-712 `Request`s as `settleBatch` with the same checks, skip reasons,",
+    "`packages/sdk/src/packed.ts`) settles the same EIP-712 `Request`s as `settleBatch` with the same checks, skip reasons,",
     "`RequestSkipped` and `BatchSettled` events, and the same nonce space, in about a quarter of the calldata.",
     "Items are grouped: a group shares payer, model, price and deadline and takes consecutive nonces; each",
     "item is its input hash and a 64-byte EIP-2098 signature (96 bytes):",

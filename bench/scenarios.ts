@@ -11,9 +11,9 @@
  */
 import { ethers, network } from "hardhat";
 import { Wallet, Signature, type TransactionReceipt, type ContractTransactionResponse } from "ethers";
-import { signRequest, signVoucher, signGrant, type PreflightDomain, type Request } from "../sdk/eip712";
+import { signRequest, signVoucher, signGrant, type PreflightDomain, type Request } from "@preflight/sdk";
 import type { Preflight, TestToken, OzBaselineEscrow, Eip3009Token, PeerBatcher } from "../typechain-types";
-import { encodePacked, type SignedPackedItem } from "../sdk/packed";
+import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
 import { SlotRegistry, emptySteps, STEPS, PREFLIGHT_STEP_OF_VARIABLE, type Steps } from "./slots";
 import { attribute } from "./trace";
 

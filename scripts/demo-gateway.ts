@@ -13,9 +13,9 @@ import { ZeroAddress, formatUnits, type JsonRpcProvider } from "ethers";
 import OpenAI from "openai";
 import { privateKeyToAccount, generatePrivateKey } from "viem/accounts";
 import { Preflight__factory, TestToken__factory } from "../typechain-types";
-import { modelId } from "../sdk/client";
-import { priceTable, startGateway, startMockModelServer, type Logger } from "../packages/provider/src/gateway";
-import { createPayingFetch, fromViem, type PaymentResponse } from "../packages/sdk/src/fetch";
+import { modelId } from "@preflight/sdk";
+import { priceTable, startGateway, startMockModelServer, type Logger } from "@preflight/provider/gateway";
+import { createPayingFetch, fromViem, type PaymentResponse } from "@preflight/sdk/fetch";
 import { devAccount, freePort, providerFor, startAnvil } from "../test/helpers/nodes";
 
 const usdc = (n: bigint) => `${formatUnits(n, 6)} USDC`;

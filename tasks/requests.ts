@@ -5,7 +5,7 @@
 import fs from "node:fs";
 import { task } from "hardhat/config";
 import { ZeroAddress, getAddress, id } from "ethers";
-import { signRequest, type Request } from "../sdk/eip712";
+import { signRequest, type Request } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, latestTimestamp, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, formatTime, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";

@@ -4,7 +4,7 @@
  */
 import { task } from "hardhat/config";
 import { ZeroAddress, getAddress } from "ethers";
-import { signVoucher, type Voucher } from "../sdk/eip712";
+import { signVoucher, type Voucher } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, parseAddress, parseAmount, parseBytes32, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";

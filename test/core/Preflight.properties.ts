@@ -11,7 +11,7 @@ import { NOTICE_PERIOD, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, toSignedRequest, MODEL_A, MODEL_B } from "../helpers/requests";
 import { makeGrant } from "../helpers/grants";
 import { highS, Reason } from "../helpers/signatures";
-import { signRequest, type PreflightDomain, type Request, type Voucher } from "../../sdk/eip712";
+import { signRequest, type PreflightDomain, type Request, type Voucher } from "@preflight/sdk";
 
 const FEE_BPS = 100n;
 const DEPOSIT = 1_000n * USDC;

@@ -9,7 +9,7 @@ import { Wallet } from "ethers";
 import { privateKeyToAccount } from "viem/accounts";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
 import { fundedWallet, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
-import { createPayingFetch, fromEthers, fromViem, PAYMENT_REQUIRED_HEADER, decodeHeader, type PaymentRequired, type PaymentResponse } from "../../packages/sdk/src/fetch";
+import { createPayingFetch, fromEthers, fromViem, PAYMENT_REQUIRED_HEADER, decodeHeader, type PaymentRequired, type PaymentResponse } from "@preflight/sdk/fetch";
 
 const MESSAGES = [{ role: "user" as const, content: "say eight tokens" }];
 // The mock answers 8 completion tokens; the prompt above is 3 words = 3 prompt tokens.

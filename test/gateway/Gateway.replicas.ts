@@ -9,8 +9,8 @@ import { keccak256, toUtf8Bytes, Wallet } from "ethers";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
 import { fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
 import { startRedis, type RedisServer } from "../helpers/redis";
-import { createSignedRequest, createSignedVoucher, modelId } from "../../sdk/client";
-import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "../../packages/sdk/src/fetch";
+import { createSignedRequest, createSignedVoucher, modelId } from "@preflight/sdk";
+import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
 
 const BODY = JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] });
 const METERED_BODY = JSON.stringify({ model: METERED, messages: [{ role: "user", content: "hi" }] });

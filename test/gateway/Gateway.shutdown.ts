@@ -6,7 +6,7 @@ import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { fundedWallet, PER_REQUEST, PRICE, startTestGateway } from "../helpers/gateway";
-import { createPayingFetch, fromEthers } from "../../packages/sdk/src/fetch";
+import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
 
 describe("Gateway shutdown", function () {
   it("settles the whole queue before it exits, even long before the batch would have been due", async function () {

@@ -6,11 +6,11 @@ import { expect } from "chai";
 import { Readable } from "node:stream";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
-import { contractRefusal, meteredCost, priceTable } from "../../packages/provider/src/gateway";
+import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/gateway";
 import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
-import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "../../packages/sdk/src/fetch";
-import { Reason } from "../../sdk/types";
+import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "@preflight/sdk/fetch";
+import { Reason } from "@preflight/sdk";
 
 const ADDRESS = "0x" + "ab".repeat(20);
 const WORD = "0x" + "cd".repeat(32);

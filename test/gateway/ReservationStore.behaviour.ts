@@ -3,7 +3,7 @@
  * one (several replicas; exact decimal arithmetic in Lua beyond 2^53 and 2^64).
  */
 import { expect } from "chai";
-import { MemoryReservationStore, RedisReservationStore, type ReservationStore } from "../../packages/provider/src/gateway";
+import { MemoryReservationStore, RedisReservationStore, type ReservationStore } from "@preflight/provider/gateway";
 import { startRedis, type RedisServer } from "../helpers/redis";
 
 const PAYER = "0x" + "11".repeat(20);

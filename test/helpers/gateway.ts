@@ -1,7 +1,7 @@
 /** Shared setup of the gateway tests: a mock model server and a gateway on 127.0.0.1 free ports. */
 import { Wallet } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "../../packages/provider/src/gateway";
+import { priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "@preflight/provider/gateway";
 import type { PreflightFixture } from "./fixtures";
 
 export const PER_REQUEST = "fixed-model";

@@ -20,7 +20,7 @@ import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import fc from "fast-check";
 import { Wallet, type ContractTransactionResponse, type TransactionReceipt } from "ethers";
-import { signGrant, signVoucher, type PreflightDomain } from "../../sdk/eip712";
+import { signGrant, signVoucher, type PreflightDomain } from "@preflight/sdk";
 import { fastRequestSigner, Reason, type ReasonCode } from "../helpers/security";
 import { PreflightModel, U128_MAX } from "../helpers/model";
 import type { Preflight, TestToken } from "../../typechain-types";

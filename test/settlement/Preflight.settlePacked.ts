@@ -4,8 +4,8 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Signer } from "ethers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { makeRequest, MODEL_A, MODEL_B } from "../helpers/requests";
-import { signRequest, type Request } from "../../sdk/eip712";
-import { encodePacked, type SignedPackedItem } from "../../sdk/packed";
+import { signRequest, type Request } from "@preflight/sdk";
+import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
 
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const SETTLED = 0;

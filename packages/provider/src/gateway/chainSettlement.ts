@@ -4,8 +4,8 @@
  * `maxBatchSize` items are queued or the oldest has waited `maxAgeMs`, one transaction at a time
  * per provider key across replicas (the store's lock), and on `close` before the gateway exits.
  */
-import { BatchSettler } from "../../../../sdk/settler";
-import { Reason, type SignedRequest, type SignedVoucher } from "../../../../sdk/types";
+import { BatchSettler } from "../settler";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import type { Preflight } from "../../../../typechain-types";
 import type { ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
 

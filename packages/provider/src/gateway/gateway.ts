@@ -6,8 +6,8 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
-import { keccak256Bytes, toHex } from "../../../../sdk/crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "../../../../sdk/types";
+import { keccak256Bytes, toHex } from "../crypto";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
@@ -21,7 +21,7 @@ import {
   type PaymentRequired,
   type PaymentRequirements,
   type PaymentResponse,
-} from "../../../sdk/src/fetch/protocol";
+} from "@preflight/sdk/fetch";
 import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
 import { GatewayMetrics } from "./metrics";
 import { parsePayment } from "./payment";

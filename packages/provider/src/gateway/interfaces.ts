@@ -10,7 +10,7 @@
  *   nonces, funds held per payer, and each lane's totals; every change is one atomic step.
  * - `SettlementQueue`: what was served, settled in the background in batches.
  */
-import type { Reason, SignedRequest, SignedVoucher } from "../../../../sdk/types";
+import type { Reason, SignedRequest, SignedVoucher } from "@preflight/sdk";
 
 /** The preflight's answer for one item. */
 export interface PreflightDecision {

@@ -9,8 +9,8 @@ import {
   type PaymentPayload,
   type WireSignedRequest,
   type WireSignedVoucher,
-} from "../../../sdk/src/fetch/protocol";
-import type { SignedRequest, SignedVoucher } from "../../../../sdk/types";
+} from "@preflight/sdk/fetch";
+import type { SignedRequest, SignedVoucher } from "@preflight/sdk";
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const BYTES32 = /^0x[0-9a-fA-F]{64}$/;

@@ -2,7 +2,7 @@
  * Why the gateway refuses a call, as HTTP status, a reason (the contract's code where the contract
  * decided, or the gateway's own name) and one sentence a person can act on.
  */
-import { Reason } from "../../../../sdk/types";
+import { Reason } from "@preflight/sdk";
 
 /** Reasons the gateway decides itself (no contract code). */
 export type GatewayReason =

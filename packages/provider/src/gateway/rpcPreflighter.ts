@@ -5,9 +5,9 @@
  * in-process preflight saves; it is correct, only slow (one round trip per call).
  */
 import { VoidSigner, type Provider } from "ethers";
-import { DigestComputer } from "../../../../sdk/digest";
-import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../../../../sdk/crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "../../../../sdk/types";
+import { DigestComputer } from "../digest";
+import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import { Preflight__factory, type Preflight } from "../../../../typechain-types";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 

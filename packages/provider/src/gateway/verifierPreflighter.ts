@@ -3,10 +3,10 @@
  * cache, no RPC per request. The verifier is asked never to reserve (`reserve: false`): the
  * gateway's `ReservationStore` holds what was accepted, shared across replicas.
  */
-import { PreflightVerifier } from "../../../../sdk/verifier";
-import { DigestComputer } from "../../../../sdk/digest";
-import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../../../../sdk/crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "../../../../sdk/types";
+import { PreflightVerifier } from "../verifier";
+import { DigestComputer } from "../digest";
+import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import type { Preflight } from "../../../../typechain-types";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 

@@ -5,7 +5,7 @@
  * pays up front without a 402 round trip. Browser and Node (only Web APIs: fetch, streams, crypto).
  */
 import { keccak_256 } from "@noble/hashes/sha3";
-import { REQUEST_TYPES, VOUCHER_TYPES } from "../../../../sdk/eip712";
+import { REQUEST_TYPES, VOUCHER_TYPES } from "../eip712";
 import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,

@@ -5,7 +5,7 @@
  * first use). Handing out consecutive free bits of the lowest non-full word keeps every request in
  * the window, and the window only slides when its word is full.
  */
-import type { Preflight } from "../typechain-types";
+import type { Preflight } from "../../../typechain-types";
 import { PreflightSdkError } from "./errors";
 
 const FULL = (1n << 64n) - 1n;

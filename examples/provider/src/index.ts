@@ -1,5 +1,5 @@
 import type { Signer } from "ethers";
-import { BatchSettler, PreflightVerifier, reasonName, type BatchResult, type Preflight, type SignedRequest } from "..";
+import { BatchSettler, PreflightVerifier, reasonName, type BatchResult, type Preflight, type SignedRequest } from "@preflight/provider";
 
 /** Provider side: preflight every request off-chain, serve it, settle in batches. */
 export async function startProvider(preflight: Preflight, signer: Signer, token: string, deployBlock: number) {

@@ -9,14 +9,14 @@
  * so a payer cannot spend the same funds twice with one provider before settlement.
  */
 import { Interface, ZeroAddress, type Log, type Provider, type Result, type TransactionDescription, type TransactionResponse } from "ethers";
-import type { Preflight } from "../typechain-types";
-import { Preflight__factory } from "../typechain-types";
+import type { Preflight } from "../../../typechain-types";
+import { Preflight__factory } from "../../../typechain-types";
 import { DigestComputer } from "./digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus, toHex } from "./crypto";
-import { PreflightSdkError } from "./errors";
-import { decodePacked } from "./packed";
-import { Reason, type SignedRequest, type SignedVoucher } from "./types";
-import type { PreflightDomain } from "./eip712";
+import { PreflightSdkError } from "@preflight/sdk";
+import { decodePacked } from "@preflight/sdk";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import type { PreflightDomain } from "@preflight/sdk";
 
 /** The verifier's answer for one signed item. */
 export interface Decision {

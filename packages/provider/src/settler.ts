@@ -4,9 +4,9 @@
  * their reason; nothing that settled or was refused for good is ever submitted again.
  */
 import type { ContractTransactionReceipt } from "ethers";
-import type { Preflight } from "../typechain-types";
-import { PreflightSdkError } from "./errors";
-import { isRetryable, Reason, type SignedRequest } from "./types";
+import type { Preflight } from "../../../typechain-types";
+import { PreflightSdkError } from "@preflight/sdk";
+import { isRetryable, Reason, type SignedRequest } from "@preflight/sdk";
 
 /** How a settler batches. */
 export interface BatchSettlerOptions {

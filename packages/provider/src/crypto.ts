@@ -6,7 +6,7 @@
  */
 import { secp256k1 as nobleSecp } from "@noble/curves/secp256k1";
 import { keccak_256 as nobleKeccak } from "@noble/hashes/sha3";
-import { PreflightSdkError } from "./errors";
+import { PreflightSdkError } from "@preflight/sdk";
 
 const ZEROS = "0".repeat(64);
 

@@ -4,7 +4,7 @@
  * `hashVoucher` (built on ethers' `TypedDataEncoder`) on random inputs.
  */
 import { id } from "ethers";
-import { encodeType, domainSeparator, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain } from "./eip712";
+import { encodeType, domainSeparator, REQUEST_TYPES, VOUCHER_TYPES, type PreflightDomain } from "@preflight/sdk";
 import { hexToBytes, keccak256Bytes, writeHexWord, writeWord } from "./crypto";
 
 /** Computes request and voucher digests for one deployment (its domain separator is precomputed). */

@@ -3,7 +3,7 @@
  * into the shape the contract and the provider's verifier take.
  */
 import { id, type Signer } from "ethers";
-import type { Preflight } from "../typechain-types";
+import type { Preflight } from "../../../typechain-types";
 import { signRequest, signVoucher, type PreflightDomain, type Request, type Voucher } from "./eip712";
 import type { SignedRequest, SignedVoucher } from "./types";
 import { PreflightSdkError } from "./errors";

@@ -1,5 +1,5 @@
 import { id, type Signer } from "ethers";
-import { createSignedRequest, getDomain, modelId, NonceAllocator, type Preflight, type SignedRequest } from "..";
+import { createSignedRequest, getDomain, modelId, NonceAllocator, type Preflight, type SignedRequest } from "@preflight/sdk";
 
 /** dApp side: a session key (granted by the payer) signs one inference request for `provider`. */
 export async function signInferenceRequest(
