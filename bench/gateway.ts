@@ -110,7 +110,7 @@ interface Child {
 }
 
 async function spawnReady(args: string[], env: Record<string, string>): Promise<Child> {
-  const child: ChildProcess = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", ...args], { cwd: ROOT, env: { ...process.env, ...env, TS_NODE_TRANSPILE_ONLY: "true" }, stdio: ["ignore", "pipe", "pipe"] });
+  const child: ChildProcess = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", ...args], { cwd: ROOT, env: { ...process.env, ...env, TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(ROOT, "tsconfig.json") }, stdio: ["ignore", "pipe", "pipe"] });
   const stderr: string[] = [];
   let buffered = "";
   child.stderr!.on("data", (d: Buffer) => {

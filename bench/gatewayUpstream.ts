@@ -1,5 +1,5 @@
 /** The benchmark's mock model server, in a process of its own: prints `ready <url>`, stops on SIGTERM. */
-import { startMockModelServer } from "../packages/provider/src/gateway/testing/mockModelServer";
+import { startMockModelServer } from "@preflight/provider/gateway";
 
 startMockModelServer({
   serviceTimeMs: Number(process.env.MOCK_SERVICE_TIME_MS ?? 2),

@@ -94,8 +94,8 @@ describe("Gateway units", function () {
   describe("CLI", function () {
     it("says in one line what is missing and how to fix it", function () {
       const cli = path.join(__dirname, "../../packages/provider/src/gateway/cli.ts");
-      const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", cli, "--upstream", "http://127.0.0.1:8000"], { encoding: "utf8", env: { ...process.env, PREFLIGHT_RPC_URL: "", TS_NODE_TRANSPILE_ONLY: "true" } });
-      expect(r.status).to.equal(2);
+      const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", cli, "--upstream", "http://127.0.0.1:8000"], { encoding: "utf8", cwd: path.join(__dirname, "../.."), env: { ...process.env, PREFLIGHT_RPC_URL: "", TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(__dirname, "../../tsconfig.json") } });
+      expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr.split("\n")[0]).to.equal("preflight-gateway: --rpc is required (or PREFLIGHT_RPC_URL): the chain's JSON-RPC URL");
     });
   });
