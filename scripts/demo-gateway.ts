@@ -109,7 +109,8 @@ async function main(): Promise<void> {
   console.log("\n   balances:");
   console.log(`   payer escrow        ${usdc(after)} (deposited ${usdc(20_000_000n)}, settled ${usdc(20_000_000n - after)})`);
   console.log(`   provider earnings   ${usdc(await preflight.earningsOf(provider.address, tokenAddress))}`);
-  console.log(`   charged by gateway  ${usdc(receipts.reduce((s, r) => s + BigInt(r.amount), 0n))} (metered calls past the last voucher stay owed on the lane)`);
+  const lane = pay.lanes()[0]!;
+  console.log(`   charged for service ${usdc(receipts.reduce((s, r) => s + BigInt(r.amount), 0n))}: per request, plus ${usdc(lane.owed)} metered against a voucher of ${usdc(lane.signed)} (the opening voucher pays ahead; the lane's next calls use it up)`);
   await anvil.stop();
 }
 
