@@ -8,7 +8,7 @@ import OpenAI from "openai";
 import { Wallet } from "ethers";
 import { privateKeyToAccount } from "viem/accounts";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
-import { fundedWallet, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
+import { fundedWallet, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
 import { createPayingFetch, fromEthers, fromViem, PAYMENT_REQUIRED_HEADER, decodeHeader, type PaymentRequired, type PaymentResponse } from "@preflight/sdk/fetch";
 
 const MESSAGES = [{ role: "user" as const, content: "say eight tokens" }];
@@ -39,7 +39,7 @@ describe("Gateway with the openai client", function () {
 
   it("pays per request (ethers signer): completion and stream, then settles both", async function () {
     const seen: PaymentResponse[] = [];
-    const pay = createPayingFetch({ signer: fromEthers(f.payer), maxPricePerRequest: PRICE, onPaymentResponse: (r) => seen.push(r) });
+    const pay = createPayingFetch({ now: chainNow, signer: fromEthers(f.payer), maxPricePerRequest: PRICE, onPaymentResponse: (r) => seen.push(r) });
     const openai = new OpenAI({ baseURL: `${gw.running.url}/v1`, apiKey: "unused", fetch: pay, maxRetries: 0 });
 
     const completion = await openai.chat.completions.create({ model: PER_REQUEST, messages: MESSAGES });
@@ -61,7 +61,7 @@ describe("Gateway with the openai client", function () {
 
   it("meters usage on a lane (viem account): the next call's voucher covers the reported total, streamed or not", async function () {
     const wallet = await fundedWallet(f, 1_000_000n);
-    const pay = createPayingFetch({ signer: fromViem(privateKeyToAccount(wallet.privateKey as `0x${string}`)), maxPricePerRequest: 0n, maxLaneTotal: 100_000n, prefer: "preflight-voucher" });
+    const pay = createPayingFetch({ now: chainNow, signer: fromViem(privateKeyToAccount(wallet.privateKey as `0x${string}`)), maxPricePerRequest: 0n, maxLaneTotal: 100_000n, prefer: "preflight-voucher" });
     const openai = new OpenAI({ baseURL: `${gw.running.url}/v1`, apiKey: "unused", fetch: pay, maxRetries: 0 });
 
     await openai.chat.completions.create({ model: METERED, messages: MESSAGES });
@@ -92,7 +92,7 @@ describe("Gateway with the openai client", function () {
     await gw.close();
     gw = await startTestGateway(f, { creditLimit: CALL_COST });
     // A client that never signs more than the opening voucher (100, the model's hold per call).
-    const stingy = createPayingFetch({ signer: fromEthers(wallet), maxPricePerRequest: 0n, maxLaneTotal: 100n, prefer: "preflight-voucher" });
+    const stingy = createPayingFetch({ now: chainNow, signer: fromEthers(wallet), maxPricePerRequest: 0n, maxLaneTotal: 100n, prefer: "preflight-voucher" });
     const call = () => stingy(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: METERED, messages: MESSAGES }) });
     expect((await call()).status).to.equal(200); // covered 100, owed 46
     expect((await call()).status).to.equal(200); // owed 92: 92 + 100 held <= 100 + 46 credit was still true before it
@@ -106,14 +106,14 @@ describe("Gateway with the openai client", function () {
 
   it("refuses an unfunded payer with 402 InsufficientBalance and a stranger's signature with 403 InvalidSigner", async function () {
     const broke = Wallet.createRandom();
-    const pay = createPayingFetch({ signer: fromEthers(broke), maxPricePerRequest: PRICE });
+    const pay = createPayingFetch({ now: chainNow, signer: fromEthers(broke), maxPricePerRequest: PRICE });
     const res = await pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: MESSAGES }) });
     expect(res.status).to.equal(402);
     const body = (await res.json()) as PaymentRequired;
     expect(body.reason).to.deep.equal({ code: 12, name: "InsufficientBalance" });
     expect(body.error).to.match(/deposit/);
 
-    const impostor = createPayingFetch({ signer: fromEthers(broke), payer: f.payer.address, maxPricePerRequest: PRICE });
+    const impostor = createPayingFetch({ now: chainNow, signer: fromEthers(broke), payer: f.payer.address, maxPricePerRequest: PRICE });
     const forged = await impostor(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: MESSAGES }) });
     expect(forged.status).to.equal(403);
     expect(((await forged.json()) as PaymentRequired).reason).to.deep.equal({ code: 4, name: "InvalidSigner" });

@@ -7,7 +7,7 @@ import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { keccak256, toUtf8Bytes, Wallet } from "ethers";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
-import { fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
+import { fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
 import { startRedis, type RedisServer } from "../helpers/redis";
 import { createSignedRequest, createSignedVoucher, modelId } from "@preflight/sdk";
 import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
@@ -52,7 +52,7 @@ describe("Gateway replicas sharing one Redis", function () {
       model: modelId(PER_REQUEST),
       price: PRICE,
       nonce,
-      deadline: BigInt(Math.floor(Date.now() / 1000) + 600),
+      deadline: BigInt(chainNow() + 600),
       inputHash: keccak256(toUtf8Bytes(BODY)),
     });
     const wire = Object.fromEntries(Object.entries(request).map(([k, v]) => [k, typeof v === "bigint" ? v.toString() : v]));

@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
-import { fundedWallet, PER_REQUEST, PRICE, startTestGateway } from "../helpers/gateway";
+import { fundedWallet, PER_REQUEST, PRICE, startTestGateway, chainNow } from "../helpers/gateway";
 import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
 
 describe("Gateway shutdown", function () {
@@ -15,7 +15,7 @@ describe("Gateway shutdown", function () {
     // Batches of 4, due after an hour: only shutdown can settle the remainder.
     const gw = await startTestGateway(f, { maxBatchSize: 4, maxAgeMs: 3_600_000 });
     const payer = await fundedWallet(f, 1_000_000n);
-    const pay = createPayingFetch({ signer: fromEthers(payer), maxPricePerRequest: PRICE });
+    const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
     const call = () => pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] }) });
     for (let i = 0; i < 10; i++) expect((await call()).status).to.equal(200);
 
@@ -34,7 +34,7 @@ describe("Gateway shutdown", function () {
     const f = await loadFixture(deployPreflightFixture);
     const gw = await startTestGateway(f);
     const payer = await fundedWallet(f, 1_000_000n);
-    const pay = createPayingFetch({ signer: fromEthers(payer), maxPricePerRequest: PRICE });
+    const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
     const body = JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] });
     await pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body });
     await fetch(`${gw.running.url}/v1/chat/completions`, { method: "POST", body }); // unpaid: the second 402 (the paying fetch met the first)

@@ -1,7 +1,8 @@
 /** Shared setup of the gateway tests: a mock model server and a gateway on 127.0.0.1 free ports. */
 import { Wallet } from "ethers";
+import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "@preflight/provider/gateway";
+import { jsonLogger, priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "@preflight/provider/gateway";
 import type { PreflightFixture } from "./fixtures";
 
 export const PER_REQUEST = "fixed-model";
@@ -22,6 +23,25 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
+/**
+ * Seconds the chain's clock runs ahead of the wall clock: earlier test files move the Hardhat
+ * chain's time forward (notice periods, grant expiries), and signed deadlines are checked against
+ * block time. The gateway and the paying fetch take this clock.
+ */
+export async function chainClock(): Promise<{ now: () => number; clock: () => bigint }> {
+  const latest = await ethers.provider.getBlock("latest");
+  const offset = Math.max(0, latest!.timestamp - Math.floor(Date.now() / 1000));
+  const now = () => Math.floor(Date.now() / 1000) + offset;
+  chainOffset = offset;
+  return { now, clock: () => BigInt(now()) };
+}
+
+let chainOffset = 0;
+/** The chain's current time as of the last `startTestGateway` (unix seconds): the paying fetch's `now`. */
+export function chainNow(): number {
+  return Math.floor(Date.now() / 1000) + chainOffset;
+}
+
 /** A gateway for `provider` of the fixture's deployment, in front of a fresh mock model server. */
 export async function startTestGateway(f: PreflightFixture, overrides: Partial<StartGatewayOptions> & { provider?: HardhatEthersSigner } = {}): Promise<TestGateway> {
   const upstream = await startMockModelServer({ models: [PER_REQUEST, METERED] });
@@ -36,7 +56,8 @@ export async function startTestGateway(f: PreflightFixture, overrides: Partial<S
     pollMs: 50,
     releaseGraceMs: 0,
     maxAgeMs: 60_000,
-    logger: silentLogger,
+    logger: process.env.GATEWAY_TEST_LOG ? jsonLogger("warn") : silentLogger,
+    clock: (await chainClock()).clock,
     ...overrides,
   });
   return {

@@ -110,7 +110,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const kind = batch.kind;
     if (batch.error) {
       metrics.settlementFailures.inc({ kind });
-      log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error) });
+      log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500) });
       return;
     }
     metrics.settlementGas.inc({ kind }, Number(batch.gasUsed));

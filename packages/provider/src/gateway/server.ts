@@ -44,6 +44,8 @@ export interface StartGatewayOptions {
   preflighter?: Preflighter;
   payment?: boolean;
   logger?: Logger;
+  /** Unix seconds the gateway decides at (default: the wall clock). */
+  clock?: () => bigint;
   upstreamOptions?: GatewayOptions["upstreamOptions"];
 }
 
@@ -97,6 +99,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     releaseGraceMs: options.releaseGraceMs,
     payment: options.payment,
     logger: log,
+    clock: options.clock,
   });
   const server = createServer({ keepAliveTimeout: 65_000 }, gateway.handler);
   await new Promise<void>((resolve, reject) => {

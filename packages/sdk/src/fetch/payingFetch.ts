@@ -41,6 +41,8 @@ export interface PayingFetchOptions {
   prefer?: PreflightScheme;
   /** The fetch to wrap (default: `globalThis.fetch`). */
   fetch?: FetchLike;
+  /** The current unix time in seconds, for deadlines (default: the wall clock; give the chain's time when they differ, e.g. on a test chain). */
+  now?: () => number;
   /** Called with every payment response the gateway sends (header or last stream event). */
   onPaymentResponse?: (response: PaymentResponse) => void;
 }
@@ -124,7 +126,8 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       throw new PayingFetchError("PRICE_ABOVE_LIMIT", `${req.extra.model} costs ${price} per request, above maxPricePerRequest ${options.maxPricePerRequest}`);
     }
     const payer = await payerOf();
-    const deadline = BigInt(Math.floor(Date.now() / 1000) + Math.min(req.maxTimeoutSeconds, 300));
+    const now = options.now ? options.now() : Math.floor(Date.now() / 1000);
+    const deadline = BigInt(Math.floor(now) + Math.min(req.maxTimeoutSeconds, 300));
     const request = {
       payer,
       provider: req.payTo,
