@@ -1,0 +1,417 @@
+/**
+ * The gateway: an HTTP handler in front of an OpenAI-compatible model server that asks for payment
+ * the x402 way, preflights it in-process, forwards to the model server (streams as they arrive),
+ * and queues what it served for batched settlement. Mount `gateway.handler` in any Node HTTP
+ * server, or run `startGateway` / the CLI.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
+import { keccak256Bytes, toHex } from "../crypto";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import {
+  PAYMENT_REQUIRED_HEADER,
+  PAYMENT_RESPONSE_HEADER,
+  REQUEST_SCHEME,
+  STREAM_PAYMENT_FIELD,
+  VOUCHER_SCHEME,
+  X402_VERSION,
+  caip2,
+  encodeHeader,
+  type LaneState,
+  type PaymentRequired,
+  type PaymentRequirements,
+  type PaymentResponse,
+} from "@preflight/sdk/fetch";
+import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
+import { GatewayMetrics } from "./metrics";
+import { parsePayment } from "./payment";
+import { meteredCost, type PricedModel, type Usage } from "./pricing";
+import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
+import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
+import { silentLogger, type Logger } from "./log";
+
+/** Everything a gateway needs. */
+export interface GatewayOptions {
+  /** The model server, e.g. `http://127.0.0.1:8000` (a path prefix such as `/v1` is not needed: clients send `/v1/...`). */
+  upstream: string;
+  upstreamOptions?: UpstreamOptions;
+  /** Preflight deployment and provider. */
+  chainId: bigint;
+  contract: string;
+  provider: string;
+  /** The token prices are in. */
+  token: string;
+  /** Models and their prices (`priceTable`). */
+  models: Map<string, PricedModel>;
+  preflighter: Preflighter;
+  store: ReservationStore;
+  settlement: SettlementQueue;
+  /** Metered: unpaid amount a lane may run up before new work is refused. */
+  creditLimit: bigint;
+  /** Metered: smallest first voucher that opens a lane (default: the model's `holdPerCall`, at least 1). */
+  openAmount?: bigint;
+  /** Longest validity a signed request may ask for, in seconds (default 600). */
+  maxTimeoutSeconds?: number;
+  /** Largest request body, in bytes (default 1 MiB). */
+  maxBodyBytes?: number;
+  /** After the chain shows a settlement, keep its funds held this much longer, so that every replica has followed it (default 5,000 ms). */
+  releaseGraceMs?: number;
+  /** `false` serves without asking for payment (a plain proxy: for measuring, or free models). */
+  payment?: boolean;
+  logger?: Logger;
+  /** Unix seconds (default: the wall clock). */
+  clock?: () => bigint;
+}
+
+export interface Gateway {
+  /** The request handler, for `http.createServer(gateway.handler)` or an existing server's routing. */
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
+  readonly metrics: GatewayMetrics;
+  /** Stops taking paid calls, settles everything queued, waits for the releases, closes the upstream pool and the store. */
+  close(): Promise<SettlementBatch[]>;
+}
+
+const PAID_ROUTES = new Set(["/v1/chat/completions", "/v1/completions"]);
+const FREE_ROUTES = new Set(["/v1/models"]);
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Builds a gateway.
+ * @example
+ * const gateway = createGateway({ upstream: "http://127.0.0.1:8000", chainId, contract, provider, token, models, preflighter, store, settlement, creditLimit: 100_000n });
+ * http.createServer(gateway.handler).listen(8402, "127.0.0.1");
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const upstream = new Upstream(options.upstream, options.upstreamOptions);
+  const metrics = new GatewayMetrics();
+  const log = options.logger ?? silentLogger;
+  const clock = options.clock ?? (() => BigInt(Math.floor(Date.now() / 1000)));
+  const network = caip2(options.chainId);
+  const token = options.token.toLowerCase();
+  const maxTimeoutSeconds = options.maxTimeoutSeconds ?? 600;
+  const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+  const releaseGraceMs = options.releaseGraceMs ?? 5_000;
+  const paymentOn = options.payment !== false;
+  const releases = new Set<Promise<void>>();
+  let closing = false;
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+
+  /** Once the chain shows a batch, let its held funds go (after the grace period, for the other replicas). */
+  function onBatch(batch: SettlementBatch): void {
+    const kind = batch.kind;
+    if (batch.error) {
+      metrics.settlementFailures.inc({ kind });
+      log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500) });
+      return;
+    }
+    metrics.settlementGas.inc({ kind }, Number(batch.gasUsed));
+    let settled = 0n;
+    for (const item of batch.items) {
+      metrics.settledItems.inc({ kind, reason: reasonLabel(item.reason) });
+      settled += item.amount;
+    }
+    metrics.settledAmount.inc({ kind }, Number(settled));
+    metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
+    log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled });
+    const release = (async () => {
+      if (batch.blockNumber !== undefined) await options.preflighter.waitForBlock(batch.blockNumber);
+      if (!closing && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
+      for (const item of batch.items) if (item.held > 0n) await options.store.releaseFunds(item.payer, item.token, item.held);
+    })().catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
+    releases.add(release);
+    void release.finally(() => releases.delete(release));
+  }
+  options.settlement.subscribe(onBatch);
+
+  function requirementsFor(model: PricedModel, url: string, lane?: LaneState): PaymentRequirements[] {
+    const base = { network, asset: options.token, payTo: options.provider, maxTimeoutSeconds };
+    const extra = { contract: options.contract, name: "Preflight", version: "1", model: model.name, modelId: model.id };
+    const accepts: PaymentRequirements[] = [];
+    if (model.perRequest !== undefined) accepts.push({ ...base, scheme: REQUEST_SCHEME, amount: model.perRequest.toString(), extra });
+    if (model.perOutputToken !== undefined) {
+      const due = lane && BigInt(lane.owed) > BigInt(lane.covered) ? BigInt(lane.owed) - BigInt(lane.covered) : 0n;
+      accepts.push({
+        ...base,
+        scheme: VOUCHER_SCHEME,
+        amount: due.toString(),
+        extra: {
+          ...extra,
+          pricePerInputToken: (model.perInputToken ?? 0n).toString(),
+          pricePerOutputToken: model.perOutputToken.toString(),
+          creditLimit: options.creditLimit.toString(),
+          openAmount: openAmountOf(model).toString(),
+          lane,
+        },
+      });
+    }
+    void url;
+    return accepts;
+  }
+
+  function openAmountOf(model: PricedModel): bigint {
+    const open = options.openAmount ?? model.holdPerCall;
+    return open > 0n ? open : 1n;
+  }
+
+  function accepted(scheme: string, started: bigint, payer: string, amount: bigint): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    metrics.preflightSeconds.observe({ scheme }, seconds);
+    metrics.decisions.inc({ scheme, reason: "Settled" });
+    log("debug", "accepted", { scheme, payer, amount, preflightUs: Math.round(seconds * 1e6) });
+  }
+
+  function refuse(res: ServerResponse, req: IncomingMessage, model: PricedModel, refusal: Refusal, scheme: string, lane?: LaneState): void {
+    metrics.decisions.inc({ scheme, reason: refusal.name });
+    log("info", "refused", { scheme, reason: refusal.name, code: refusal.code, status: refusal.status });
+    const body: PaymentRequired & { message: string } = {
+      x402Version: X402_VERSION,
+      error: refusal.message,
+      message: refusal.message,
+      reason: refusal.code !== undefined || refusal.name !== "PaymentRequired" ? { code: refusal.code ?? -1, name: refusal.name } : undefined,
+      resource: { url: req.url ?? "", description: `${model.name} inference`, mimeType: "application/json" },
+      accepts: requirementsFor(model, req.url ?? "", lane),
+    };
+    const json = JSON.stringify(body);
+    res.writeHead(refusal.status, { "content-type": "application/json", [PAYMENT_REQUIRED_HEADER]: encodeHeader(body), "content-length": Buffer.byteLength(json) });
+    res.end(json);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    if (req.method === "GET" && path === "/healthz") return sendJson(res, closing ? 503 : 200, { status: closing ? "closing" : "ok", queued: options.settlement.queuedCount });
+    if (req.method === "GET" && path === "/metrics") {
+      metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { "content-type": metrics.registry.contentType });
+      return void res.end(text);
+    }
+    if (FREE_ROUTES.has(path)) return void (await forward(req, res, await readBody(req, maxBodyBytes)));
+    if (req.method !== "POST" || !PAID_ROUTES.has(path)) throw new HttpError(404, `no route for ${req.method ?? "?"} ${path}: the gateway serves POST /v1/chat/completions, POST /v1/completions and GET /v1/models`);
+    const body = await readBody(req, maxBodyBytes);
+    if (!paymentOn) return void (await forward(req, res, body));
+    if (closing) throw new HttpError(503, "the gateway is shutting down");
+    const started = process.hrtime.bigint();
+    let parsed: { model?: unknown; stream?: unknown; stream_options?: unknown };
+    try {
+      parsed = JSON.parse(Buffer.from(body).toString("utf8")) as typeof parsed;
+    } catch {
+      throw new HttpError(400, "the request body must be JSON");
+    }
+    const model = typeof parsed.model === "string" ? options.models.get(parsed.model) : undefined;
+    if (!model) throw new HttpError(404, `model ${JSON.stringify(parsed.model)} is not served here; GET /v1/models lists the models`);
+    const header = req.headers["payment-signature"];
+    if (typeof header !== "string") return refuse(res, req, model, gatewayRefusal("PaymentRequired", `${model.name} requires payment: sign one of the accepted payments and send it in the ${"PAYMENT-SIGNATURE"} header`), "none");
+    const payment = parsePayment(header);
+    if (payment.scheme === undefined) return refuse(res, req, model, gatewayRefusal("MalformedPayment", payment.error), "none");
+    const now = clock();
+    if (payment.scheme === REQUEST_SCHEME) return paidByRequest(req, res, body, model, payment.request, now, started);
+    return paidByVoucher(req, res, body, parsed, model, payment.voucher, now, started);
+  }
+
+  async function paidByRequest(req: IncomingMessage, res: ServerResponse, body: Uint8Array, model: PricedModel, item: SignedRequest, now: bigint, started: bigint): Promise<void> {
+    const scheme = REQUEST_SCHEME;
+    if (model.perRequest === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} is metered: pay with a ${VOUCHER_SCHEME} voucher`), scheme);
+    if (item.token.toLowerCase() !== token || item.model.toLowerCase() !== model.id.toLowerCase() || item.price < model.perRequest) {
+      return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the request must be for ${model.name} in token ${options.token} at a price of at least ${model.perRequest}`), scheme);
+    }
+    if (item.deadline > now + BigInt(maxTimeoutSeconds)) return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the deadline may be at most ${maxTimeoutSeconds} s ahead`), scheme);
+    if ("0x" + toHex(keccak256Bytes(body)) !== item.inputHash.toLowerCase()) {
+      return refuse(res, req, model, gatewayRefusal("InputMismatch", "inputHash is not the keccak-256 of this request's body: the payment was signed for another input"), scheme);
+    }
+    const decision = await options.preflighter.checkRequest(item, now);
+    if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme);
+    const reserved = await options.store.reserveRequest(item.payer, item.token, item.nonce, item.price, decision.balance, Number(item.deadline - now) + 60);
+    if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(reserved === "nonce-used" ? Reason.NonceUsed : Reason.InsufficientBalance), scheme);
+    accepted(scheme, started, item.payer, item.price);
+    const receipt: PaymentResponse = { success: true, transaction: "", network, payer: item.payer, scheme, amount: item.price.toString() };
+    let served = false;
+    try {
+      served = await forward(req, res, body, { [PAYMENT_RESPONSE_HEADER]: encodeHeader(receipt) });
+    } finally {
+      if (served) {
+        options.settlement.enqueueRequest(item, item.price);
+        metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
+      } else {
+        // Not served (the model server failed): the payment is not taken and its nonce is free again.
+        await options.store.cancelRequest(item.payer, item.token, item.nonce, item.price);
+      }
+    }
+  }
+
+  async function paidByVoucher(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Uint8Array,
+    parsed: { stream?: unknown; stream_options?: unknown },
+    model: PricedModel,
+    voucher: SignedVoucher,
+    now: bigint,
+    started: bigint,
+  ): Promise<void> {
+    const scheme = VOUCHER_SCHEME;
+    if (model.perOutputToken === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} has a fixed price: pay with a ${REQUEST_SCHEME} request`), scheme);
+    if (voucher.token.toLowerCase() !== token || voucher.model.toLowerCase() !== model.id.toLowerCase()) {
+      return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the voucher must be for ${model.name} in token ${options.token}`), scheme);
+    }
+    const laneKey = [voucher.payer, voucher.token, voucher.model, voucher.channel].join("|").toLowerCase();
+    const laneState = (t: LaneTotals): LaneState => ({ channel: voucher.channel, owed: t.owed.toString(), covered: t.covered.toString() });
+    let totals = await options.store.lane(laneKey);
+    let raised = false;
+    if (voucher.cumulativeAmount > totals.covered) {
+      if (totals.covered === 0n && voucher.cumulativeAmount < openAmountOf(model)) {
+        return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `a lane opens with a voucher of at least ${openAmountOf(model)}`), scheme, laneState(totals));
+      }
+      const decision = await options.preflighter.checkVoucher(voucher, now);
+      if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals));
+      const cover = await options.store.raiseCover(laneKey, voucher.payer, voucher.token, voucher.cumulativeAmount, decision.claimed ?? 0n, decision.balance, decision.signer ?? "");
+      if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals));
+      if (cover.status === "raised") {
+        raised = true;
+        options.settlement.enqueueVoucher(voucher, cover.held);
+      }
+      totals = await options.store.lane(laneKey);
+    }
+    if (!raised) {
+      // A voucher that adds nothing still proves who is calling: it must be signed by the key whose
+      // voucher (checked with the contract's rules) last raised this lane.
+      if (totals.covered === 0n) return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `a lane opens with a voucher of at least ${openAmountOf(model)}`), scheme, laneState(totals));
+      const signer = options.preflighter.voucherSigner(voucher);
+      if (!signer || signer !== totals.signer) return refuse(res, req, model, gatewayRefusal("WrongLaneSigner", "the voucher is not signed by the key that opened this lane", 403), scheme, laneState(totals));
+    }
+    const admitted = await options.store.admit(laneKey, model.holdPerCall, options.creditLimit);
+    if (!admitted.admitted) {
+      const t = admitted.totals;
+      return refuse(res, req, model, gatewayRefusal("CreditLimit", `the lane owes ${t.owed - t.covered} unpaid (${t.held} held for calls in flight) against a credit limit of ${options.creditLimit}: send a voucher for ${t.owed}`), scheme, laneState(t));
+    }
+    accepted(scheme, started, voucher.payer, voucher.cumulativeAmount);
+    let charged = false;
+    const charge = async (usage: Usage): Promise<PaymentResponse> => {
+      const cost = meteredCost(model, usage);
+      charged = true;
+      const after = await options.store.charge(laneKey, model.holdPerCall, cost);
+      return { success: true, transaction: "", network, payer: voucher.payer, scheme, amount: cost.toString(), lane: laneState(after) };
+    };
+    try {
+      if (parsed.stream === true) {
+        // Ask the model server for the token counts in the stream's last event.
+        const forwarded = Buffer.from(JSON.stringify({ ...parsed, stream_options: { ...(parsed.stream_options as object | undefined), include_usage: true } }));
+        await forward(req, res, forwarded, {}, async (usage) => ({ [STREAM_PAYMENT_FIELD]: encodeHeader(await charge(usage)) }));
+      } else {
+        await forwardMetered(req, res, body, charge);
+      }
+    } finally {
+      if (!charged) await options.store.charge(laneKey, model.holdPerCall, 0n);
+    }
+  }
+
+  /**
+   * Forwards to the model server and streams its answer back; resolves true when the model server
+   * answered below 500 (the call counts as served). With `meter`, an SSE answer is metered.
+   */
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Uint8Array,
+    extraHeaders: Record<string, string> = {},
+    meter?: (usage: Usage) => Promise<Record<string, unknown>>,
+  ): Promise<boolean> {
+    const t0 = process.hrtime.bigint();
+    const answer = await upstream.request(req.method ?? "GET", req.url ?? "/", req.headers, body);
+    metrics.upstreamSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    const served = answer.statusCode < 500;
+    const headers = responseHeaders(answer.headers);
+    const isStream = String(answer.headers["content-type"] ?? "").includes("text/event-stream");
+    const out = served ? { ...headers, ...extraHeaders } : headers;
+    if (!isStream) {
+      // A whole answer: one write with its length (cheaper than a stream pipeline per call).
+      const whole = Buffer.from(await answer.body.arrayBuffer());
+      res.writeHead(answer.statusCode, { ...out, "content-length": whole.length });
+      res.end(whole);
+      return served;
+    }
+    res.writeHead(answer.statusCode, out);
+    if (meter && served) await pipeline(answer.body, meterStream((usage) => meter(usage)), res);
+    else await pipeline(answer.body, res);
+    return served;
+  }
+
+  /** A non-streamed metered answer: read it, charge its usage, then answer with the payment response header. */
+  async function forwardMetered(req: IncomingMessage, res: ServerResponse, body: Uint8Array, charge: (usage: Usage) => Promise<PaymentResponse>): Promise<void> {
+    const answer = await upstream.request(req.method ?? "POST", req.url ?? "/", req.headers, body);
+    const text = await answer.body.text();
+    const headers = responseHeaders(answer.headers);
+    if (answer.statusCode >= 400) {
+      res.writeHead(answer.statusCode, headers);
+      return void res.end(text);
+    }
+    let usage: Usage = {};
+    try {
+      usage = ((JSON.parse(text) as { usage?: Usage }).usage ?? {}) as Usage;
+    } catch {
+      // not JSON: nothing to meter
+    }
+    const receipt = await charge(usage);
+    res.writeHead(answer.statusCode, { ...headers, [PAYMENT_RESPONSE_HEADER]: encodeHeader(receipt), "content-length": Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    inFlight++;
+    handle(req, res)
+      .catch((error: unknown) => {
+      const status = error instanceof HttpError ? error.status : 502;
+      const message = error instanceof HttpError ? error.message : `the model server could not be reached: ${(error as Error)?.message ?? String(error)}`;
+      if (!(error instanceof HttpError)) log("warn", "upstream-error", { error: message });
+      if (res.headersSent) return void res.destroy();
+      sendJson(res, status, { error: { message, type: status === 502 ? "upstream_error" : "invalid_request_error" } });
+      })
+      .finally(() => {
+        if (--inFlight === 0) idle?.();
+      });
+  };
+
+  let closed: Promise<SettlementBatch[]> | undefined;
+  const close = async (): Promise<SettlementBatch[]> => {
+    closing = true;
+    // Calls already admitted finish (and are queued) before the last settlement.
+    if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+    const batches = await options.settlement.close();
+    await Promise.all([...releases]);
+    options.preflighter.close();
+    await upstream.close();
+    await options.store.close();
+    log("info", "closed", { batches: batches.length });
+    return batches;
+  };
+  return { handler, metrics, close: () => (closed ??= close()) };
+}
+
+function reasonLabel(reason: Reason): string {
+  return contractRefusal(reason).name;
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const json = JSON.stringify(value);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(json) });
+  res.end(json);
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new HttpError(413, `the request body is larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}

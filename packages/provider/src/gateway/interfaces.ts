@@ -1,0 +1,124 @@
+/**
+ * The three narrow seams of the gateway. The HTTP side depends only on these, so a new verifier
+ * (one that follows v2's logs), a new settlement path (lanes) or another shared store is one new
+ * implementation, not a change to the gateway:
+ *
+ * - `Preflighter`: the contract's answer for a signed item, decided in-process (accept, or refuse
+ *   with the contract's reason code). It never reserves: reservations belong to the store, so that
+ *   several replicas share them.
+ * - `ReservationStore`: what has been accepted and not yet settled, shared by every replica: used
+ *   nonces, funds held per payer, and each lane's totals; every change is one atomic step.
+ * - `SettlementQueue`: what was served, settled in the background in batches.
+ */
+import type { Reason, SignedRequest, SignedVoucher } from "@preflight/sdk";
+
+/** The preflight's answer for one item. */
+export interface PreflightDecision {
+  accepted: boolean;
+  /** `Reason.Settled` (0) when accepted, else the contract's reason code. */
+  reason: Reason;
+  /** What the item would debit: a request's price, or a voucher's excess over what its channel paid on chain. */
+  amount: bigint;
+  /** The key that signed (lowercase), when the signature recovered. */
+  signer?: string;
+  /** The payer's funds as the chain holds them (at the last followed block): the store reserves against this. */
+  balance: bigint;
+  /** Vouchers: what the channel already paid on chain. */
+  claimed?: bigint;
+}
+
+/** Decides items in-process, with the contract's rules. */
+export interface Preflighter {
+  /** Decide a per-call request at unix time `now`, without reserving. */
+  checkRequest(item: SignedRequest, now: bigint): PreflightDecision | Promise<PreflightDecision>;
+  /** Decide a voucher's increase over its channel's on-chain total, without reserving. */
+  checkVoucher(item: SignedVoucher, now: bigint): PreflightDecision | Promise<PreflightDecision>;
+  /** The key that signed a voucher (lowercase), or undefined: for vouchers that add nothing new. */
+  voucherSigner(item: SignedVoucher): string | undefined;
+  /** Resolves once the chain state the preflight reads includes `block` (so settled reservations may go). */
+  waitForBlock(block: number): Promise<void>;
+  /** Stop following the chain. */
+  close(): void;
+}
+
+/** Outcome of reserving a request. */
+export type RequestReservation = "reserved" | "nonce-used" | "insufficient-balance";
+
+/** Outcome of raising a lane's cover with a new voucher. */
+export type CoverOutcome = { status: "raised"; held: bigint } | { status: "stale"; covered: bigint } | { status: "insufficient-balance" };
+
+/** A lane's totals (atomic units). */
+export interface LaneTotals {
+  /** Charged for what was served. */
+  owed: bigint;
+  /** Highest cumulative voucher accepted. */
+  covered: bigint;
+  /** Held for calls in flight. */
+  held: bigint;
+  /** The key whose voucher last raised the cover (lowercase), "" for none. */
+  signer: string;
+}
+
+/** Reservations shared by every replica of a provider's gateway; each method is atomic. */
+export interface ReservationStore {
+  /** Marks (payer, token, nonce) used and holds `amount` of the payer's funds, unless the nonce is taken or `balance` does not cover everything held. */
+  reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number): Promise<RequestReservation>;
+  /** Undoes `reserveRequest` for a call that was not served (the nonce is free again). */
+  cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint): Promise<void>;
+  /** Lets go of `amount` of held funds once the chain shows them settled. */
+  releaseFunds(payer: string, token: string, amount: bigint): Promise<void>;
+  /**
+   * Raises lane `lane`'s cover to `cumulative`, holding the increase over max(cover, `claimed`) of
+   * the payer's funds (returned as `held`); `stale` when the cover is already at or above it.
+   */
+  raiseCover(lane: string, payer: string, token: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome>;
+  /** Admits a call holding `hold` on the lane, unless owed + held + hold would pass covered + `creditLimit`. */
+  admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }>;
+  /** Ends an admitted call: drops its hold and adds its `cost` to what the lane owes. */
+  charge(lane: string, hold: bigint, cost: bigint): Promise<LaneTotals>;
+  /** A lane's totals (all zero when unknown). */
+  lane(lane: string): Promise<LaneTotals>;
+  /** Runs `fn` while holding a lock shared by the replicas (e.g. one settlement transaction at a time per provider key). */
+  withLock<T>(name: string, ttlMs: number, fn: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** One settled (or refused) item, as the settlement queue reports it. */
+export interface SettledItem {
+  kind: "request" | "voucher";
+  payer: string;
+  token: string;
+  /** What the chain debited (0 when skipped). */
+  amount: bigint;
+  /** `Reason.Settled` or why the contract skipped it. */
+  reason: Reason;
+  /** The amount the gateway held for it (released once the chain shows the settlement). */
+  held: bigint;
+}
+
+/** One settlement transaction. */
+export interface SettlementBatch {
+  kind: "request" | "voucher";
+  txHash?: string;
+  blockNumber?: number;
+  gasUsed: bigint;
+  items: SettledItem[];
+  error?: unknown;
+}
+
+/** Background settlement. */
+export interface SettlementQueue {
+  /** Queue a served, reserved request. */
+  enqueueRequest(item: SignedRequest, held: bigint): void;
+  /** Queue a lane's latest voucher (replaces any queued voucher of the same channel); `held` is the increase it covers. */
+  enqueueVoucher(item: SignedVoucher, held: bigint): void;
+  /** Calls `listener` after every settlement transaction (or failure). */
+  subscribe(listener: (batch: SettlementBatch) => void): void;
+  /** Settle everything queued now. */
+  flush(): Promise<SettlementBatch[]>;
+  /** Settle everything queued and refuse more. */
+  close(): Promise<SettlementBatch[]>;
+  /** Items and atomic units waiting. */
+  readonly queuedCount: number;
+  readonly queuedAmount: bigint;
+}

@@ -1,0 +1,24 @@
+/**
+ * Structured logs: one JSON object per line (time, level, event, fields), bigints as strings.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type Logger = (level: LogLevel, event: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * A logger writing JSON lines to `write` (default stderr) at `level` and above.
+ * @example
+ * const log = jsonLogger("info");
+ * log("info", "settled", { txHash, items: 100 });
+ */
+export function jsonLogger(level: LogLevel = "info", write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
+  const min = ORDER[level];
+  return (lvl, event, fields) => {
+    if (ORDER[lvl] < min) return;
+    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, event, ...fields }, (_, v) => (typeof v === "bigint" ? v.toString() : v)) + "\n");
+  };
+}
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = () => undefined;

@@ -1,0 +1,205 @@
+/**
+ * The Redis `ReservationStore`: several gateway replicas of one provider share it, so none of them
+ * accepts a nonce, or the same funds, that another already accepted. Every change is one Lua script
+ * (Redis runs a script atomically). Amounts exceed Lua's 53-bit integers (18-decimal tokens), so
+ * the scripts do exact arithmetic on decimal strings.
+ */
+import { Redis } from "ioredis";
+import { randomBytes } from "node:crypto";
+import type { CoverOutcome, LaneTotals, RequestReservation, ReservationStore } from "./interfaces";
+import { fundsKey, nonceKey } from "./memoryStore";
+
+/** Exact non-negative decimal-string arithmetic, in 7-digit limbs (each partial sum stays well under 2^53). */
+const BIGNUM_LUA = `
+local function limbs(s)
+  local t = {}
+  local i = #s
+  while i >= 1 do
+    local j = i - 6
+    if j < 1 then j = 1 end
+    t[#t + 1] = tonumber(string.sub(s, j, i))
+    i = j - 1
+  end
+  return t
+end
+local function str(t)
+  local n = #t
+  while n > 1 and t[n] == 0 do n = n - 1 end
+  local out = tostring(t[n])
+  for k = n - 1, 1, -1 do out = out .. string.format('%07d', t[k]) end
+  return out
+end
+local function cmp(a, b)
+  a = string.gsub(a, '^0+(%d)', '%1')
+  b = string.gsub(b, '^0+(%d)', '%1')
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+local function add(a, b)
+  local x, y, r, carry = limbs(a), limbs(b), {}, 0
+  for k = 1, math.max(#x, #y) do
+    local s = (x[k] or 0) + (y[k] or 0) + carry
+    r[k] = s % 10000000
+    carry = math.floor(s / 10000000)
+  end
+  if carry > 0 then r[#r + 1] = carry end
+  return str(r)
+end
+-- a - b, or '0' when b >= a
+local function sub(a, b)
+  if cmp(a, b) <= 0 then return '0' end
+  local x, y, r, borrow = limbs(a), limbs(b), {}, 0
+  for k = 1, #x do
+    local s = x[k] - (y[k] or 0) - borrow
+    if s < 0 then s = s + 10000000; borrow = 1 else borrow = 0 end
+    r[k] = s
+  end
+  return str(r)
+end
+local function max(a, b) if cmp(a, b) >= 0 then return a end return b end
+`;
+
+/** KEYS: nonce, funds. ARGV: amount, balance, ttl seconds. Returns 0 reserved, 1 nonce used, 2 insufficient. */
+const RESERVE_REQUEST = `${BIGNUM_LUA}
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+local held = redis.call('GET', KEYS[2]) or '0'
+local after = add(held, ARGV[1])
+if cmp(after, ARGV[2]) > 0 then return 2 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+redis.call('SET', KEYS[2], after)
+return 0`;
+
+/** KEYS: funds, [nonce]. ARGV: amount. Drops the nonce when given, subtracts the amount (never below 0). */
+const RELEASE = `${BIGNUM_LUA}
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
+local left = sub(redis.call('GET', KEYS[1]) or '0', ARGV[1])
+if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], left) end
+return 0`;
+
+/** KEYS: lane, funds. ARGV: cumulative, claimed, balance, signer. Returns {0, held} raised, {1, covered} stale, {2} insufficient. */
+const RAISE_COVER = `${BIGNUM_LUA}
+local covered = redis.call('HGET', KEYS[1], 'covered') or '0'
+if cmp(ARGV[1], covered) <= 0 then return {1, covered} end
+local need = sub(ARGV[1], max(covered, ARGV[2]))
+local held = redis.call('GET', KEYS[2]) or '0'
+local after = add(held, need)
+if cmp(after, ARGV[3]) > 0 then return {2, covered} end
+redis.call('SET', KEYS[2], after)
+redis.call('HSET', KEYS[1], 'covered', ARGV[1], 'signer', ARGV[4])
+return {0, need}`;
+
+/** KEYS: lane. ARGV: hold, credit limit. Returns {admitted 1/0, owed, covered, held, signer}. */
+const ADMIT = `${BIGNUM_LUA}
+local v = redis.call('HMGET', KEYS[1], 'owed', 'covered', 'held', 'signer')
+local owed, covered, held, signer = v[1] or '0', v[2] or '0', v[3] or '0', v[4] or ''
+if cmp(add(add(owed, held), ARGV[1]), add(covered, ARGV[2])) > 0 then return {0, owed, covered, held, signer} end
+held = add(held, ARGV[1])
+redis.call('HSET', KEYS[1], 'held', held)
+return {1, owed, covered, held, signer}`;
+
+/** KEYS: lane. ARGV: hold, cost. Returns {owed, covered, held, signer}. */
+const CHARGE = `${BIGNUM_LUA}
+local v = redis.call('HMGET', KEYS[1], 'owed', 'covered', 'held', 'signer')
+local owed = add(v[1] or '0', ARGV[2])
+local held = sub(v[3] or '0', ARGV[1])
+redis.call('HSET', KEYS[1], 'owed', owed, 'held', held)
+return {owed, v[2] or '0', held, v[4] or ''}`;
+
+/** KEYS: lock. ARGV: token. Deletes the lock only if this holder still owns it. */
+const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+type Scripted = Redis & {
+  pfReserve(nonce: string, funds: string, amount: string, balance: string, ttl: number): Promise<number>;
+  pfRelease(numKeys: number, ...args: string[]): Promise<number>;
+  pfRaise(lane: string, funds: string, cumulative: string, claimed: string, balance: string, signer: string): Promise<[number, string]>;
+  pfAdmit(lane: string, hold: string, credit: string): Promise<[number, string, string, string, string]>;
+  pfCharge(lane: string, hold: string, cost: string): Promise<[string, string, string, string]>;
+  pfUnlock(lock: string, token: string): Promise<number>;
+};
+
+export interface RedisReservationStoreOptions {
+  /** e.g. `redis://127.0.0.1:6379/0`. */
+  url: string;
+  /** Prefix of every key, so one Redis can serve several providers or deployments (default `preflight:`). */
+  prefix?: string;
+}
+
+/**
+ * @example
+ * const store = await RedisReservationStore.connect({ url: "redis://127.0.0.1:6379", prefix: `preflight:${contract}:${provider}:` });
+ */
+export class RedisReservationStore implements ReservationStore {
+  private constructor(
+    private readonly redis: Scripted,
+    private readonly prefix: string,
+  ) {}
+
+  static async connect(options: RedisReservationStoreOptions): Promise<RedisReservationStore> {
+    const redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: false }) as Scripted;
+    redis.defineCommand("pfReserve", { numberOfKeys: 2, lua: RESERVE_REQUEST });
+    redis.defineCommand("pfRelease", { lua: RELEASE });
+    redis.defineCommand("pfRaise", { numberOfKeys: 2, lua: RAISE_COVER });
+    redis.defineCommand("pfAdmit", { numberOfKeys: 1, lua: ADMIT });
+    redis.defineCommand("pfCharge", { numberOfKeys: 1, lua: CHARGE });
+    redis.defineCommand("pfUnlock", { numberOfKeys: 1, lua: UNLOCK });
+    await redis.connect();
+    return new RedisReservationStore(redis, options.prefix ?? "preflight:");
+  }
+
+  async reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number): Promise<RequestReservation> {
+    const r = await this.redis.pfReserve(this.key(nonceKey(payer, token, nonce)), this.key(fundsKey(payer, token)), amount.toString(), balance.toString(), Math.max(1, Math.ceil(ttlSeconds)));
+    return r === 0 ? "reserved" : r === 1 ? "nonce-used" : "insufficient-balance";
+  }
+
+  async cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint): Promise<void> {
+    await this.redis.pfRelease(2, this.key(fundsKey(payer, token)), this.key(nonceKey(payer, token, nonce)), amount.toString());
+  }
+
+  async releaseFunds(payer: string, token: string, amount: bigint): Promise<void> {
+    await this.redis.pfRelease(1, this.key(fundsKey(payer, token)), amount.toString());
+  }
+
+  async raiseCover(lane: string, payer: string, token: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
+    const [status, covered] = await this.redis.pfRaise(this.key(`l:${lane}`), this.key(fundsKey(payer, token)), cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase());
+    if (status === 0) return { status: "raised", held: BigInt(covered) };
+    return status === 1 ? { status: "stale", covered: BigInt(covered) } : { status: "insufficient-balance" };
+  }
+
+  async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {
+    const [admitted, owed, covered, held, signer] = await this.redis.pfAdmit(this.key(`l:${lane}`), hold.toString(), creditLimit.toString());
+    return { admitted: admitted === 1, totals: { owed: BigInt(owed), covered: BigInt(covered), held: BigInt(held), signer } };
+  }
+
+  async charge(lane: string, hold: bigint, cost: bigint): Promise<LaneTotals> {
+    const [owed, covered, held, signer] = await this.redis.pfCharge(this.key(`l:${lane}`), hold.toString(), cost.toString());
+    return { owed: BigInt(owed), covered: BigInt(covered), held: BigInt(held), signer };
+  }
+
+  async lane(lane: string): Promise<LaneTotals> {
+    const [owed, covered, held, signer] = await this.redis.hmget(this.key(`l:${lane}`), "owed", "covered", "held", "signer");
+    return { owed: BigInt(owed ?? "0"), covered: BigInt(covered ?? "0"), held: BigInt(held ?? "0"), signer: signer ?? "" };
+  }
+
+  async withLock<T>(name: string, ttlMs: number, fn: () => Promise<T>): Promise<T> {
+    const key = this.key(`lock:${name}`);
+    const token = randomBytes(16).toString("hex");
+    // The TTL frees the lock if its holder dies; a holder outliving it must not delete another's lock.
+    for (let wait = 5; (await this.redis.set(key, token, "PX", ttlMs, "NX")) !== "OK"; wait = Math.min(wait * 2, 200)) {
+      await new Promise((r) => setTimeout(r, wait));
+    }
+    try {
+      return await fn();
+    } finally {
+      await this.redis.pfUnlock(key, token);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit();
+  }
+
+  private key(k: string): string {
+    return this.prefix + k;
+  }
+}

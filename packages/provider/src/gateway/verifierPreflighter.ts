@@ -1,0 +1,104 @@
+/**
+ * The `Preflighter` over today's `PreflightVerifier`: the contract's rules from an event-synced
+ * cache, no RPC per request. The verifier is asked never to reserve (`reserve: false`): the
+ * gateway's `ReservationStore` holds what was accepted, shared across replicas.
+ */
+import { PreflightVerifier } from "../verifier";
+import { DigestComputer } from "../digest";
+import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
+import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import type { Preflight } from "../../../../typechain-types";
+import type { PreflightDecision, Preflighter } from "./interfaces";
+
+export interface VerifierPreflighterOptions {
+  /** The Preflight contract, connected to an RPC provider. */
+  contract: Preflight;
+  /** The provider address every signature must name. */
+  provider: string;
+  /** First block to follow from (the deployment block). */
+  fromBlock?: number;
+  /** Poll the chain this often (default 1,000 ms). */
+  pollMs?: number;
+  /** Blocks of depth to wait for before applying (default 0). */
+  confirmations?: number;
+  /** Called when a poll fails (the next poll retries). */
+  onSyncError?: (error: unknown) => void;
+}
+
+/**
+ * @example
+ * const preflighter = await VerifierPreflighter.create({ contract: preflight, provider: providerAddress, fromBlock });
+ * const decision = preflighter.checkRequest(signedRequest, BigInt(Math.floor(Date.now() / 1000)));
+ */
+export class VerifierPreflighter implements Preflighter {
+  private constructor(
+    /** The underlying verifier (for its views: balances, grants, synced block). */
+    readonly verifier: PreflightVerifier,
+    private readonly provider: string,
+    private readonly digests: DigestComputer,
+    private readonly pollMs: number,
+  ) {}
+
+  static async create(options: VerifierPreflighterOptions): Promise<VerifierPreflighter> {
+    const verifier = await PreflightVerifier.create({
+      contract: options.contract,
+      provider: options.provider,
+      fromBlock: options.fromBlock,
+      confirmations: options.confirmations,
+    });
+    const network = await options.contract.runner!.provider!.getNetwork();
+    const digests = new DigestComputer({ chainId: network.chainId, verifyingContract: await options.contract.getAddress() });
+    const pollMs = options.pollMs ?? 1_000;
+    verifier.start(pollMs, options.onSyncError);
+    return new VerifierPreflighter(verifier, options.provider.toLowerCase(), digests, pollMs);
+  }
+
+  async checkRequest(item: SignedRequest, now: bigint): Promise<PreflightDecision> {
+    let d = this.verifier.verify(item, { at: now, reserve: false });
+    if (this.mayBeNewer(d.reason)) {
+      await this.verifier.sync();
+      d = this.verifier.verify(item, { at: now, reserve: false });
+    }
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: this.verifier.accountOf(item.payer, item.token).balance };
+  }
+
+  async checkVoucher(item: SignedVoucher, now: bigint): Promise<PreflightDecision> {
+    let d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+    if (this.mayBeNewer(d.reason)) {
+      await this.verifier.sync();
+      d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+    }
+    return {
+      accepted: d.accepted,
+      reason: d.reason,
+      amount: d.amount,
+      signer: d.signer,
+      balance: this.verifier.accountOf(item.payer, item.token).balance,
+      claimed: d.accepted ? item.cumulativeAmount - d.amount : undefined,
+    };
+  }
+
+  /**
+   * A refusal that a block newer than the last poll may cure (a deposit, a grant just made): read
+   * the chain once before refusing. Concurrent reads share one sync; accepted calls never wait.
+   */
+  private mayBeNewer(reason: Reason): boolean {
+    return reason === Reason.InsufficientBalance || reason === Reason.InvalidSigner;
+  }
+
+  voucherSigner(item: SignedVoucher): string | undefined {
+    const recovered = recoverSignature(this.digests.voucher(item, this.provider), hexToBytes(item.signature));
+    return recovered.status === SignatureStatus.Ok && recovered.publicKey ? publicKeyToAddress(recovered.publicKey) : undefined;
+  }
+
+  async waitForBlock(block: number): Promise<void> {
+    while (this.verifier.syncedBlock < block) {
+      await this.verifier.sync();
+      if (this.verifier.syncedBlock < block) await new Promise((r) => setTimeout(r, Math.min(this.pollMs, 100)));
+    }
+  }
+
+  close(): void {
+    this.verifier.stop();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The gateway's pure parts: the x402 header encoding, payment parsing, the SSE meter, prices and
+ * refusals; and the CLI's one-line errors.
+ */
+import { expect } from "chai";
+import { Readable } from "node:stream";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/gateway";
+import { parsePayment } from "../../packages/provider/src/gateway/payment";
+import { meterStream } from "../../packages/provider/src/gateway/proxy";
+import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "@preflight/sdk/fetch";
+import { Reason } from "@preflight/sdk";
+
+const ADDRESS = "0x" + "ab".repeat(20);
+const WORD = "0x" + "cd".repeat(32);
+const SIG = "0x" + "11".repeat(65);
+
+describe("Gateway units", function () {
+  describe("x402 headers", function () {
+    it("round-trips UTF-8 JSON through base64 and refuses anything else with a typed error", function () {
+      const value = { x402Version: 2, error: "café ☕", n: "123456789012345678901234567890" };
+      expect(decodeHeader(encodeHeader(value))).to.deep.equal(value);
+      expect(() => decodeHeader("not base64 !")).to.throw(PaymentProtocolError);
+      expect(() => decodeHeader(btoa("[1,2]"))).to.throw(PaymentProtocolError, /object/);
+    });
+  });
+
+  describe("parsePayment", function () {
+    const request = { payer: ADDRESS, token: ADDRESS, model: WORD, price: "10", nonce: "7", deadline: "99", inputHash: WORD, signature: SIG };
+    it("reads a request and a voucher into bigint items", function () {
+      const p = parsePayment(encodeHeader({ x402Version: 2, payload: { request } }));
+      expect(p.scheme).to.equal("preflight-request");
+      if (p.scheme === "preflight-request") expect(p.request).to.include({ price: 10n, nonce: 7n, deadline: 99n });
+      const v = parsePayment(encodeHeader({ x402Version: 2, payload: { voucher: { payer: ADDRESS, token: ADDRESS, model: WORD, channel: WORD, cumulativeAmount: "5", signature: SIG } } }));
+      expect(v.scheme).to.equal("preflight-voucher");
+    });
+    it("names the malformed field instead of throwing", function () {
+      for (const [field, value] of [["price", "-1"], ["price", "1e3"], ["nonce", "0x10"], ["payer", "0x12"], ["signature", "0x" + "11".repeat(63)]] as const) {
+        const p = parsePayment(encodeHeader({ x402Version: 2, payload: { request: { ...request, [field]: value } } }));
+        expect(p).to.deep.equal({ scheme: undefined, error: `payload field ${field} is missing or malformed` });
+      }
+      expect(parsePayment(encodeHeader({ x402Version: 1, payload: { request } }))).to.deep.equal({ scheme: undefined, error: "x402Version must be 2" });
+      expect(parsePayment("%%%").scheme).to.equal(undefined);
+    });
+  });
+
+  describe("meterStream", function () {
+    async function run(chunks: string[]): Promise<{ out: string; usage: unknown }> {
+      let usage: unknown;
+      const meter = meterStream(async (u) => {
+        usage = u;
+        return { [STREAM_PAYMENT_FIELD]: "PAID" };
+      });
+      const out: string[] = [];
+      await new Promise<void>((resolve, reject) => {
+        Readable.from(chunks).pipe(meter).on("data", (d: Buffer) => out.push(d.toString())).on("end", resolve).on("error", reject);
+      });
+      return { out: out.join(""), usage };
+    }
+    it("passes events on as they come, and adds the payment to the usage event before [DONE], across chunk boundaries", async function () {
+      const usage = { prompt_tokens: 3, completion_tokens: 2 };
+      const { out, usage: seen } = await run(['data: {"choices":[{"delta":{"content":"a"}}]}\n\nda', 'ta: {"choices":[],"usage":', JSON.stringify(usage) + "}\n\n", "data: [DONE]\n\n"]);
+      expect(seen).to.deep.equal(usage);
+      const events = out.split("\n\n").filter(Boolean);
+      expect(events[0]).to.equal('data: {"choices":[{"delta":{"content":"a"}}]}');
+      expect(JSON.parse(events[1]!.slice(6))).to.deep.equal({ choices: [], usage, [STREAM_PAYMENT_FIELD]: "PAID" });
+      expect(events[2]).to.equal("data: [DONE]");
+    });
+    it("counts content events as completion tokens when the server reports no usage", async function () {
+      const { out, usage } = await run(['data: {"choices":[{"delta":{"content":"a"}}]}\n\n', 'data: {"choices":[{"delta":{"content":"b"}}]}\n\n', "data: [DONE]\n\n"]);
+      expect(usage).to.deep.equal({ prompt_tokens: 0, completion_tokens: 2 });
+      expect(out).to.contain(`"${STREAM_PAYMENT_FIELD}":"PAID"`);
+      expect(out.endsWith("data: [DONE]\n\n")).to.equal(true);
+    });
+  });
+
+  describe("prices and refusals", function () {
+    it("prices usage exactly and refuses a model with no price", function () {
+      const model = priceTable({ m: { perInputToken: 2n, perOutputToken: 5n } }).get("m")!;
+      expect(meteredCost(model, { prompt_tokens: 3, completion_tokens: 8 })).to.equal(46n);
+      expect(meteredCost(model, { prompt_tokens: -4, completion_tokens: 1.5 })).to.equal(0n);
+      expect(model.holdPerCall).to.equal(5n * 1024n);
+      expect(() => priceTable({ m: {} })).to.throw(/perRequest/);
+    });
+    it("answers 402 where a new payment can cure it and 403 where the key may not pay", function () {
+      expect(contractRefusal(Reason.InsufficientBalance)).to.include({ status: 402, code: 12, name: "InsufficientBalance" });
+      expect(contractRefusal(Reason.NonceUsed).status).to.equal(402);
+      expect(contractRefusal(Reason.InvalidSigner)).to.include({ status: 403, name: "InvalidSigner" });
+      expect(contractRefusal(Reason.ModelNotAllowed).status).to.equal(403);
+    });
+  });
+
+  describe("CLI", function () {
+    it("says in one line what is missing and how to fix it", function () {
+      const cli = path.join(__dirname, "../../packages/provider/src/gateway/cli.ts");
+      const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", cli, "--upstream", "http://127.0.0.1:8000"], { encoding: "utf8", cwd: path.join(__dirname, "../.."), env: { ...process.env, PREFLIGHT_RPC_URL: "", TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(__dirname, "../../tsconfig.json") } });
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr.split("\n")[0]).to.equal("preflight-gateway: --rpc is required (or PREFLIGHT_RPC_URL): the chain's JSON-RPC URL");
+    });
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * The two reservation stores obey the same rules: the in-memory one (one process) and the Redis
+ * one (several replicas; exact decimal arithmetic in Lua beyond 2^53 and 2^64).
+ */
+import { expect } from "chai";
+import { MemoryReservationStore, RedisReservationStore, type ReservationStore } from "@preflight/provider/gateway";
+import { startRedis, type RedisServer } from "../helpers/redis";
+
+const PAYER = "0x" + "11".repeat(20);
+const TOKEN = "0x" + "22".repeat(20);
+const BIG = 10n ** 30n; // an 18-decimal balance of 10^12 tokens: beyond 2^64
+
+function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void {
+  let store: ReservationStore;
+  beforeEach(async function () {
+    store = await make();
+  });
+  afterEach(async function () {
+    await store.close();
+  });
+
+  it("accepts a nonce once, until the call is cancelled", async function () {
+    expect(await store.reserveRequest(PAYER, TOKEN, 7n, 10n, 100n, 60)).to.equal("reserved");
+    expect(await store.reserveRequest(PAYER.toUpperCase().replace("0X", "0x"), TOKEN, 7n, 10n, 100n, 60)).to.equal("nonce-used");
+    await store.cancelRequest(PAYER, TOKEN, 7n, 10n);
+    expect(await store.reserveRequest(PAYER, TOKEN, 7n, 10n, 100n, 60)).to.equal("reserved");
+  });
+
+  it("never holds more than the balance, and lets go of settled funds", async function () {
+    expect(await store.reserveRequest(PAYER, TOKEN, 1n, 60n, 100n, 60)).to.equal("reserved");
+    expect(await store.reserveRequest(PAYER, TOKEN, 2n, 41n, 100n, 60)).to.equal("insufficient-balance");
+    expect(await store.reserveRequest(PAYER, TOKEN, 2n, 40n, 100n, 60)).to.equal("reserved");
+    await store.releaseFunds(PAYER, TOKEN, 60n);
+    expect(await store.reserveRequest(PAYER, TOKEN, 3n, 60n, 100n, 60)).to.equal("reserved");
+  });
+
+  it("is exact beyond 2^64", async function () {
+    expect(await store.reserveRequest(PAYER, TOKEN, 1n, BIG - 1n, BIG, 60)).to.equal("reserved");
+    expect(await store.reserveRequest(PAYER, TOKEN, 2n, 2n, BIG, 60)).to.equal("insufficient-balance");
+    expect(await store.reserveRequest(PAYER, TOKEN, 2n, 1n, BIG, 60)).to.equal("reserved");
+    await store.releaseFunds(PAYER, TOKEN, BIG - 10n ** 29n); // 10^29 still held
+    expect(await store.reserveRequest(PAYER, TOKEN, 3n, BIG - 10n ** 29n + 1n, BIG, 60)).to.equal("insufficient-balance");
+    expect(await store.reserveRequest(PAYER, TOKEN, 3n, BIG - 10n ** 29n, BIG, 60)).to.equal("reserved");
+  });
+
+  it("raises a lane's cover only upwards, holding the increase over what the channel paid", async function () {
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xAB")).to.deep.equal({ status: "raised", held: 70n });
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "stale", covered: 100n });
+    // 70 held + (BIG - 100) more would pass a balance of BIG - 31.
+    expect(await store.raiseCover("lane", PAYER, TOKEN, BIG, 0n, BIG - 31n, "0xab")).to.deep.equal({ status: "insufficient-balance" });
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 250n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "raised", held: 150n });
+    expect(await store.lane("lane")).to.deep.equal({ owed: 0n, covered: 250n, held: 0n, signer: "0xab" });
+  });
+
+  it("admits calls within the credit limit, counting what is held for calls in flight", async function () {
+    await store.raiseCover("lane", PAYER, TOKEN, 100n, 0n, 1_000n, "0xab");
+    expect((await store.admit("lane", 60n, 50n)).admitted).to.equal(true); // 0 + 60 <= 150
+    expect((await store.admit("lane", 60n, 50n)).admitted).to.equal(true); // 120 <= 150
+    const third = await store.admit("lane", 60n, 50n); // 180 > 150
+    expect(third).to.deep.equal({ admitted: false, totals: { owed: 0n, covered: 100n, held: 120n, signer: "0xab" } });
+    expect(await store.charge("lane", 60n, 45n)).to.deep.include({ owed: 45n, held: 60n });
+    expect((await store.admit("lane", 60n, 50n)).admitted).to.equal(false); // 45 + 60 + 60 = 165 > 150
+    expect(await store.charge("lane", 60n, 10n)).to.deep.include({ owed: 55n, held: 0n });
+    expect((await store.admit("lane", 60n, 50n)).admitted).to.equal(true); // 115
+  });
+
+  it("runs one holder of a lock at a time", async function () {
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 5 }, () =>
+        store.withLock("settle", 5_000, async () => {
+          most = Math.max(most, ++inside);
+          await new Promise((r) => setTimeout(r, 10));
+          inside--;
+        }),
+      ),
+    );
+    expect(most).to.equal(1);
+  });
+}
+
+describe("MemoryReservationStore", function () {
+  behavesAsAReservationStore(async () => new MemoryReservationStore());
+});
+
+describe("RedisReservationStore (a real redis-server)", function () {
+  let redis: RedisServer;
+  let n = 0;
+  before(async function () {
+    redis = await startRedis();
+  });
+  after(async function () {
+    await redis?.stop();
+  });
+  behavesAsAReservationStore(() => RedisReservationStore.connect({ url: redis.url, prefix: `t${n++}:` }));
+});

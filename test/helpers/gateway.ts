@@ -1,0 +1,78 @@
+/** Shared setup of the gateway tests: a mock model server and a gateway on 127.0.0.1 free ports. */
+import { Wallet } from "ethers";
+import { ethers } from "hardhat";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { jsonLogger, priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "@preflight/provider/gateway";
+import type { PreflightFixture } from "./fixtures";
+
+export const PER_REQUEST = "fixed-model";
+export const METERED = "metered-model";
+export const PRICE = 1_000n; // 0.001 USDC per call
+export const PER_INPUT_TOKEN = 2n;
+export const PER_OUTPUT_TOKEN = 5n;
+
+export const testModels = () =>
+  priceTable({
+    [PER_REQUEST]: { perRequest: PRICE },
+    [METERED]: { perInputToken: PER_INPUT_TOKEN, perOutputToken: PER_OUTPUT_TOKEN, holdPerCall: 100n },
+  });
+
+export interface TestGateway {
+  upstream: MockModelServer;
+  running: RunningGateway;
+  close(): Promise<void>;
+}
+
+/**
+ * Seconds the chain's clock runs ahead of the wall clock: earlier test files move the Hardhat
+ * chain's time forward (notice periods, grant expiries), and signed deadlines are checked against
+ * block time. The gateway and the paying fetch take this clock.
+ */
+export async function chainClock(): Promise<{ now: () => number; clock: () => bigint }> {
+  const latest = await ethers.provider.getBlock("latest");
+  const offset = Math.max(0, latest!.timestamp - Math.floor(Date.now() / 1000));
+  const now = () => Math.floor(Date.now() / 1000) + offset;
+  chainOffset = offset;
+  return { now, clock: () => BigInt(now()) };
+}
+
+let chainOffset = 0;
+/** The chain's current time as of the last `startTestGateway` (unix seconds): the paying fetch's `now`. */
+export function chainNow(): number {
+  return Math.floor(Date.now() / 1000) + chainOffset;
+}
+
+/** A gateway for `provider` of the fixture's deployment, in front of a fresh mock model server. */
+export async function startTestGateway(f: PreflightFixture, overrides: Partial<StartGatewayOptions> & { provider?: HardhatEthersSigner } = {}): Promise<TestGateway> {
+  const upstream = await startMockModelServer({ models: [PER_REQUEST, METERED] });
+  const running = await startGateway({
+    upstream: upstream.url,
+    port: 0,
+    providerSigner: overrides.provider ?? f.provider,
+    contract: await f.preflight.getAddress(),
+    token: await f.usdc.getAddress(),
+    models: testModels(),
+    creditLimit: 10_000n,
+    pollMs: 50,
+    releaseGraceMs: 0,
+    maxAgeMs: 60_000,
+    logger: process.env.GATEWAY_TEST_LOG ? jsonLogger("warn") : silentLogger,
+    clock: (await chainClock()).clock,
+    ...overrides,
+  });
+  return {
+    upstream,
+    running,
+    close: async () => {
+      await running.close();
+      await upstream.close();
+    },
+  };
+}
+
+/** A fresh payer key with `amount` of the fixture's token in escrow (deposited by the fixture's payer). */
+export async function fundedWallet(f: PreflightFixture, amount: bigint): Promise<Wallet> {
+  const wallet = Wallet.createRandom();
+  await f.preflight.connect(f.payer).deposit(wallet.address, await f.usdc.getAddress(), amount);
+  return new Wallet(wallet.privateKey);
+}
