@@ -202,7 +202,7 @@ async function main(): Promise<void> {
   const deployer = devAccount(0, rpc);
   const provider = devAccount(1, rpc);
   const payers = [devAccount(2, rpc), devAccount(3, rpc), devAccount(4, rpc)];
-  const preflight = await (await new Preflight__factory(deployer).deploy(deployer.address, 24n * 3600n, 0, ZeroAddress)).waitForDeployment();
+  const preflight = await (await new Preflight__factory(deployer).deploy(24n * 3600n, 0, ZeroAddress)).waitForDeployment();
   const usdc = await (await new TestToken__factory(deployer).deploy("USD Coin", "USDC", 6)).waitForDeployment();
   const contract = await preflight.getAddress();
   const token = await usdc.getAddress();

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const anvil = await startAnvil(await freePort());
   const rpc: JsonRpcProvider = providerFor(anvil.url, 31337);
   const [deployer, provider, payer] = [devAccount(0, rpc), devAccount(1, rpc), devAccount(2, rpc)];
-  const preflight = await (await new Preflight__factory(deployer).deploy(deployer.address, 24n * 3600n, 0, ZeroAddress)).waitForDeployment();
+  const preflight = await (await new Preflight__factory(deployer).deploy(24n * 3600n, 0, ZeroAddress)).waitForDeployment();
   const token = await (await new TestToken__factory(deployer).deploy("USD Coin", "USDC", 6)).waitForDeployment();
   const [contract, tokenAddress] = [await preflight.getAddress(), await token.getAddress()];
   await (await token.mint(payer.address, 100_000_000n)).wait();
