@@ -75,6 +75,9 @@ describe("@preflight/sdk browser budget", function () {
     const sdk = await import("@preflight/sdk");
     const domain = { chainId: 8453n, verifyingContract: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed" };
     const request = { payer: domain.verifyingContract, provider: domain.verifyingContract, token: domain.verifyingContract, model: sdk.modelId("llama-3.1-70b"), price: 20000n, nonce: 0n, deadline: 1700000000n, inputHash: sdk.keccak256("Hello") };
-    expect(check).to.deep.equal({ digest: sdk.hashRequest(domain, request), packed: 2 + 2 * (82 + 96), reason: "NonceUsed" });
+    const signature = "0x" + "11".repeat(32) + "22".repeat(32) + "1b";
+    // The same encoding as in Node, whatever the packed layout is (a hex string of that many chars).
+    const packed = sdk.encodePacked([{ request, signature }]).length;
+    expect(check).to.deep.equal({ digest: sdk.hashRequest(domain, request), packed, reason: "NonceUsed" });
   });
 });

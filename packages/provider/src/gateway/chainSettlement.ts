@@ -5,7 +5,7 @@
  * per provider key across replicas (the store's lock), and on `close` before the gateway exits.
  */
 import { BatchSettler } from "../settler";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, VOUCHERS_CLAIMED_TOPIC, decodeVouchersClaimed, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
 import type { Preflight } from "../../../../typechain-types";
 import type { ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
 
@@ -160,23 +160,15 @@ export class ChainSettlementQueue implements SettlementQueue {
       const tx = await this.contract.claimVouchers(this.token, batch.map((b) => b.voucher));
       const receipt = await tx.wait();
       if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
+      // The one VouchersClaimed log lists every voucher of the call in order: paid (reason 0, with
+      // the amount) or skipped with its reason (docs/log-format.md). Nothing is read from calldata.
+      const address = (await this.contract.getAddress()).toLowerCase();
+      const log = receipt.logs.find((l) => l.address.toLowerCase() === address && l.topics[0] === VOUCHERS_CLAIMED_TOPIC);
+      if (!log) throw new Error(`no VouchersClaimed log in ${tx.hash}`);
+      const { records } = decodeVouchersClaimed(log);
       const paid = new Map<number, bigint>();
       const skipped = new Map<number, Reason>();
-      const address = (await this.contract.getAddress()).toLowerCase();
-      for (const log of receipt.logs) {
-        if (log.address.toLowerCase() !== address) continue;
-        const parsed = this.contract.interface.parseLog(log);
-        if (parsed?.name === "VoucherSkipped") skipped.set(Number(parsed.args.index), Number(parsed.args.reason) as Reason);
-      }
-      // VoucherClaimed has no index: the claimed vouchers are the non-skipped ones, in order.
-      const claimedLogs = receipt.logs
-        .filter((l) => l.address.toLowerCase() === address)
-        .map((l) => this.contract.interface.parseLog(l))
-        .filter((p) => p?.name === "VoucherClaimed");
-      let next = 0;
-      batch.forEach((_, index) => {
-        if (!skipped.has(index)) paid.set(index, BigInt(claimedLogs[next++]?.args.amount ?? 0n));
-      });
+      records.forEach((r, index) => (r.reason === Reason.Settled ? paid.set(index, r.amount) : skipped.set(index, r.reason as Reason)));
       const items: SettledItem[] = batch.map((b, index) => ({
         kind: "voucher",
         payer: b.voucher.payer,

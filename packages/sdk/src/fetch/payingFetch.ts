@@ -91,7 +91,9 @@ interface NonceCursor {
   bit: bigint;
 }
 
-const WORDS = 1n << 190n; // nonce words a session may start at: collisions between sessions are negligible
+// Nonce words a session may start at. Nonces are 64-bit on chain (NonceOutOfRange above), so a
+// session starts at a random one of the 2^58 words: collisions between sessions stay negligible.
+const WORDS = 1n << 58n;
 
 /**
  * Builds the paying fetch.
