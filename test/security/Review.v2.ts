@@ -1,0 +1,77 @@
+// Hostile review of the v2 contracts: each `it` is a proof of concept of one finding and FAILS on
+// the code it was written against (it asserts the property that should hold).
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { deployPreflightFixture, NOTICE_PERIOD, USDC } from "../helpers/fixtures";
+import { makeRequest, signedRequest } from "../helpers/requests";
+import { Reason, TX_GAS_CAP } from "../helpers/security";
+import type { HostileWallet1271 } from "../../typechain-types";
+
+const Mode = { Honest: 0, BurnGas: 3 } as const;
+
+describe("Security review v2: findings (each test fails until its finding is fixed)", function () {
+  it("F1 anyone (the provider) can block a payer's lane close forever by depositing 1 unit into the lane", async function () {
+    const { preflight, usdc, payer, provider } = await loadFixture(deployPreflightFixture);
+    const token = await usdc.getAddress();
+    await preflight.connect(payer).fundLane(provider.address, token, 500n * USDC);
+    await preflight.connect(payer).requestLaneClose(provider.address, token);
+    // The provider (who profits from keeping the funds locked) tops the lane up by 1 unit in the
+    // notice period, and again after every new request: the close is cancelled each time.
+    await usdc.mint(provider.address, 10n);
+    await usdc.connect(provider).approve(await preflight.getAddress(), ethers.MaxUint256);
+    await preflight.connect(provider).depositToLane(payer.address, provider.address, token, 1n);
+    await time.increase(NOTICE_PERIOD);
+    // The payer gave notice and the provider had the whole notice period to claim: the payer must
+    // get its remaining funds back. Today closeLane reverts LaneCloseNotRequested.
+    const before = await usdc.balanceOf(payer.address);
+    await preflight.connect(payer).closeLane(provider.address, token, payer.address);
+    expect((await usdc.balanceOf(payer.address)) - before).to.be.greaterThanOrEqual(500n * USDC);
+  });
+
+  it("F2 a matured withdrawal request takes a deposit made after it, without any notice for that deposit", async function () {
+    const { preflight, usdc, domain, payer, provider } = await loadFixture(deployPreflightFixture);
+    const token = await usdc.getAddress();
+    const sign = async (nonce: bigint) =>
+      signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce, price: 1_000n * USDC, deadline: 2n ** 40n }));
+    // The payer arms a withdrawal of its whole balance, then spends that balance with the provider.
+    await preflight.connect(payer).requestWithdrawal(token, 1_000n * USDC);
+    await preflight.connect(provider).settle(await sign(1n));
+    expect(await preflight.balanceOf(payer.address, token)).to.equal(0n);
+    await time.increase(NOTICE_PERIOD);
+    // A fresh deposit, served by the provider (the preflight sees 1,000 USDC).
+    await preflight.connect(payer).deposit(payer.address, token, 1_000n * USDC);
+    const served = await sign(2n);
+    // The payer front-runs the settlement: the request armed before the deposit should not cover it.
+    try {
+      await preflight.connect(payer).withdraw(token, payer.address);
+    } catch {
+      // refusing the withdrawal is the fixed behaviour
+    }
+    await preflight.connect(provider).settle(served); // today: InsufficientBalance(0, 1000e6)
+    expect(await preflight.earningsOf(provider.address, token)).to.equal(2_000n * USDC);
+  });
+
+  it("F3 a hostile ERC-1271 payer with many items makes a whole batch exceed the transaction gas cap", async function () {
+    const base = await loadFixture(deployPreflightFixture);
+    const { preflight, payer, provider, delegate: walletOwner, domain } = base;
+    const wallet: HostileWallet1271 = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
+    const walletAddress = await wallet.getAddress();
+    const token = ethers.ZeroAddress;
+    await preflight.connect(payer).depositETH(walletAddress, { value: 10n ** 18n });
+    await preflight.connect(payer).depositETH(payer.address, { value: 10n ** 18n });
+    const deadline = 2n ** 40n;
+    const honest = await signedRequest(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, deadline }));
+    const hostile = [];
+    for (let nonce = 0n; nonce < 90n; nonce++) {
+      hostile.push(await signedRequest(walletOwner, domain, await makeRequest({ payer: walletAddress, provider: provider.address, token, nonce, deadline })));
+    }
+    // Every item passes the preflight (the wallet is honest then)...
+    const reasons = await preflight.connect(provider).settleBatch.staticCall(token, [honest, ...hostile]);
+    expect(reasons.every((r) => r === BigInt(Reason.Settled))).to.equal(true);
+    // ...then the wallet burns the 200,000 gas each check is allowed, 90 times.
+    await wallet.setMode(Mode.BurnGas);
+    await preflight.connect(provider).settleBatch(token, [honest, ...hostile], { gasLimit: TX_GAS_CAP });
+    expect(await preflight.earningsOf(provider.address, token)).to.equal(honest.price);
+  });
+});
