@@ -1,14 +1,36 @@
 // Hostile review of the v2 contracts: each `it` is a proof of concept of one finding and FAILS on
 // the code it was written against (it asserts the property that should hold).
 import { expect } from "chai";
-import { ethers } from "hardhat";
+import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, NOTICE_PERIOD, USDC } from "../helpers/fixtures";
-import { makeRequest, signedRequest } from "../helpers/requests";
+import { makeRequest, signedRequest, MODEL_A } from "../helpers/requests";
+import { lanesClaimed, reasonsOf } from "../helpers/logs";
+import { signLaneVoucher, signRequest } from "../../sdk/eip712";
+import { encodeLaneClaims, encodePacked } from "../../sdk/packed";
 import { Reason, TX_GAS_CAP } from "../helpers/security";
 import type { HostileWallet1271 } from "../../typechain-types";
 
-const Mode = { Honest: 0, BurnGas: 3 } as const;
+const Mode = { Honest: 0, BurnGas: 3, Expensive: 8 } as const;
+
+/**
+ * Sends `send(gas)` for gas limits from `from` down by `step`, each on a snapshot that is reverted
+ * afterwards, and returns the reasons logged by every transaction that succeeded.
+ */
+async function sweep(from: bigint, step: bigint, steps: number, send: (gas: bigint) => Promise<number[]>): Promise<[bigint, number[]][]> {
+  const seen: [bigint, number[]][] = [];
+  for (let i = 0; i < steps; i++) {
+    const gas = from - BigInt(i) * step;
+    const snapshot = await network.provider.send("evm_snapshot");
+    try {
+      seen.push([gas, await send(gas)]);
+    } catch {
+      // out of gas: the provider retries with more, nothing is lost
+    }
+    await network.provider.send("evm_revert", [snapshot]);
+  }
+  return seen;
+}
 
 describe("Security review v2: findings (each test fails until its finding is fixed)", function () {
   it("F1 anyone (the provider) can block a payer's lane close forever by depositing 1 unit into the lane", async function () {
@@ -73,5 +95,37 @@ describe("Security review v2: findings (each test fails until its finding is fix
     await wallet.setMode(Mode.BurnGas);
     await preflight.connect(provider).settleBatch(token, [honest, ...hostile], { gasLimit: TX_GAS_CAP });
     expect(await preflight.earningsOf(provider.address, token)).to.equal(honest.price);
+  });
+
+  it("F4 an ERC-1271 check starved of gas reports a valid packed item or lane claim as InvalidSigner (the tx succeeds)", async function () {
+    const base = await loadFixture(deployPreflightFixture);
+    const { preflight, payer, provider, delegate: walletOwner, domain } = base;
+    const wallet: HostileWallet1271 = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
+    const walletAddress = await wallet.getAddress();
+    const token = ethers.ZeroAddress;
+    await preflight.connect(payer).depositETH(walletAddress, { value: 10n ** 18n });
+    // The wallet funds a lane from its escrow balance (as the wallet, through its owner).
+    await wallet
+      .connect(walletOwner)
+      .execute(await preflight.getAddress(), 0n, preflight.interface.encodeFunctionData("fundLane", [provider.address, token, 10n ** 17n]));
+    // An honest wallet whose check is costly (180,000 gas, under the 200,000 cap), like a passkey wallet.
+    await wallet.setMode(Mode.Expensive);
+    const request = await makeRequest({ payer: walletAddress, provider: provider.address, token, deadline: 2n ** 40n });
+    const packed = encodePacked([{ request, signature: await signRequest(walletOwner, domain, request, true) }]);
+    const laneSignature = await signLaneVoucher(walletOwner, domain, { payer: walletAddress, provider: provider.address, token, model: MODEL_A, cumulativeAmount: 5n }, true);
+    const claims = encodeLaneClaims(MODEL_A, [{ payer: walletAddress, cumulativeAmount: 5n, signature: laneSignature }]);
+    const p = preflight.connect(provider);
+    const settleNeeded = await p.settlePacked.estimateGas(token, packed);
+    const claimNeeded = await p.claimLanesPacked.estimateGas(token, claims);
+    const settled = await sweep(settleNeeded, 2_000n, 100, async (gasLimit) => reasonsOf(p.settlePacked(token, packed, { gasLimit })));
+    const claimed = await sweep(claimNeeded, 2_000n, 100, async (gasLimit) =>
+      (await lanesClaimed(p.claimLanesPacked(token, claims, { gasLimit }))).records.map((r) => r.reason),
+    );
+    // Every transaction that went through must have paid the valid item: a skipped valid item tells
+    // every follower (and the provider's verifier) to drop a payable request.
+    const wrong = [...settled.map(([g, r]) => ["settlePacked", g, r] as const), ...claimed.map(([g, r]) => ["claimLanesPacked", g, r] as const)].filter(
+      ([, , reasons]) => reasons.some((r) => r !== Reason.Settled),
+    );
+    expect(wrong.map(([name, gas, reasons]) => `${name} at ${gas} gas logged ${reasons.join(",")}`)).to.deep.equal([]);
   });
 });
