@@ -8,7 +8,7 @@ import { makeRequest, signedRequest, MODEL_A } from "../helpers/requests";
 import { lanesClaimed, reasonsOf } from "../helpers/logs";
 import { signLaneVoucher, signRequest } from "../../sdk/eip712";
 import { encodeLaneClaims, encodePacked } from "../../sdk/packed";
-import { Reason, TX_GAS_CAP } from "../helpers/security";
+import { Reason, terms, TX_GAS_CAP } from "../helpers/security";
 import type { HostileWallet1271 } from "../../typechain-types";
 
 const Mode = { Honest: 0, BurnGas: 3, Expensive: 8 } as const;
@@ -127,5 +127,25 @@ describe("Security review v2: findings (each test fails until its finding is fix
       ([, , reasons]) => reasons.some((r) => r !== Reason.Settled),
     );
     expect(wrong.map(([name, gas, reasons]) => `${name} at ${gas} gas logged ${reasons.join(",")}`)).to.deep.equal([]);
+  });
+
+  it("F5 a payer voids its lane's reservation at once by revoking the delegate whose vouchers the provider served", async function () {
+    const { preflight, usdc, domain, payer, provider, delegate } = await loadFixture(deployPreflightFixture);
+    const token = await usdc.getAddress();
+    // The payer reserves 500 USDC for the provider and lets its session key spend with that provider.
+    await preflight.connect(payer).fundLane(provider.address, token, 500n * USDC);
+    await preflight.connect(payer).grant(terms({ delegate: delegate.address, token, provider: provider.address }));
+    // The session key pays for 400 USDC of service with a lane voucher; the provider serves it.
+    const voucher = { payer: payer.address, provider: provider.address, token, model: MODEL_A, cumulativeAmount: 400n * USDC };
+    const signed = { payer: payer.address, token, model: MODEL_A, cumulativeAmount: voucher.cumulativeAmount, signature: await signLaneVoucher(delegate, domain, voucher) };
+    expect(await preflight.connect(provider).claimLane.staticCall(signed)).to.equal(400n * USDC);
+    // Before the provider claims, the payer revokes the key and asks to close the lane.
+    await preflight.connect(payer).revoke(token, delegate.address);
+    await preflight.connect(payer).requestLaneClose(provider.address, token);
+    // The provider is still inside the notice period that lanes promise it: the reserved funds must
+    // still pay what it served. Today claimLane reverts RevokedGrant, and after the notice the payer
+    // closes the lane with all 500 USDC.
+    await preflight.connect(provider).claimLane(signed);
+    expect((await preflight.laneOf(payer.address, provider.address, token)).uncollected).to.equal(400n * USDC);
   });
 });
