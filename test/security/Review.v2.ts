@@ -124,7 +124,7 @@ describe("Security review v2: findings (each test fails until its finding is fix
     // Every transaction that went through must have paid the valid item: a skipped valid item tells
     // every follower (and the provider's verifier) to drop a payable request.
     const wrong = [...settled.map(([g, r]) => ["settlePacked", g, r] as const), ...claimed.map(([g, r]) => ["claimLanesPacked", g, r] as const)].filter(
-      ([, , reasons]) => reasons.some((r) => r !== Reason.Settled),
+      ([, , reasons]) => reasons.some((r) => r !== Number(Reason.Settled)),
     );
     expect(wrong.map(([name, gas, reasons]) => `${name} at ${gas} gas logged ${reasons.join(",")}`)).to.deep.equal([]);
   });
