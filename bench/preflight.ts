@@ -49,7 +49,7 @@ function key(i: number): Uint8Array {
 
 async function main(): Promise<void> {
   const [owner, provider] = await ethers.getSigners();
-  const preflight = await ethers.deployContract("Preflight", [owner.address, 3n * 24n * 3600n, 0, ethers.ZeroAddress]);
+  const preflight = await ethers.deployContract("Preflight", [3n * 24n * 3600n, 0, ethers.ZeroAddress]);
   const usdc = await ethers.deployContract("TestToken", ["USD Coin", "USDC", 6]);
   const token = await usdc.getAddress();
   await usdc.mint(owner.address, 10n ** 30n);

@@ -52,7 +52,7 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         (address signer, Reason reason) = SignatureVerification.recover(digest, signature);
         if (signer != payer || signer == address(0)) {
             bool accepted =
-                payer.code.length != 0 && SignatureVerification.isValidERC1271(payer, digest, signature, gasleft());
+                payer.code.length != 0 && SignatureVerification.isValidERC1271(payer, digest, signature, ERC1271_GAS_LIMIT);
             if (!accepted) _revertSignature(reason, signer, signature.length);
         }
         _setGrant(payer, terms);
@@ -144,10 +144,17 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
             state = _grantStates[key];
         }
         if (state == 0) {
-            // A grant that exists for another provider (cold read, failure path only).
-            if (_grants[payer][token][delegate].epoch == 0) return (false, Reason.InvalidSigner, 0, 0);
-            if (strict) revert ProviderNotAllowed(provider);
-            return (true, Reason.ProviderNotAllowed, 0, 0);
+            // No grant under this provider's key or the any-provider key. A grant made for another
+            // provider is read from its record (cold reads on this failure path only), and refused in
+            // the same order of checks as any grant: revoked, expired, then the provider.
+            GrantRecord storage record = _grants[payer][token][delegate];
+            if (record.epoch == 0) return (false, Reason.InvalidSigner, 0, 0);
+            state = _grantStates[_grantKey(payer, token, delegate, record.provider)];
+            uint256 current = state.expiry();
+            if (current != 0 && block.timestamp < current) {
+                if (strict) revert ProviderNotAllowed(provider);
+                return (true, Reason.ProviderNotAllowed, 0, 0);
+            }
         }
         known = true;
         uint256 expiry = state.expiry();

@@ -33,10 +33,14 @@ export async function demoRegistry(parties: DemoParties): Promise<SlotRegistry> 
   await registry.addContract(preflight, "contracts/Preflight.sol:Preflight", PREFLIGHT_STEP_OF_VARIABLE);
   registry.mapping(preflight, "_accounts", [payer, token]);
   for (let word = 0n; word < 4n; word++) registry.mapping(preflight, "_spilledNonces", [payer, token, word]);
-  const [, feeRecipient] = await (await ethers.getContractAt("Preflight", preflight)).fee();
-  for (const who of [...parties.providers, feeRecipient]) registry.mapping(preflight, "_earnings", [who, token]);
+  for (const who of parties.providers) registry.mapping(preflight, "_earnings", [who, token]);
+  registry.mapping(preflight, "_fees", [token]);
   for (const delegate of parties.delegates) {
-    registry.mapping(preflight, "_grants", [payer, token, delegate], 3);
+    registry.mapping(preflight, "_grants", [payer, token, delegate], 2);
+    for (const provider of [...parties.providers, "0x0000000000000000000000000000000000000000"]) {
+      const key = registry.keyHash(["address", "address", "address", "address"], [payer, token, delegate, provider], "permission");
+      registry.mapping(preflight, "_grantStates", [key]);
+    }
     for (let epoch = 1; epoch <= 3; epoch++) {
       for (const model of parties.models) {
         const key = registry.keyHash(["address", "address", "address", "uint16", "bytes32"], [payer, token, delegate, epoch, model], "permission");

@@ -3,6 +3,7 @@
  * size or age threshold is reached (and on `flush`). Items the contract skipped are reported with
  * their reason; nothing that settled or was refused for good is ever submitted again.
  */
+import { REQUESTS_SETTLED_TOPIC, decodeRequestsSettled } from "./settlementLogs";
 import type { ContractTransactionReceipt } from "ethers";
 import type { Preflight } from "../typechain-types";
 import { PreflightSdkError } from "./errors";
@@ -189,15 +190,17 @@ export class BatchSettler {
       this.onBatch?.(failed);
       return failed;
     }
+    // The batch's one RequestsSettled log lists every item in order, settled or skipped with its reason.
     const reasons = new Map<number, Reason>();
     const address = (await this.contract.getAddress()).toLowerCase();
     const provider = receipt.from.toLowerCase();
     for (const log of receipt.logs) {
-      if (log.address.toLowerCase() !== address) continue;
-      const parsed = this.contract.interface.parseLog(log);
-      if (parsed?.name === "RequestSkipped" && String(parsed.args.provider).toLowerCase() === provider) {
-        reasons.set(Number(parsed.args.index), Number(parsed.args.reason) as Reason);
-      }
+      if (log.address.toLowerCase() !== address || log.topics[0] !== REQUESTS_SETTLED_TOPIC) continue;
+      const decoded = decodeRequestsSettled(log);
+      if (decoded.provider.toLowerCase() !== provider) continue;
+      decoded.records.forEach((r, index) => {
+        if (r.reason !== Reason.Settled) reasons.set(index, r.reason as Reason);
+      });
     }
     const result: BatchResult = { txHash: receipt.hash, gasUsed: receipt.gasUsed, calldataBytes, settled: [], skipped: [], total: 0n };
     batch.forEach((p, index) => {

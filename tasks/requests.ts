@@ -2,6 +2,7 @@
  * Request tasks: sign EIP-712 inference requests (as the payer or as a delegate) into a JSON file,
  * and settle a file of signed requests as the provider (one with `settle`, many with `settleBatch`).
  */
+import { REQUESTS_SETTLED_TOPIC, decodeRequestsSettled } from "../sdk/settlementLogs";
 import fs from "node:fs";
 import { task } from "hardhat/config";
 import { ZeroAddress, getAddress, id } from "ethers";
@@ -174,11 +175,9 @@ common(task("settle", "Settles a file of signed requests as the provider: one wi
       if (settling > 0) {
         const receipt = await send(ctx, `Batch of ${structs.length} ${token.symbol} request(s)`, () => ctx.preflight.settleBatch(tokenAddress, structs), log);
         // The receipt is the truth: chain state may have moved since the preview.
-        for (let k = 0; k < reasons.length; k++) reasons[k] = "Settled";
-        for (const l of receipt.logs) {
-          const event = ctx.preflight.interface.parseLog(l);
-          if (event?.name === "RequestSkipped") reasons[Number(event.args.index)] = reasonName(Number(event.args.reason));
-        }
+        // One RequestsSettled log lists every item in order, settled or skipped with its reason.
+        const logged = receipt.logs.find((l) => l.topics[0] === REQUESTS_SETTLED_TOPIC);
+        if (logged !== undefined) decodeRequestsSettled(logged).records.forEach((r, k) => (reasons[k] = reasonName(r.reason)));
       } else {
         log(`No ${token.symbol} request in ${args.file} would settle; nothing was sent.`);
       }

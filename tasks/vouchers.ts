@@ -2,6 +2,7 @@
  * Voucher tasks: sign a cumulative voucher ("the total owed on this channel is X"), and claim one or
  * several as the provider.
  */
+import { VOUCHERS_CLAIMED_TOPIC, decodeVouchersClaimed } from "../sdk/settlementLogs";
 import { task } from "hardhat/config";
 import { ZeroAddress, getAddress } from "ethers";
 import { signVoucher, type Voucher } from "../sdk/eip712";
@@ -88,8 +89,8 @@ async function claim(ctx: TaskContext, file: string, parsed: ParsedVoucher[]): P
   const paid = (receiptLogs: readonly { topics: readonly string[]; data: string }[]): Map<string, bigint> => {
     const byChannel = new Map<string, bigint>();
     for (const l of receiptLogs) {
-      const event = ctx.preflight.interface.parseLog(l);
-      if (event?.name === "VoucherClaimed") byChannel.set(`${event.args.payer}/${event.args.channel}`, event.args.amount as bigint);
+      if (l.topics[0] !== VOUCHERS_CLAIMED_TOPIC) continue;
+      for (const r of decodeVouchersClaimed(l).records) if (r.reason === 0) byChannel.set(`${r.payer}/${r.channel}`, r.amount);
     }
     return byChannel;
   };
@@ -116,11 +117,9 @@ async function claim(ctx: TaskContext, file: string, parsed: ParsedVoucher[]): P
     let amounts = new Map<string, bigint>();
     if (reasons.some((r) => r === "Settled")) {
       const receipt = await send(ctx, `Claim of ${structs.length} ${token.symbol} voucher(s)`, () => ctx.preflight.claimVouchers(tokenAddress, structs), log);
-      for (let k = 0; k < reasons.length; k++) reasons[k] = "Settled";
-      for (const l of receipt.logs) {
-        const event = ctx.preflight.interface.parseLog(l);
-        if (event?.name === "VoucherSkipped") reasons[Number(event.args.index)] = reasonName(Number(event.args.reason));
-      }
+      // One VouchersClaimed log lists every voucher in order, paid or skipped with its reason.
+      const logged = receipt.logs.find((l) => l.topics[0] === VOUCHERS_CLAIMED_TOPIC);
+      if (logged !== undefined) decodeVouchersClaimed(logged).records.forEach((r, k) => (reasons[k] = reasonName(r.reason)));
       amounts = paid(receipt.logs);
     } else {
       log(`No ${token.symbol} voucher in ${file} would pay; nothing was sent.`);

@@ -12,4 +12,7 @@ interface ISignatureErrors {
     error MalleableSignature();
     /// @notice The signature recovers to nobody allowed: not the payer, not a delegate, not accepted by ERC-1271.
     error InvalidSigner(address recovered);
+    /// @notice A contract payer's ERC-1271 check failed while it may not have had its full gas allowance
+    /// (the transaction was short of gas): retry with more gas, rather than skip a valid item.
+    error SignatureCheckOutOfGas(address account);
 }

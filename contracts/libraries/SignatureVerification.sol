@@ -13,6 +13,8 @@ library SignatureVerification {
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
     /// @dev `bytes4(keccak256("isValidSignature(bytes32,bytes)"))`
     bytes4 private constant ERC1271_MAGIC = 0x1626ba7e;
+    /// @dev `ISignatureErrors.SignatureCheckOutOfGas.selector`
+    bytes4 private constant OUT_OF_GAS_SELECTOR = 0xbf236373;
 
     /// @notice Recovers the ECDSA signer of `digest`.
     /// @return signer the recovered address, or zero when the signature is not a valid ECDSA one
@@ -133,6 +135,14 @@ library SignatureVerification {
             let ok := staticcall(gasLimit, account, m, size, 0x00, 0x20)
             // Valid only if the call succeeded, returned a full word, and that word is the magic value.
             valid := and(and(ok, gt(returndatasize(), 0x1f)), eq(mload(0x00), selector))
+            // A refusal while less than 1/63 of the allowance is left means the call may have been
+            // given less than `gasLimit` (EIP-150 keeps 1/64 back): the caller was short of gas, and
+            // reporting the item as invalid would drop a valid signature. Revert instead.
+            if and(iszero(valid), lt(gas(), div(gasLimit, 63))) {
+                mstore(0x00, OUT_OF_GAS_SELECTOR)
+                mstore(0x04, account)
+                revert(0x00, 0x24) // SignatureCheckOutOfGas(account)
+            }
         }
     }
 }

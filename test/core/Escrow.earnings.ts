@@ -38,7 +38,7 @@ describe("Escrow: provider earnings", function () {
       const { preflight, usdc, provider, other, token } = await loadFixture(deployEarningsFixture);
       expect(await preflight.connect(provider).withdrawEarnings.staticCall(token, other.address)).to.equal(2n * PRICE);
       const tx = preflight.connect(provider).withdrawEarnings(token, other.address);
-      await expect(tx).to.emit(preflight, "EarningsWithdrawn").withArgs(provider.address, token, other.address, 2n * PRICE);
+      await expect(tx).to.emit(preflight, "EarningsWithdrawn").withArgs(provider.address, token, other.address, 2n * PRICE, 0n);
       await expect(tx).to.changeTokenBalances(usdc, [preflight, other, provider], [-2n * PRICE, 2n * PRICE, 0n]);
       expect(await preflight.earningsOf(provider.address, token)).to.equal(0n);
     });

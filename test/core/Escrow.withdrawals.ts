@@ -19,7 +19,7 @@ describe("Escrow: withdrawals", function () {
       const { preflight, payer, token } = await loadFixture(deployWithdrawalsFixture);
       const tx = await preflight.connect(payer).requestWithdrawal(token, 100n * USDC);
       const readyAt = BigInt((await tx.getBlock())!.timestamp) + NOTICE_PERIOD;
-      await expect(tx).to.emit(preflight, "WithdrawalRequested").withArgs(payer.address, token, 100n * USDC, readyAt);
+      await expect(tx).to.emit(preflight, "WithdrawalRequested").withArgs(payer.address, token, 100n * USDC, readyAt, readyAt + 7n * 86_400n);
       expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([100n * USDC, readyAt]);
     });
 
@@ -32,11 +32,12 @@ describe("Escrow: withdrawals", function () {
       expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([30n * USDC, readyAt]);
     });
 
-    it("caps an amount above 128 bits to 'everything'", async function () {
+    it("caps the amount at the balance when asked, so 'everything' means the balance now", async function () {
       const { preflight, payer, token } = await loadFixture(deployWithdrawalsFixture);
+      const balance = await preflight.balanceOf(payer.address, token);
       await expect(preflight.connect(payer).requestWithdrawal(token, ethers.MaxUint256))
         .to.emit(preflight, "WithdrawalRequested")
-        .withArgs(payer.address, token, 2n ** 128n - 1n, (v: bigint) => v > 0n);
+        .withArgs(payer.address, token, balance, (v: bigint) => v > 0n, (v: bigint) => v > 0n);
       await time.increase(NOTICE_PERIOD);
       await expect(preflight.connect(payer).withdraw(token, payer.address))
         .to.emit(preflight, "Withdrawn")

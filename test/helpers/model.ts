@@ -8,6 +8,8 @@ import { Reason, type ReasonCode } from "./security";
 export const U32_MAX = 2n ** 32n - 1n;
 export const U128_MAX = 2n ** 128n - 1n;
 const BPS = 10_000n;
+/** Seconds after maturing during which a withdrawal or lane close may execute. */
+export const WITHDRAWAL_WINDOW = 7n * 86_400n;
 
 export interface ModelGrant {
   epoch: bigint;
@@ -24,6 +26,14 @@ export interface ModelGrant {
 export interface Pending {
   amount: bigint;
   readyAt: bigint;
+}
+
+/** A lane (payer, provider, token). */
+export interface Lane {
+  claimed: bigint;
+  funds: bigint;
+  uncollected: bigint;
+  closeReadyAt: bigint;
 }
 
 /** What an item (request or voucher) asks the model to authorize. */
@@ -43,8 +53,8 @@ const key = (...parts: (string | bigint)[]) => parts.map(String).join("|");
 
 export class PreflightModel {
   clock = 0n;
-  feeBps = 0n;
-  feeRecipient = ZERO;
+  readonly fees = new Map<string, bigint>();
+  readonly lanes = new Map<string, Lane>();
   readonly balances = new Map<string, bigint>();
   readonly earnings = new Map<string, bigint>();
   readonly held = new Map<string, bigint>();
@@ -53,7 +63,21 @@ export class PreflightModel {
   readonly claimed = new Map<string, bigint>();
   readonly pending = new Map<string, Pending>();
 
-  constructor(readonly noticePeriod: bigint) {}
+  /** `feeBps`: the fee fixed at deployment, taken (rounded up) when a provider withdraws. */
+  constructor(
+    readonly noticePeriod: bigint,
+    readonly feeBps = 0n,
+  ) {}
+
+  feesOf(token: string): bigint {
+    return this.fees.get(token) ?? 0n;
+  }
+  lane(payer: string, provider: string, token: string): Lane {
+    const k = key(payer, provider, token);
+    let l = this.lanes.get(k);
+    if (!l) this.lanes.set(k, (l = { claimed: 0n, funds: 0n, uncollected: 0n, closeReadyAt: 0n }));
+    return l;
+  }
 
   balance(payer: string, token: string): bigint {
     return this.balances.get(key(payer, token)) ?? 0n;
@@ -100,17 +124,21 @@ export class PreflightModel {
     return "ok";
   }
 
+  /** Capped at the balance now, so a request cannot be armed before a deposit. */
   requestWithdrawal(payer: string, token: string, amount: bigint): "ok" | "ZeroAmount" {
-    if (amount === 0n) return "ZeroAmount";
-    this.pending.set(key(payer, token), { amount: amount > U128_MAX ? U128_MAX : amount, readyAt: this.clock + this.noticePeriod });
+    const balance = this.balance(payer, token);
+    const capped = amount > balance ? balance : amount;
+    if (capped === 0n) return "ZeroAmount";
+    this.pending.set(key(payer, token), { amount: capped, readyAt: this.clock + this.noticePeriod });
     return "ok";
   }
 
   /** @returns the amount paid, or the error */
-  withdraw(payer: string, token: string): bigint | "NoWithdrawalRequested" | "NoticePeriodActive" | "ZeroAmount" {
+  withdraw(payer: string, token: string): bigint | "NoWithdrawalRequested" | "NoticePeriodActive" | "WithdrawalLapsed" | "ZeroAmount" {
     const p = this.pending.get(key(payer, token));
     if (!p) return "NoWithdrawalRequested";
     if (this.clock < p.readyAt) return "NoticePeriodActive";
+    if (this.clock >= p.readyAt + WITHDRAWAL_WINDOW) return "WithdrawalLapsed";
     const balance = this.balance(payer, token);
     const amount = p.amount < balance ? p.amount : balance;
     if (amount === 0n) return "ZeroAmount";
@@ -120,26 +148,87 @@ export class PreflightModel {
     return amount;
   }
 
+  /** @returns what is sent to the provider: its earnings less the fee, ceil(earnings * bps / 10,000). */
   withdrawEarnings(provider: string, token: string): bigint | "ZeroAmount" {
-    const amount = this.earned(provider, token);
-    if (amount === 0n) return "ZeroAmount";
+    const gross = this.earned(provider, token);
+    if (gross === 0n) return "ZeroAmount";
+    const fee = (gross * this.feeBps + BPS - 1n) / BPS;
     this.earnings.set(key(provider, token), 0n);
+    this.fees.set(token, this.feesOf(token) + fee);
+    this.held.set(token, this.holding(token) - (gross - fee));
+    return gross - fee;
+  }
+
+  /** @returns what is sent to the fee recipient */
+  withdrawFees(token: string): bigint | "ZeroAmount" {
+    const amount = this.feesOf(token);
+    if (amount === 0n) return "ZeroAmount";
+    this.fees.set(token, 0n);
     this.held.set(token, this.holding(token) - amount);
     return amount;
   }
 
-  setFee(bps: bigint, recipient: string): "ok" | "FeeTooHigh" {
-    if (bps > 1_000n) return "FeeTooHigh";
-    this.feeBps = bps;
-    this.feeRecipient = recipient;
+  /** Credits a settlement transaction's gross to `provider` (the fee is taken on withdrawal). */
+  credit(provider: string, token: string, gross: bigint): void {
+    this.earnings.set(key(provider, token), this.earned(provider, token) + gross);
+  }
+
+  // ---------------------------------------------------------------- lanes
+
+  /** Moves `amount` of the payer's balance into its lane for `provider`; cancels a pending close. */
+  fundLane(payer: string, provider: string, token: string, amount: bigint): "ok" | "ZeroAmount" | "InsufficientBalance" {
+    if (amount === 0n) return "ZeroAmount";
+    const balance = this.balance(payer, token);
+    if (balance < amount) return "InsufficientBalance";
+    this.balances.set(key(payer, token), balance - amount);
+    const l = this.lane(payer, provider, token);
+    l.funds += amount;
+    l.closeReadyAt = 0n;
     return "ok";
   }
 
-  /** Credits a settlement transaction's gross to `provider`, less the fee. */
-  credit(provider: string, token: string, gross: bigint): void {
-    const fee = (gross * this.feeBps) / BPS;
-    this.earnings.set(key(provider, token), this.earned(provider, token) + gross - fee);
-    if (fee !== 0n) this.earnings.set(key(this.feeRecipient, token), this.earned(this.feeRecipient, token) + fee);
+  /** Claims a lane voucher (payer, provider, token, cumulative): into the lane's uncollected amount. */
+  claimLane(a: Authorization & { cumulative: bigint }): { reason: ReasonCode; amount: bigint } {
+    const l = this.lane(a.payer, a.provider, a.token);
+    if (a.cumulative <= l.claimed) return { reason: Reason.NothingToClaim, amount: 0n };
+    const amount = a.cumulative - l.claimed;
+    const auth = this.authorize({ ...a, amount });
+    if (auth.reason !== Reason.Settled) return { reason: auth.reason, amount: 0n };
+    if (l.funds < amount) return { reason: Reason.InsufficientBalance, amount: 0n };
+    l.claimed = a.cumulative;
+    l.funds -= amount;
+    l.uncollected += amount;
+    this.recordSpend(a, auth);
+    return { reason: Reason.Settled, amount };
+  }
+
+  /** Moves the uncollected claims of `payers`' lanes to the provider's earnings. */
+  collectLanes(provider: string, token: string, payers: string[]): bigint {
+    let total = 0n;
+    for (const payer of payers) {
+      const l = this.lane(payer, provider, token);
+      total += l.uncollected;
+      l.uncollected = 0n;
+    }
+    this.credit(provider, token, total);
+    return total;
+  }
+
+  requestLaneClose(payer: string, provider: string, token: string): void {
+    this.lane(payer, provider, token).closeReadyAt = this.clock + this.noticePeriod;
+  }
+
+  /** @returns the funds sent back to the payer, or the error */
+  closeLane(payer: string, provider: string, token: string): bigint | "LaneCloseNotRequested" | "LaneCloseNotReady" | "LaneCloseLapsed" {
+    const l = this.lane(payer, provider, token);
+    if (l.closeReadyAt === 0n) return "LaneCloseNotRequested";
+    if (this.clock < l.closeReadyAt) return "LaneCloseNotReady";
+    if (this.clock >= l.closeReadyAt + WITHDRAWAL_WINDOW) return "LaneCloseLapsed";
+    const amount = l.funds;
+    l.funds = 0n;
+    l.closeReadyAt = 0n;
+    this.held.set(token, this.holding(token) - amount);
+    return amount;
   }
 
   // ---------------------------------------------------------------- grants

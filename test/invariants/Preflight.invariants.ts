@@ -1,10 +1,11 @@
 /**
  * Property-based tests: random sequences of deposits, grants (by call and by signature), revocations,
- * signed requests (alone and in batches), voucher claims (alone and several), nonce invalidations,
- * withdrawal requests, withdrawals, earnings withdrawals, fee changes and time jumps, over three payers,
- * two delegates, two providers and two tokens (6 and 18 decimals). A reference model
+ * signed requests (alone, in batches and in packed batches), voucher claims (alone and several), lanes
+ * (funding, packed claims, collection, close), nonce invalidations, withdrawal requests, withdrawals,
+ * earnings withdrawals (with the deployment's fee), fee payouts and time jumps, over three payers, two
+ * delegates, two providers and two tokens (6 and 18 decimals). A reference model
  * (test/helpers/model.ts) predicts every outcome; after every step the chain must agree with it and:
- *   - funds are conserved: per token, payer balances + earnings (fee included) == tokens held;
+ *   - funds are conserved: per token, payer balances + lanes + earnings + accrued fees == tokens held;
  *   - no request (payer, token, nonce) is paid twice, and no voucher channel pays more than its
  *     largest claimed cumulative amount;
  *   - no grant spends beyond its budget in a period;
@@ -20,9 +21,11 @@ import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import fc from "fast-check";
 import { Wallet, type ContractTransactionResponse, type TransactionReceipt } from "ethers";
-import { signGrant, signVoucher, type PreflightDomain } from "../../sdk/eip712";
+import { signGrant, signLaneVoucher, signVoucher, type PreflightDomain } from "../../sdk/eip712";
+import { encodeLaneClaims, encodePacked } from "../../sdk/packed";
+import { lanesClaimed, requestsSettled, vouchersClaimed } from "../helpers/logs";
 import { fastRequestSigner, Reason, type ReasonCode } from "../helpers/security";
-import { PreflightModel, U128_MAX } from "../helpers/model";
+import { PreflightModel, U128_MAX, WITHDRAWAL_WINDOW } from "../helpers/model";
 import type { Preflight, TestToken } from "../../typechain-types";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 
@@ -30,6 +33,8 @@ const RUNS = Number(process.env.FC_RUNS ?? 40);
 const STEPS = Number(process.env.FC_STEPS ?? 40);
 const SEED = Number(process.env.FC_SEED ?? 20_260_523);
 const NOTICE = 600n;
+/** The deployment's fee (2.5%), taken when providers withdraw. */
+const FEE_BPS = 250n;
 const GAS = 3_000_000n;
 const MODELS = [ethers.id("model-0"), ethers.id("model-1"), ethers.id("model-2")];
 const CHANNELS = [ethers.ZeroHash, ethers.id("channel-1")];
@@ -74,7 +79,7 @@ const initialGrant = async (token: TestToken) => {
 
 async function deployInvariantsFixture() {
   const [owner] = await ethers.getSigners();
-  const preflight = await ethers.deployContract("Preflight", [NOTICE, 0, ZERO]);
+  const preflight = await ethers.deployContract("Preflight", [NOTICE, FEE_BPS, FEE_RECIPIENT.address]);
   const address = await preflight.getAddress();
   const tokens: TestToken[] = [
     await ethers.deployContract("TestToken", ["Six", "SIX", 6]),
@@ -140,7 +145,11 @@ type Action =
   | { kind: "requestWithdrawal"; payer: number; token: number; amount: bigint }
   | { kind: "withdraw"; payer: number; token: number; waitForNotice: boolean }
   | { kind: "withdrawEarnings"; who: number; token: number }
-  | { kind: "setFee"; bps: number }
+  | { kind: "withdrawFees"; token: number }
+  | { kind: "packed"; provider: number; token: number; items: ItemSpec[] }
+  | { kind: "lane"; payer: number; provider: number; token: number; fund: bigint; claims: { signer: Signer; delta: bigint; model: number }[] }
+  | { kind: "collect"; provider: number; token: number }
+  | { kind: "closeLane"; payer: number; provider: number; token: number; waitForNotice: boolean }
   | { kind: "warp"; seconds: number };
 
 const payerIx = fc.nat({ max: 2 });
@@ -215,7 +224,30 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("withdraw" as const), payer: payerIx, token: tokenIx, waitForNotice: fc.constantFrom(true, true, false) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("withdrawEarnings" as const), who: fc.nat({ max: 2 }), token: tokenIx }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("setFee" as const), bps: fc.oneof(fc.nat({ max: 1_000 }), fc.constant(1_001)) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("withdrawFees" as const), token: tokenIx }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant("packed" as const), provider: providerIx, token: tokenIx, items: fc.array(itemArb, { minLength: 1, maxLength: 8 }) }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("lane" as const),
+      payer: payerIx,
+      provider: providerIx,
+      token: tokenIx,
+      fund: fc.bigInt({ min: 0n, max: 2_000n }),
+      claims: fc.array(
+        fc.record({ signer: fc.constantFrom<Signer>("payer", "payer", "delegate0", "delegate1", "otherPayer"), delta: fc.bigInt({ min: -100n, max: 1_500n }), model: fc.nat({ max: 2 }) }),
+        { maxLength: 3 },
+      ),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("collect" as const), provider: providerIx, token: tokenIx }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("closeLane" as const), payer: payerIx, provider: providerIx, token: tokenIx, waitForNotice: fc.boolean() }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("warp" as const), seconds: fc.integer({ min: 1, max: 1_500 }) }) },
 );
 
@@ -246,7 +278,7 @@ describe("Invariants: random sequences against a reference model", function () {
 });
 
 class Run {
-  readonly model = new PreflightModel(NOTICE);
+  readonly model = new PreflightModel(NOTICE, FEE_BPS);
   readonly tokenAddresses: string[] = [];
   readonly units: bigint[] = [];
   readonly signers = new Map<string, (r: Parameters<ReturnType<typeof fastRequestSigner>>[0]) => SignedRequestStruct>();
@@ -374,23 +406,23 @@ class Run {
     this.paid.set(k, (this.paid.get(k) ?? 0) + 1);
   }
 
-  private noteVoucherPaid(receipt: TransactionReceipt): void {
-    for (const log of receipt.logs) {
-      const parsed = this.preflight.interface.parseLog(log);
-      if (parsed?.name !== "VoucherClaimed") continue;
-      const [payer, provider, token, channel, , amount] = parsed.args as unknown as [string, string, string, string, bigint, bigint];
-      const k = `${payer}|${provider}|${token}|${channel}`;
-      this.channelPaid.set(k, (this.channelPaid.get(k) ?? 0n) + amount);
+  /** Adds what each channel paid, read from the VouchersClaimed log alone. */
+  private async noteVoucherPaid(receipt: TransactionReceipt): Promise<void> {
+    const { provider, token, records } = await vouchersClaimed(receipt);
+    for (const r of records) {
+      const k = `${r.payer}|${provider}|${token}|${ethers.hexlify(r.channel!)}`;
+      this.channelPaid.set(k, (this.channelPaid.get(k) ?? 0n) + r.amount);
     }
   }
 
-  private skipped(receipt: TransactionReceipt, event: "RequestSkipped" | "VoucherSkipped"): Map<number, bigint> {
-    const out = new Map<number, bigint>();
-    for (const log of receipt.logs) {
-      const parsed = this.preflight.interface.parseLog(log);
-      if (parsed?.name === event) out.set(Number(parsed.args.index), parsed.args.reason as bigint);
-    }
-    return out;
+  /** Settles `built` through `send` and checks the RequestsSettled log against the model's reasons. */
+  private async expectRequestsLog(receipt: TransactionReceipt, built: { request: { payer: string; nonce: bigint; price: bigint; token: string } }[], expected: ReasonCode[]): Promise<void> {
+    const { records } = await requestsSettled(receipt);
+    expect(records.map((r) => r.reason), "logged reasons").to.deep.equal(expected.map(Number));
+    records.forEach((r, i) => {
+      expect([r.payer, r.nonce, r.price], `logged item ${i}`).to.deep.equal([built[i]!.request.payer, built[i]!.request.nonce, built[i]!.request.price]);
+      if (BigInt(r.reason) === Reason.Settled) this.notePaid(built[i]!.request.payer, built[i]!.request.token, built[i]!.request.nonce);
+    });
   }
 
   private async step(a: Action): Promise<void> {
@@ -480,12 +512,99 @@ class Run {
           await this.send(() => p.connect(PROVIDERS[a.provider]).settleBatch(token, built.map((b) => b.signed), { gasLimit: GAS })),
           "settleBatch",
         );
-        const skipped = this.skipped(receipt, "RequestSkipped");
-        const actual = built.map((_, i) => skipped.get(i) ?? Reason.Settled);
-        expect(actual, "batch reasons").to.deep.equal(expected);
-        built.forEach((b, i) => {
-          if (actual[i] === Reason.Settled) this.notePaid(b.request.payer, b.request.token, b.request.nonce);
-        });
+        await this.expectRequestsLog(receipt, built, expected);
+        return;
+      }
+      case "packed": {
+        // The compact entry point: the same checks, on the items of the batch's token (a packed batch
+        // names one token), with 64-byte signatures.
+        const token = this.tokenAddresses[a.token];
+        const built = a.items.map((item) => this.buildRequest({ ...item, sameToken: true }, a.provider, a.token));
+        m.clock += 1n;
+        const expected: ReasonCode[] = [];
+        let total = 0n;
+        for (const { request, signer } of built) {
+          const reason = m.settleRequest({ ...request, amount: request.price, signer, isRequest: true });
+          expected.push(reason);
+          count(`packed:${REASON_NAME[String(reason)]}`);
+          if (reason === Reason.Settled) total += request.price;
+        }
+        if (total !== 0n) m.credit(PROVIDERS[a.provider].address, token, total);
+        m.clock -= 1n;
+        const packed = encodePacked(built.map((b) => ({ request: b.request, signature: String(b.signed.signature) })));
+        const receipt = this.expectOk(await this.send(() => p.connect(PROVIDERS[a.provider]).settlePacked(token, packed, { gasLimit: GAS })), "settlePacked");
+        await this.expectRequestsLog(receipt, built, expected);
+        return;
+      }
+      case "lane": {
+        const token = this.tokenAddresses[a.token];
+        const payer = PAYERS[a.payer];
+        const provider = PROVIDERS[a.provider];
+        const fund = a.fund * this.units[a.token];
+        m.clock += 1n;
+        const funded = m.fundLane(payer.address, provider.address, token, fund);
+        m.clock -= 1n;
+        const result = await this.send(() => p.connect(payer).fundLane(provider.address, token, fund, { gasLimit: GAS }));
+        if (funded === "ok") this.expectOk(result, "fundLane");
+        else this.expectError(result, funded, "fundLane");
+        if (a.claims.length === 0) return;
+        const lane = m.lane(payer.address, provider.address, token);
+        const claims: { payer: string; cumulativeAmount: bigint; signature: string }[] = [];
+        const expected: ReasonCode[] = [];
+        m.clock += 1n;
+        let claimed = lane.claimed;
+        const model = MODELS[a.claims[0]!.model];
+        for (const c of a.claims) {
+          let cumulative = claimed + c.delta * this.units[a.token];
+          if (cumulative <= 0n) cumulative = 1n;
+          const { key } = this.sign(c.signer, a.payer);
+          const signature = await signLaneVoucher(key, this.domain, { payer: payer.address, provider: provider.address, token, model, cumulativeAmount: cumulative }, true);
+          claims.push({ payer: payer.address, cumulativeAmount: cumulative, signature });
+          const { reason } = m.claimLane({ payer: payer.address, token, provider: provider.address, model, amount: 0n, signer: key.address, isRequest: false, cumulative });
+          expected.push(reason);
+          count(`lane:${REASON_NAME[String(reason)]}`);
+          claimed = m.lane(payer.address, provider.address, token).claimed;
+        }
+        m.clock -= 1n;
+        for (const d of [0, 1]) this.touched.grants.add(`${a.payer}|${a.token}|${d}`);
+        const receipt = this.expectOk(
+          await this.send(() => p.connect(provider).claimLanesPacked(token, encodeLaneClaims(model, claims), { gasLimit: GAS })),
+          "claimLanesPacked",
+        );
+        const log = await lanesClaimed(receipt);
+        expect(log.records.map((r) => r.reason), "lane claim reasons").to.deep.equal(expected.map(Number));
+        return;
+      }
+      case "collect": {
+        const token = this.tokenAddresses[a.token];
+        const provider = PROVIDERS[a.provider];
+        const expected = m.collectLanes(provider.address, token, PAYERS.map((w) => w.address));
+        const receipt = this.expectOk(await this.send(() => p.connect(provider).collectLanes(token, PAYERS.map((w) => w.address), { gasLimit: GAS })), "collectLanes");
+        expect(receipt.logs.length).to.equal(1);
+        count(`collect:${expected === 0n ? "nothing" : "some"}`);
+        return;
+      }
+      case "closeLane": {
+        const token = this.tokenAddresses[a.token];
+        const payer = PAYERS[a.payer];
+        const provider = PROVIDERS[a.provider];
+        m.clock += 1n;
+        m.requestLaneClose(payer.address, provider.address, token);
+        m.clock -= 1n;
+        this.expectOk(await this.send(() => p.connect(payer).requestLaneClose(provider.address, token, { gasLimit: GAS })), "requestLaneClose");
+        if (a.waitForNotice) m.clock += NOTICE - 1n;
+        m.clock += 1n;
+        const expected = m.closeLane(payer.address, provider.address, token);
+        m.clock -= 1n;
+        const before = await this.tokens[a.token].balanceOf(payer.address);
+        const result = await this.send(() => p.connect(payer).closeLane(provider.address, token, payer.address, { gasLimit: GAS }));
+        count(`closeLane:${typeof expected === "bigint" ? "closed" : expected}`);
+        if (typeof expected === "bigint") {
+          this.expectOk(result, "closeLane");
+          expect(await this.tokens[a.token].balanceOf(payer.address)).to.equal(before + expected);
+        } else {
+          this.expectError(result, expected, "closeLane");
+        }
         return;
       }
       case "voucher": {
@@ -496,7 +615,7 @@ class Run {
         if (reason === Reason.Settled) m.credit(voucher.provider, voucher.token, amount);
         m.clock -= 1n;
         const result = await this.send(() => p.connect(PROVIDERS[a.provider]).claimVoucher(signed, { gasLimit: GAS }));
-        if (reason === Reason.Settled) this.noteVoucherPaid(this.expectOk(result, "claimVoucher"));
+        if (reason === Reason.Settled) await this.noteVoucherPaid(this.expectOk(result, "claimVoucher"));
         else this.expectError(result, ERROR_OF[String(reason)], `claimVoucher (reason ${reason})`);
         return;
       }
@@ -522,9 +641,9 @@ class Run {
           await this.send(() => p.connect(PROVIDERS[a.provider]).claimVouchers(token, built.map((b) => b.signed), { gasLimit: GAS })),
           "claimVouchers",
         );
-        const skipped = this.skipped(receipt, "VoucherSkipped");
-        expect(built.map((_, i) => skipped.get(i) ?? Reason.Settled), "voucher reasons").to.deep.equal(expected);
-        this.noteVoucherPaid(receipt);
+        const { records } = await vouchersClaimed(receipt);
+        expect(records.map((r) => r.reason), "voucher reasons").to.deep.equal(expected.map(Number));
+        await this.noteVoucherPaid(receipt);
         return;
       }
       case "invalidate": {
@@ -581,16 +700,28 @@ class Run {
         const token = this.tokenAddresses[a.token];
         const who = a.who === 2 ? FEE_RECIPIENT : PROVIDERS[a.who];
         const expected = m.withdrawEarnings(who.address, token);
+        const before = await this.tokens[a.token].balanceOf(who.address);
         const result = await this.send(() => p.connect(who).withdrawEarnings(token, who.address, { gasLimit: GAS }));
-        if (typeof expected === "bigint") this.expectOk(result, "withdrawEarnings");
-        else this.expectError(result, expected, "withdrawEarnings");
+        if (typeof expected === "bigint") {
+          this.expectOk(result, "withdrawEarnings");
+          expect(await this.tokens[a.token].balanceOf(who.address), "earnings less the fee, rounded up").to.equal(before + expected);
+        } else {
+          this.expectError(result, expected, "withdrawEarnings");
+        }
         return;
       }
-      case "setFee": {
-        const expected = m.setFee(BigInt(a.bps), FEE_RECIPIENT.address);
-        const result = await this.send(() => p.connect(this.owner).setFee(a.bps, FEE_RECIPIENT.address, { gasLimit: GAS }));
-        if (expected === "ok") this.expectOk(result, "setFee");
-        else this.expectError(result, expected, "setFee");
+      case "withdrawFees": {
+        const token = this.tokenAddresses[a.token];
+        const expected = m.withdrawFees(token);
+        const before = await this.tokens[a.token].balanceOf(FEE_RECIPIENT.address);
+        const result = await this.send(() => p.connect(PROVIDERS[0]).withdrawFees(token, { gasLimit: GAS }));
+        count(`withdrawFees:${typeof expected === "bigint" ? "paid" : expected}`);
+        if (typeof expected === "bigint") {
+          this.expectOk(result, "withdrawFees");
+          expect(await this.tokens[a.token].balanceOf(FEE_RECIPIENT.address)).to.equal(before + expected);
+        } else {
+          this.expectError(result, expected, "withdrawFees");
+        }
         return;
       }
       case "warp":
@@ -620,8 +751,24 @@ class Run {
         expect(earned, `earnings of ${who.address}`).to.equal(m.earned(who.address, token));
         accounted += earned;
       }
+      for (const payer of PAYERS) {
+        for (const provider of PROVIDERS) {
+          const lane = await p.laneOf(payer.address, provider.address, token);
+          const expected = m.lane(payer.address, provider.address, token);
+          expect([lane.claimed, lane.funds, lane.uncollected, lane.closeReadyAt], `lane ${payer.address}/${provider.address}`).to.deep.equal([
+            expected.claimed,
+            expected.funds,
+            expected.uncollected,
+            expected.closeReadyAt,
+          ]);
+          accounted += lane.funds + lane.uncollected;
+        }
+      }
+      const fees = await p.feesOf(token);
+      expect(fees, "accrued fees").to.equal(m.feesOf(token));
+      accounted += fees;
       const held = await this.tokens[t].balanceOf(address);
-      expect(accounted, "funds conserved: balances + earnings == tokens held").to.equal(held);
+      expect(accounted, "funds conserved: balances + lanes + earnings + fees == tokens held").to.equal(held);
       expect(held).to.equal(m.holding(token));
     }
     // No request paid twice; no channel paid beyond its largest claimed cumulative amount.
@@ -663,7 +810,7 @@ class Run {
     for (const [i, payer] of PAYERS.entries()) {
       for (const [t, token] of this.tokenAddresses.entries()) {
         const pending = this.model.pending.get(`${payer.address}|${token}`);
-        if (!pending || pending.readyAt > this.model.clock) continue;
+        if (!pending || pending.readyAt > this.model.clock || this.model.clock + 1n >= pending.readyAt + WITHDRAWAL_WINDOW) continue;
         const balance = this.model.balance(payer.address, token);
         const amount = pending.amount < balance ? pending.amount : balance;
         const call = this.preflight.connect(PAYERS[i]).withdraw.staticCall(token, payer.address);
@@ -703,14 +850,41 @@ class Run {
       this.expectOk(await this.send(() => p.connect(who).withdraw(this.tokenAddresses[t], who.address, { gasLimit: GAS })), "drain withdraw");
       expect(await this.tokens[t].balanceOf(who.address)).to.equal(before + amount);
     }
+    // Lanes: providers collect what they claimed; payers close what is left after the notice.
+    const closing: { t: number; payer: Wallet; provider: Wallet; amount: bigint }[] = [];
+    for (const provider of PROVIDERS) {
+      for (const [t, token] of this.tokenAddresses.entries()) {
+        m.collectLanes(provider.address, token, PAYERS.map((w) => w.address));
+        this.expectOk(await this.send(() => p.connect(provider).collectLanes(token, PAYERS.map((w) => w.address), { gasLimit: GAS })), "drain collect");
+        for (const payer of PAYERS) {
+          const lane = m.lane(payer.address, provider.address, token);
+          if (lane.funds === 0n) continue;
+          this.expectOk(await this.send(() => p.connect(payer).requestLaneClose(provider.address, token, { gasLimit: GAS })), "drain lane close request");
+          closing.push({ t, payer, provider, amount: lane.funds });
+        }
+      }
+    }
+    m.clock += NOTICE;
+    for (const { t, payer, provider, amount } of closing) {
+      const before = await this.tokens[t].balanceOf(payer.address);
+      this.expectOk(await this.send(() => p.connect(payer).closeLane(provider.address, this.tokenAddresses[t], payer.address, { gasLimit: GAS })), "drain lane close");
+      expect(await this.tokens[t].balanceOf(payer.address)).to.equal(before + amount);
+    }
     for (const who of [...PROVIDERS, FEE_RECIPIENT]) {
       for (const [t, token] of this.tokenAddresses.entries()) {
-        const amount = m.earned(who.address, token);
-        if (amount === 0n) continue;
+        if (m.earned(who.address, token) === 0n) continue;
+        const amount = m.withdrawEarnings(who.address, token) as bigint;
         const before = await this.tokens[t].balanceOf(who.address);
         this.expectOk(await this.send(() => p.connect(who).withdrawEarnings(token, who.address, { gasLimit: GAS })), "drain earnings");
         expect(await this.tokens[t].balanceOf(who.address)).to.equal(before + amount);
       }
+    }
+    for (const [t, token] of this.tokenAddresses.entries()) {
+      const amount = m.withdrawFees(token);
+      if (amount === "ZeroAmount") continue;
+      const before = await this.tokens[t].balanceOf(FEE_RECIPIENT.address);
+      this.expectOk(await this.send(() => p.withdrawFees(token, { gasLimit: GAS })), "drain fees");
+      expect(await this.tokens[t].balanceOf(FEE_RECIPIENT.address)).to.equal(before + amount);
     }
     for (const token of this.tokens) expect(await token.balanceOf(await p.getAddress()), "escrow empty after everyone withdrew").to.equal(0n);
   }

@@ -233,9 +233,9 @@ describe("Security: delegates beyond their scope", function () {
 
   it("a revoke always works, even on a (payer, token, delegate) whose epochs are exhausted", async function () {
     const { preflight, provider, payer, delegate, token, scope, byDelegate } = await loadFixture(deployDelegatesFixture);
-    // Find the grant's first storage slot (mapping payer => token => delegate => Grant) and move its
-    // epoch to the last but one, as if the payer had granted and revoked 65,534 times.
-    const epochShift = 240n; // slot 0 packs spent(88) | maxPrice(88) | periodEnd(32) | expiry(32) | epoch(16)
+    // Find the grant's cold record (mapping payer => token => delegate => GrantRecord) and move its
+    // epoch to the last but one, as if the payer had granted and revoked 32,766 times.
+    const epochShift = 120n; // record slot 0 packs budget(88) | period(32) | epoch(16)
     const coder = ethers.AbiCoder.defaultAbiCoder();
     const address = await preflight.getAddress();
     let slot: string | undefined;
@@ -244,14 +244,14 @@ describe("Security: delegates beyond their scope", function () {
       const middle = ethers.keccak256(coder.encode(["address", "bytes32"], [token, inner]));
       const candidate = ethers.keccak256(coder.encode(["address", "bytes32"], [delegate.address, middle]));
       const word = BigInt(await ethers.provider.getStorage(address, candidate));
-      if (word >> epochShift === 1n && ((word >> 208n) & 0xffffffffn) === scope.expiry) slot = candidate;
+      if (((word >> epochShift) & 0xffffn) === 1n && (word & ((1n << 88n) - 1n)) === BigInt(scope.budget)) slot = candidate;
     }
     expect(slot, "grant slot").to.not.equal(undefined);
     const word = BigInt(await ethers.provider.getStorage(address, slot!));
-    const exhausted = (word & ((1n << epochShift) - 1n)) | (65_534n << epochShift);
+    const exhausted = (word & ((1n << epochShift) - 1n)) | (32_766n << epochShift);
     await network.provider.send("hardhat_setStorageAt", [address, slot, ethers.toBeHex(exhausted, 32)]);
-    await preflight.connect(payer).grant(scope); // epoch 65,535: the last one
-    expect((await preflight.grantOf(payer.address, token, delegate.address)).epoch).to.equal(65_535n);
+    await preflight.connect(payer).grant(scope); // epoch 32,767: the last one the hot slot holds
+    expect((await preflight.grantOf(payer.address, token, delegate.address)).epoch).to.equal(32_767n);
     const signed = await byDelegate();
     // The payer must still be able to stop this delegate at once.
     await expect(preflight.connect(payer).revoke(token, delegate.address)).to.emit(preflight, "GrantRevoked");

@@ -36,7 +36,7 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
     });
 
     it("writes deployments/<chainId>.json with chain, block, transaction, constructor arguments and salt", async function () {
-      const { record, deployer } = await loadFixture(deployWithDefaultsFixture);
+      const { record } = await loadFixture(deployWithDefaultsFixture);
       const file = registryPath(hre, 31337);
       expect(file.startsWith(registry.dir())).to.equal(true);
       const onDisk = JSON.parse(fs.readFileSync(file, "utf8")) as DeploymentRecord;
@@ -44,7 +44,6 @@ describe("Deploy (npm run deploy) on the in-process network", function () {
       expect(onDisk.salt).to.equal(ethers.id(SALT));
       expect(onDisk.factory).to.equal(CREATEX_ADDRESS);
       expect(onDisk.contracts.Preflight.constructorArgs).to.deep.equal({
-        initialOwner: deployer.address,
         noticePeriod: "259200",
         feeBps: "0",
         feeRecipient: ethers.ZeroAddress,

@@ -1,6 +1,6 @@
 import { ethers } from "hardhat";
 import { expect } from "chai";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Preflight, TestToken } from "../../typechain-types";
 import { expectTaskError, runTask, useTempRegistry } from "../helpers/tasks";
 import type { DeploymentRecord } from "../../tasks/lib/registry";
@@ -26,7 +26,7 @@ describe("Tasks: fee, withdraw-fees", function () {
     await token.connect(payer).approve(await preflight.getAddress(), ethers.MaxUint256);
     await preflight.connect(payer).deposit(payer.address, t, 1_000_000n);
     const { chainId } = await ethers.provider.getNetwork();
-    const request = { payer: payer.address, provider: provider.address, token: t, model: ethers.id("m"), price: 999n, nonce: 0n, deadline: 4_000_000_000n, inputHash: ethers.ZeroHash };
+    const request = { payer: payer.address, provider: provider.address, token: t, model: ethers.id("m"), price: 999n, nonce: 0n, deadline: BigInt(await time.latest()) + 3_600n, inputHash: ethers.ZeroHash };
     const signature = await signRequest(payer, { chainId, verifyingContract: await preflight.getAddress() }, request);
     await preflight.connect(provider).settle({ ...request, signature });
     await preflight.connect(provider).withdrawEarnings(t, provider.address);
