@@ -5,13 +5,13 @@ import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, NOTICE_PERIOD, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest, MODEL_A } from "../helpers/requests";
-import { lanesClaimed, reasonsOf } from "../helpers/logs";
+import { reasonsOf } from "../helpers/logs";
 import { signLaneVoucher, signRequest } from "../../sdk/eip712";
-import { encodeLaneClaims, encodePacked } from "../../sdk/packed";
+import { encodePacked } from "../../sdk/packed";
 import { Reason, terms, TX_GAS_CAP } from "../helpers/security";
 import type { HostileWallet1271 } from "../../typechain-types";
 
-const Mode = { Honest: 0, BurnGas: 3, Expensive: 8 } as const;
+const Mode = { Honest: 0, BurnGas: 3 } as const;
 
 /**
  * Sends `send(gas)` for gas limits from `from` down by `step`, each on a snapshot that is reverted
@@ -97,36 +97,39 @@ describe("Security review v2: findings (each test fails until its finding is fix
     expect(await preflight.earningsOf(provider.address, token)).to.equal(honest.price);
   });
 
-  it("F4 an ERC-1271 check starved of gas reports a valid packed item or lane claim as InvalidSigner (the tx succeeds)", async function () {
+  it("F4 an ERC-1271 check starved of gas inside a nested call (Safe fallback handler, validator module) logs a valid item as InvalidSigner", async function () {
     const base = await loadFixture(deployPreflightFixture);
     const { preflight, payer, provider, delegate: walletOwner, domain } = base;
-    const wallet: HostileWallet1271 = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
+    // An honest wallet whose costly check runs in a nested call; it answers "invalid" when that call
+    // runs out of gas, so the check after the call (gas left < cap / 63) does not see the starvation.
+    const wallet = await ethers.deployContract("NestedCheckWallet1271", [walletOwner.address]);
     const walletAddress = await wallet.getAddress();
     const token = ethers.ZeroAddress;
     await preflight.connect(payer).depositETH(walletAddress, { value: 10n ** 18n });
-    // The wallet funds a lane from its escrow balance (as the wallet, through its owner).
-    await wallet
-      .connect(walletOwner)
-      .execute(await preflight.getAddress(), 0n, preflight.interface.encodeFunctionData("fundLane", [provider.address, token, 10n ** 17n]));
-    // An honest wallet whose check is costly (180,000 gas, under the 200,000 cap), like a passkey wallet.
-    await wallet.setMode(Mode.Expensive);
     const request = await makeRequest({ payer: walletAddress, provider: provider.address, token, deadline: 2n ** 40n });
+    const readable = await signedRequest(walletOwner, domain, request);
     const packed = encodePacked([{ request, signature: await signRequest(walletOwner, domain, request, true) }]);
-    const laneSignature = await signLaneVoucher(walletOwner, domain, { payer: walletAddress, provider: provider.address, token, model: MODEL_A, cumulativeAmount: 5n }, true);
-    const claims = encodeLaneClaims(MODEL_A, [{ payer: walletAddress, cumulativeAmount: 5n, signature: laneSignature }]);
     const p = preflight.connect(provider);
-    const settleNeeded = await p.settlePacked.estimateGas(token, packed);
-    const claimNeeded = await p.claimLanesPacked.estimateGas(token, claims);
-    const settled = await sweep(settleNeeded, 2_000n, 100, async (gasLimit) => reasonsOf(p.settlePacked(token, packed, { gasLimit })));
-    const claimed = await sweep(claimNeeded, 2_000n, 100, async (gasLimit) =>
-      (await lanesClaimed(p.claimLanesPacked(token, claims, { gasLimit }))).records.map((r) => r.reason),
-    );
-    // Every transaction that went through must have paid the valid item: a skipped valid item tells
-    // every follower (and the provider's verifier) to drop a payable request.
-    const wrong = [...settled.map(([g, r]) => ["settlePacked", g, r] as const), ...claimed.map(([g, r]) => ["claimLanesPacked", g, r] as const)].filter(
-      ([, , reasons]) => reasons.some((r) => r !== Number(Reason.Settled)),
-    );
-    expect(wrong.map(([name, gas, reasons]) => `${name} at ${gas} gas logged ${reasons.join(",")}`)).to.deep.equal([]);
+    expect(await p.settleBatch.staticCall(token, [readable])).to.deep.equal([Reason.Settled]);
+    const batchNeeded = await p.settleBatch.estimateGas(token, [readable]);
+    const packedNeeded = await p.settlePacked.estimateGas(token, packed);
+    const wrong: string[] = [];
+    for (let gas = batchNeeded; gas > batchNeeded - 200_000n; gas -= 2_000n) {
+      let reasons: bigint[] | undefined;
+      try {
+        reasons = await p.settleBatch.staticCall(token, [readable], { gasLimit: gas });
+      } catch {
+        continue; // reverted (out of gas or SignatureCheckOutOfGas): the provider retries with more
+      }
+      if (reasons[0] !== Reason.Settled) wrong.push(`settleBatch at ${gas} gas returned ${reasons.join(",")}`);
+    }
+    const settled = await sweep(packedNeeded, 2_000n, 100, async (gasLimit) => reasonsOf(p.settlePacked(token, packed, { gasLimit })));
+    for (const [gas, reasons] of settled) {
+      if (reasons.some((r) => r !== Number(Reason.Settled))) wrong.push(`settlePacked at ${gas} gas logged ${reasons.join(",")}`);
+    }
+    // Every call that went through must have paid the valid item: a skipped valid item tells every
+    // follower (and the provider's verifier) to drop a payable request.
+    expect(wrong).to.deep.equal([]);
   });
 
   it("F5 a payer voids its lane's reservation at once by revoking the delegate whose vouchers the provider served", async function () {
