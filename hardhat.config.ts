@@ -1,5 +1,8 @@
-import { subtask } from "hardhat/config";
-import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
+// Inside this repository `@preflight/sdk` and `@preflight/provider` run from their TypeScript source
+// (tsconfig.json "paths"), so tests, tasks and scripts need no package build; users get the built dist.
+import "tsconfig-paths/register";
+import { subtask, task } from "hardhat/config";
+import { TASK_COMPILE, TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
 import type { HardhatUserConfig } from "hardhat/config";
 import "@nomicfoundation/hardhat-toolbox";
 import path from "node:path";
@@ -7,6 +10,7 @@ import "dotenv/config";
 import "./tasks";
 import { assertRequestedNetworkConfigured, networksFromEnv, requestedNetwork } from "./tasks/lib/networks";
 import { DEFAULT_SALT } from "./tasks/lib/deploy";
+import { generateSdkSources } from "./packages/sdk/scripts/generate";
 
 /** Testnets and custom chains come from environment variables (.env; see .env.example). */
 const envNetworks = networksFromEnv(process.env);
@@ -33,6 +37,13 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args: { solcVersion: string
     [],
   )();
   return { compilerPath, isSolcJs: true, version: solcjs.version, longVersion };
+});
+
+/** Every compile refreshes @preflight/sdk's generated ABI, typechain types and deployments (git-ignored). */
+task(TASK_COMPILE, async (args, hre, runSuper) => {
+  const result: unknown = await runSuper(args);
+  generateSdkSources(hre.config.paths.root);
+  return result;
 });
 
 const config: HardhatUserConfig = {

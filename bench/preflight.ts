@@ -10,9 +10,9 @@ import { execSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import secp256k1 from "secp256k1";
-import { PreflightVerifier, DigestComputer, cryptoBackend, Reason, reasonName, REQUEST_TYPES, buildDomain, type SignedRequest } from "../sdk";
-import { recoverers } from "../sdk/crypto";
-import type { Request } from "../sdk/eip712";
+import { PreflightVerifier, DigestComputer, cryptoBackend, Reason, reasonName, REQUEST_TYPES, buildDomain, type SignedRequest } from "@preflight/provider";
+import { recoverers } from "../packages/provider/src/crypto";
+import type { Request } from "@preflight/sdk";
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000);
 const ETHERS_REQUESTS = Number(process.env.BENCH_ETHERS_REQUESTS ?? 2_000);

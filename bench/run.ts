@@ -22,7 +22,8 @@ async function main(): Promise<void> {
     : await runScenarios({ peers: true, trace: true });
   fs.mkdirSync(REPORTS, { recursive: true });
   const excluded = missingPeerRows(rows);
-  const beforePath = path.join(REPORTS, "gas-before-optimization.json");
+  // "Before": Preflight v1 as last measured (reports/gas-v1.json), compared scenario by scenario with v2.
+  const beforePath = path.join(REPORTS, "gas-v1.json");
   const before = fs.existsSync(beforePath) ? (JSON.parse(fs.readFileSync(beforePath, "utf8")) as Row[]) : undefined;
   fs.writeFileSync(path.join(REPORTS, "gas.json"), JSON.stringify(rows, null, 2) + "\n");
   fs.writeFileSync(path.join(REPORTS, "gas.md"), markdown(rows, before, excluded));

@@ -30,7 +30,7 @@ import {
   type PreflightDomain,
   type Request,
   type SignedRequest,
-} from "../sdk";
+} from "@preflight/provider";
 import type { Preflight } from "../typechain-types";
 import { deploySystem } from "./deploySystem";
 import { demoRegistry, stepRows } from "./demoGasSteps";

@@ -5,7 +5,7 @@
 import { task } from "hardhat/config";
 import type { ConfigurableTaskDefinition } from "hardhat/types";
 import { ZeroAddress } from "ethers";
-import { signGrant, type GrantMessage, type GrantTerms } from "../sdk/eip712";
+import { signGrant, type GrantMessage, type GrantTerms } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, latestTimestamp, loadContext, resolveToken, send, type Common, type TaskContext, type TokenInfo } from "./lib/context";
 import { formatAmount, formatDuration, formatTime, parseAddress, parseAmount, parseDuration, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";

@@ -2,11 +2,11 @@
  * Request tasks: sign EIP-712 inference requests (as the payer or as a delegate) into a JSON file,
  * and settle a file of signed requests as the provider (one with `settle`, many with `settleBatch`).
  */
-import { REQUESTS_SETTLED_TOPIC, decodeRequestsSettled } from "../sdk/settlementLogs";
+import { REQUESTS_SETTLED_TOPIC, decodeRequestsSettled } from "@preflight/sdk";
 import fs from "node:fs";
 import { task } from "hardhat/config";
 import { ZeroAddress, getAddress, id } from "ethers";
-import { signRequest, type Request } from "../sdk/eip712";
+import { signRequest, type Request } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, latestTimestamp, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, formatTime, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";

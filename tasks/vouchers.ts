@@ -2,10 +2,10 @@
  * Voucher tasks: sign a cumulative voucher ("the total owed on this channel is X"), and claim one or
  * several as the provider.
  */
-import { VOUCHERS_CLAIMED_TOPIC, decodeVouchersClaimed } from "../sdk/settlementLogs";
+import { VOUCHERS_CLAIMED_TOPIC, decodeVouchersClaimed } from "@preflight/sdk";
 import { task } from "hardhat/config";
 import { ZeroAddress, getAddress } from "ethers";
-import { signVoucher, type Voucher } from "../sdk/eip712";
+import { signVoucher, type Voucher } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, parseAddress, parseAmount, parseBytes32, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";

@@ -6,7 +6,7 @@ import { Contract, Interface, ZeroAddress, getAddress, type ContractTransactionR
 import type { ConfigurableTaskDefinition, HardhatRuntimeEnvironment } from "hardhat/types";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import type { Preflight } from "../../typechain-types";
-import type { PreflightDomain } from "../../sdk/eip712";
+import type { PreflightDomain } from "@preflight/sdk";
 import { PreflightError } from "./errors";
 import { parseAddress } from "./input";
 import { readRegistry, registryPath, type DeploymentRecord } from "./registry";

@@ -5,7 +5,7 @@
  * or a delegate, or whatever an ERC-1271 smart-account payer accepts).
  */
 import { getAddress, isHexString } from "ethers";
-import type { GrantMessage, PreflightDomain, Request, Voucher } from "../../sdk/eip712";
+import type { GrantMessage, PreflightDomain, Request, Voucher } from "@preflight/sdk";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 import { PreflightError } from "./errors";
 

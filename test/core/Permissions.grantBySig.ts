@@ -5,7 +5,7 @@ import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest } from "../helpers/requests";
 import { makeGrant, signedGrant } from "../helpers/grants";
 import { highS, unrecoverable, compact } from "../helpers/signatures";
-import { hashGrant, type GrantTerms } from "../../sdk/eip712";
+import { hashGrant, type GrantTerms } from "@preflight/sdk";
 
 async function deployGrantBySigFixture() {
   const base = await deployPreflightFixture();

@@ -4,7 +4,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest, MODEL_A, MODEL_B } from "../helpers/requests";
 import { makeGrant, DAY } from "../helpers/grants";
-import type { Request } from "../../sdk/eip712";
+import type { Request } from "@preflight/sdk";
 
 const MAX_UINT32 = 2n ** 32n - 1n;
 const PRICE = 1_000n;

@@ -7,7 +7,7 @@ import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest, MODEL_A, MODEL_B } from "../helpers/requests";
 import { makeGrant } from "../helpers/grants";
 import { highS, Reason } from "../helpers/signatures";
-import type { Request } from "../../sdk/eip712";
+import type { Request } from "@preflight/sdk";
 import type { Signer } from "ethers";
 import type { SignedRequestStruct } from "../../typechain-types/contracts/Preflight";
 

@@ -4,7 +4,7 @@ import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest } from "../helpers/requests";
 import { Reason } from "../helpers/signatures";
-import type { Request } from "../../sdk/eip712";
+import type { Request } from "@preflight/sdk";
 
 const FULL = 2n ** 64n - 1n;
 const PRICE = 10n;

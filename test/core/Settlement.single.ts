@@ -6,7 +6,7 @@ import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest, toSignedRequest, MODEL_A, MODEL_B } from "../helpers/requests";
 import { makeGrant } from "../helpers/grants";
 import { highS, unrecoverable, compact } from "../helpers/signatures";
-import { hashRequest, signRequest, type Request } from "../../sdk/eip712";
+import { hashRequest, signRequest, type Request } from "@preflight/sdk";
 import type { Signer } from "ethers";
 
 const PRICE = 1_000n;

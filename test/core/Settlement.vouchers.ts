@@ -7,7 +7,7 @@ import { deployPreflightFixture } from "../helpers/fixtures";
 import { signedVoucher, MODEL_A, MODEL_B } from "../helpers/requests";
 import { makeGrant } from "../helpers/grants";
 import { highS, unrecoverable, Reason } from "../helpers/signatures";
-import { hashVoucher, signVoucher, type Voucher } from "../../sdk/eip712";
+import { hashVoucher, signVoucher, type Voucher } from "@preflight/sdk";
 import type { Signer } from "ethers";
 
 const CHANNEL = ethers.ZeroHash;

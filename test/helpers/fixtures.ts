@@ -1,7 +1,7 @@
 import { ethers } from "hardhat";
 import type { Preflight, TestToken } from "../../typechain-types";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import type { PreflightDomain } from "../../sdk/eip712";
+import type { PreflightDomain } from "@preflight/sdk";
 
 export const NOTICE_PERIOD = 3n * 24n * 3600n;
 export const USDC = 10n ** 6n;

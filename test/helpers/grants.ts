@@ -1,7 +1,7 @@
 import { ethers } from "hardhat";
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Signer } from "ethers";
-import { signGrant, type GrantTerms, type PreflightDomain } from "../../sdk/eip712";
+import { signGrant, type GrantTerms, type PreflightDomain } from "@preflight/sdk";
 
 export const DAY = 24n * 3600n;
 

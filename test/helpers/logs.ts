@@ -16,7 +16,7 @@ import {
   type CollectedRecord,
   type SettledRequestRecord,
   type SettlementLog,
-} from "../../sdk/settlementLogs";
+} from "@preflight/sdk";
 
 type Tx = ContractTransactionResponse | Promise<ContractTransactionResponse> | TransactionReceipt;
 

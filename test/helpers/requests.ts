@@ -1,6 +1,6 @@
 import { ethers } from "hardhat";
 import type { Signer } from "ethers";
-import { signRequest, signVoucher, type PreflightDomain, type Request, type Voucher } from "../../sdk/eip712";
+import { signRequest, signVoucher, type PreflightDomain, type Request, type Voucher } from "@preflight/sdk";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 
 export const MODEL_A = ethers.id("model-a");

@@ -1,9 +1,9 @@
 import { ethers } from "hardhat";
 import { Signature, Wallet } from "ethers";
-import { hashRequest, hashVoucher, signGrant, type GrantTerms, type PreflightDomain, type Request, type Voucher } from "../../sdk/eip712";
-import type { SignedRequest, SignedVoucher } from "../../sdk/types";
+import { hashRequest, hashVoucher, signGrant, type GrantTerms, type PreflightDomain, type Request, type Voucher } from "@preflight/sdk";
+import type { SignedRequest, SignedVoucher } from "@preflight/sdk";
 import type { Preflight } from "../../typechain-types";
-import { PreflightSdkError, type PreflightSdkErrorCode } from "../../sdk/errors";
+import { PreflightSdkError, type PreflightSdkErrorCode } from "@preflight/sdk";
 
 /** secp256k1 group order. */
 export const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;

@@ -15,7 +15,7 @@ import {
   type GrantTerms,
   type PreflightDomain,
   type Request,
-} from "../../sdk/eip712";
+} from "@preflight/sdk";
 import type { Preflight } from "../../typechain-types";
 import type { SignedRequestStruct } from "../../typechain-types/contracts/Preflight";
 import { toSignedRequest } from "./requests";

@@ -4,7 +4,7 @@ import path from "node:path";
 import { expect } from "chai";
 import { ethers, Wallet, type JsonRpcProvider } from "ethers";
 import { Preflight__factory, TestToken__factory } from "../../typechain-types";
-import { signRequest, signVoucher, type PreflightDomain, type Request } from "../../sdk/eip712";
+import { signRequest, signVoucher, type PreflightDomain, type Request } from "@preflight/sdk";
 import { CREATEX_ADDRESS } from "../../tasks/lib/createx";
 import type { DeploymentRecord } from "../../tasks/lib/registry";
 import { devAccount, freePort, providerFor, runHardhat, startAnvil, startHardhatNode, type CliRun, type RunningNode } from "../helpers/nodes";

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { BatchSettler, Reason, type BatchResult, type SignedRequest } from "../../sdk";
+import { BatchSettler, Reason, type BatchResult, type SignedRequest } from "@preflight/provider";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { makeRequest } from "../helpers/requests";
 import { expectSdkError, fundedWallet, signRequestFast } from "../helpers/sdk";

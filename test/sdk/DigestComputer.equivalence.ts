@@ -1,9 +1,9 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { Wallet } from "ethers";
-import { DigestComputer, cryptoBackend } from "../../sdk";
-import { hashRequest, hashVoucher } from "../../sdk/eip712";
-import { recoverSignature, recoverers, publicKeyToAddress, SignatureStatus, toHex } from "../../sdk/crypto";
+import { DigestComputer, cryptoBackend } from "@preflight/provider";
+import { hashRequest, hashVoucher } from "@preflight/sdk";
+import { recoverSignature, recoverers, publicKeyToAddress, SignatureStatus, toHex } from "../../packages/provider/src/crypto";
 import { Random } from "../helpers/random";
 
 const rng = new Random(42);

@@ -2,7 +2,7 @@ import { expectNoSkips } from "../helpers/logs";
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { NonceAllocator } from "../../sdk";
+import { NonceAllocator } from "@preflight/provider";
 import { expectSdkError } from "../helpers/sdk";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest } from "../helpers/requests";

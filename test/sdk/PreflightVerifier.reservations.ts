@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { PreflightVerifier, Reason } from "../../sdk";
+import { PreflightVerifier, Reason } from "@preflight/provider";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, MODEL_A } from "../helpers/requests";
 import { expectSdkError, fundedWallet, latestTimestamp, signRequestFast, signVoucherFast } from "../helpers/sdk";

@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { Wallet } from "ethers";
-import { modelId, Reason } from "../../sdk";
-import { signInferenceRequest } from "../../sdk/examples/dapp";
-import { startProvider } from "../../sdk/examples/provider";
+import { modelId, Reason } from "@preflight/provider";
+import { signInferenceRequest } from "../../examples/dapp/src";
+import { startProvider } from "../../examples/provider/src";
 import { deployPreflightFixture } from "../helpers/fixtures";
 
 const root = path.join(__dirname, "..", "..");
@@ -31,11 +31,12 @@ async function deployExampleFixture() {
 }
 
 describe("README SDK examples", function () {
-  it("quotes sdk/examples/*.ts verbatim", function () {
+  it("quotes examples/*/src/index.ts verbatim", function () {
     const readme = readFileSync(path.join(root, "README.md"), "utf8");
-    for (const file of ["dapp.ts", "provider.ts"]) {
-      const code = readFileSync(path.join(root, "sdk", "examples", file), "utf8");
-      expect(readme.includes("```ts\n" + code + "```"), `README quotes sdk/examples/${file}`).to.equal(true);
+    for (const example of ["dapp", "provider"]) {
+      const file = path.join("examples", example, "src", "index.ts");
+      const code = readFileSync(path.join(root, file), "utf8");
+      expect(readme.includes("```ts\n" + code + "```"), `README quotes ${file}`).to.equal(true);
     }
   });
 

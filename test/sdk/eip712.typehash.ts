@@ -17,7 +17,7 @@ import {
   type Request,
   type Voucher,
   type GrantMessage,
-} from "../../sdk/eip712";
+} from "@preflight/sdk";
 
 async function deployHashHarnessFixture() {
   const base = await deployPreflightFixture();

@@ -5,7 +5,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, MODEL_A, MODEL_B } from "../helpers/requests";
 import { Reason, signedGrant, terms } from "../helpers/security";
-import type { Request } from "../../sdk/eip712";
+import type { Request } from "@preflight/sdk";
 
 const MAX_PRICE = 2_000n;
 const BUDGET = 5_000n;

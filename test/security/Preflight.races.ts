@@ -5,7 +5,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, NOTICE_PERIOD, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest } from "../helpers/requests";
 import { Reason, terms, TX_GAS_CAP } from "../helpers/security";
-import type { Request } from "../../sdk/eip712";
+import type { Request } from "@preflight/sdk";
 
 /** The payer holds 1,000 USDC and has granted `delegate` any model with any provider. */
 async function deployRacesFixture() {

@@ -6,7 +6,7 @@ import { createProvider } from "hardhat/internal/core/providers/construction";
 import { BrowserProvider, Wallet } from "ethers";
 import { deployPreflightFixture, NOTICE_PERIOD } from "../helpers/fixtures";
 import { makeRequest, signedRequest, signedVoucher, toSignedRequest, MODEL_A } from "../helpers/requests";
-import { hashRequest, domainSeparator, signRequest, signVoucher } from "../../sdk/eip712";
+import { hashRequest, domainSeparator, signRequest, signVoucher } from "@preflight/sdk";
 import { pretendDeployedOnChain, Reason, signedGrant, terms } from "../helpers/security";
 import { Preflight__factory, type Preflight } from "../../typechain-types";
 

@@ -4,7 +4,7 @@ import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { makeRequest, toSignedRequest, MODEL_B } from "../helpers/requests";
-import { signRequest, signVoucher, hashRequest, type Request } from "../../sdk/eip712";
+import { signRequest, signVoucher, hashRequest, type Request } from "@preflight/sdk";
 import { compactHighS, highS, Reason, SECP256K1_N, toCompact, withV } from "../helpers/security";
 
 async function deploySignaturesFixture() {

@@ -5,8 +5,8 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Signer } from "ethers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { makeRequest, MODEL_A, MODEL_B } from "../helpers/requests";
-import { signRequest, type Request } from "../../sdk/eip712";
-import { encodePacked, type SignedPackedItem } from "../../sdk/packed";
+import { signRequest, type Request } from "@preflight/sdk";
+import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
 
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const SETTLED = 0;
@@ -57,7 +57,7 @@ type Fixture = Awaited<ReturnType<typeof deployPackedFixture>>;
  */
 async function settleAround(f: Fixture, bad: SignedPackedItem, malleate = false) {
   const items = [await f.item(f.payer, { nonce: 100n }), bad, await f.item(f.payer, { nonce: 101n })];
-  let packed = encodePacked(items);
+  let packed: string = encodePacked(items);
   if (malleate) {
     const at = 54 + 30 + 96 + 30 + 64; // the bad item's vs word: section, group 1, item 1, group 2, its inputHash and r
     const vs = BigInt(ethers.dataSlice(packed, at, at + 32));

@@ -4,7 +4,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import type { Preflight, TestToken } from "../../typechain-types";
 import { expectTaskError, runTask, useTempRegistry } from "../helpers/tasks";
 import type { DeploymentRecord } from "../../tasks/lib/registry";
-import { signRequest } from "../../sdk/eip712";
+import { signRequest } from "@preflight/sdk";
 
 describe("Tasks: fee, withdraw-fees", function () {
   useTempRegistry();

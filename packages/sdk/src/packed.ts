@@ -1,0 +1,180 @@
+/**
+ * Encoders for Preflight's compact entry points: `settlePacked(token, packed)` (the same signed
+ * requests as `settleBatch` in about a quarter of the calldata: ~96 bytes per request when one payer
+ * signs consecutive nonces, ~126 for distinct payers) and `claimLanesPacked(token, packed)` (lane
+ * vouchers, 100 bytes each). Layouts: contracts/interfaces/ISettlement.sol and ILanes.sol.
+ */
+import { bigintToBytes, bytesToBigint, bytesToHex, checksumAddress, concatBytes, hexToBytes, isHexBytes, type Hex } from "./hex";
+import { toCompactSignature } from "./signers";
+import type { Request } from "./eip712";
+import { PreflightSdkError } from "./errors";
+import type { SignedRequest } from "./types";
+
+/** A request with its signature (65-byte, or 64-byte EIP-2098; both are packed as 64 bytes). */
+export interface SignedPackedItem {
+  request: Request;
+  signature: string;
+}
+
+/** A lane voucher's payer and cumulative amount with its signature, for `encodeLaneClaims`. */
+export interface SignedLaneClaim {
+  payer: string;
+  cumulativeAmount: bigint;
+  signature: string;
+}
+
+const UINT64 = 2n ** 64n;
+const UINT96 = 2n ** 96n;
+const UINT128 = 2n ** 128n;
+const MAX_COUNT = 0xffff;
+/** model(32) price(12) deadline(8) groups(2) */
+const SECTION_HEADER = 54;
+/** payer(20) firstNonce(8) count(2) */
+const GROUP_HEADER = 30;
+/** inputHash(32) r(32) vs(32) */
+const ITEM = 96;
+
+const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+
+/**
+ * Packs `items` for `settlePacked`. Consecutive items that share model, price and deadline share a
+ * 54-byte section header; within it, consecutive items of one payer whose nonces follow each other
+ * share a 30-byte group header; each item then costs 96 bytes. Every item must name the same token
+ * and provider (the caller of `settlePacked`); deadlines and nonces must fit 64 bits, prices 96 bits.
+ * @example
+ * const packed = encodePacked(requests.map((request, i) => ({ request, signature: signatures[i] })));
+ * await preflight.connect(provider).settlePacked(token, packed);
+ */
+export function encodePacked(items: SignedPackedItem[]): Hex {
+  if (items.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodePacked: no items");
+  const { token, provider } = items[0]!.request;
+  for (const item of items) {
+    const r = item.request;
+    if (!same(r.token, token)) throw new PreflightSdkError("TOKEN_MISMATCH", "encodePacked: every item must use the same token");
+    if (!same(r.provider, provider)) throw new PreflightSdkError("PROVIDER_MISMATCH", "encodePacked: every item must name the same provider");
+    if (r.deadline < 0n || r.deadline >= UINT64 || r.nonce < 0n || r.nonce >= UINT64 || r.price >= UINT96 || r.price < 0n) {
+      throw new PreflightSdkError("INVALID_AMOUNT", "encodePacked: deadline and nonce must fit 64 bits, price 96 bits (use settleBatch)");
+    }
+    assertPackableSignature(item.signature);
+  }
+  // Sections (same model, price, deadline) of groups (same payer, consecutive nonces).
+  const sections: SignedPackedItem[][][] = [];
+  let previous: Request | undefined;
+  for (const item of items) {
+    const r = item.request;
+    const section = sections.at(-1);
+    const sameSection = previous !== undefined && previous.model === r.model && previous.price === r.price && previous.deadline === r.deadline;
+    const group = section?.at(-1);
+    if (sameSection && group !== undefined && group.length < MAX_COUNT && same(previous!.payer, r.payer) && previous!.nonce + 1n === r.nonce) {
+      group.push(item);
+    } else if (sameSection && section !== undefined && section.length < MAX_COUNT) {
+      section.push([item]);
+    } else {
+      sections.push([[item]]);
+    }
+    previous = r;
+  }
+  const parts: Uint8Array[] = [];
+  for (const groups of sections) {
+    const head = groups[0]![0]!.request;
+    parts.push(bytes32(head.model, "model"), bigintToBytes(head.price, 12, "price"), bigintToBytes(head.deadline, 8, "deadline"), bigintToBytes(BigInt(groups.length), 2));
+    for (const group of groups) {
+      const first = group[0]!.request;
+      parts.push(hexToBytes(checksumAddress(first.payer, "payer")), bigintToBytes(first.nonce, 8, "nonce"), bigintToBytes(BigInt(group.length), 2));
+      // inputHash, then r ‖ vs (EIP-2098), validated above
+      for (const item of group) parts.push(bytes32(item.request.inputHash, "inputHash"), hexToBytes(toCompactSignature(item.signature)));
+    }
+  }
+  return bytesToHex(concatBytes(parts));
+}
+
+/**
+ * Packs lane vouchers of one model for `claimLanesPacked(token, packed)`: model (32), then per
+ * claim payer (20), cumulativeAmount (16) and the 64-byte EIP-2098 signature.
+ * @example
+ * const packed = encodeLaneClaims(model, [{ payer, cumulativeAmount: 5_000n, signature }]);
+ * await preflight.connect(provider).claimLanesPacked(token, packed);
+ */
+export function encodeLaneClaims(model: string, claims: SignedLaneClaim[]): Hex {
+  if (claims.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodeLaneClaims: no claims");
+  const parts: Uint8Array[] = [bytes32(model, "model")];
+  for (const claim of claims) {
+    if (claim.cumulativeAmount <= 0n || claim.cumulativeAmount >= UINT128) {
+      throw new PreflightSdkError("INVALID_AMOUNT", "encodeLaneClaims: cumulativeAmount must be above 0 and fit 128 bits");
+    }
+    assertPackableSignature(claim.signature);
+    parts.push(hexToBytes(checksumAddress(claim.payer, "payer")), bigintToBytes(claim.cumulativeAmount, 16), hexToBytes(toCompactSignature(claim.signature)));
+  }
+  return bytesToHex(concatBytes(parts));
+}
+
+/** A bytes32 field; shorter hex is left-padded with zeros, as the ABI pads a value. */
+function bytes32(value: string, what: string): Uint8Array {
+  const bytes = hexToBytes(value, what);
+  if (bytes.length > 32) throw new PreflightSdkError("INVALID_HEX", `encodePacked: ${what} is longer than 32 bytes`);
+  return concatBytes([new Uint8Array(32 - bytes.length), bytes]);
+}
+
+/**
+ * Decodes `settlePacked` calldata back into the signed requests it carries, in item order, each with
+ * its 64-byte EIP-2098 signature: the inverse of `encodePacked`, for tools that inspect a provider's
+ * own batches. Followers of the chain read the logs instead (`decodeRequestsSettled`).
+ * @example
+ * const requests = decodePacked(token, packed);
+ */
+export function decodePacked(token: string, packed: string): SignedRequest[] {
+  if (!isHexBytes(packed)) throw new PreflightSdkError("INVALID_HEX", "decodePacked: packed is not hex of whole bytes");
+  const data = hexToBytes(packed);
+  const size = data.length;
+  if (size === 0) throw new PreflightSdkError("INVALID_HEX", "decodePacked: empty");
+  const payToken = checksumAddress(token, "token");
+  const slice = (from: number, length: number): Uint8Array => {
+    if (from + length > size) throw new PreflightSdkError("INVALID_HEX", `decodePacked: truncated at byte ${from}`);
+    return data.subarray(from, from + length);
+  };
+  const requests: SignedRequest[] = [];
+  for (let offset = 0; offset < size; ) {
+    const model = bytesToHex(slice(offset, 32));
+    const price = bytesToBigint(slice(offset + 32, 12));
+    const deadline = bytesToBigint(slice(offset + 44, 8));
+    const groups = Number(bytesToBigint(slice(offset + 52, 2)));
+    if (groups === 0) throw new PreflightSdkError("INVALID_HEX", `decodePacked: section at byte ${offset} has no groups`);
+    offset += SECTION_HEADER;
+    for (let g = 0; g < groups; g++) {
+      const payer = checksumAddress(bytesToHex(slice(offset, 20)));
+      const firstNonce = bytesToBigint(slice(offset + 20, 8));
+      const count = Number(bytesToBigint(slice(offset + 28, 2)));
+      if (count === 0) throw new PreflightSdkError("INVALID_HEX", `decodePacked: group at byte ${offset} has no items`);
+      offset += GROUP_HEADER;
+      for (let i = 0; i < count; i++) {
+        requests.push({
+          payer,
+          token: payToken,
+          model,
+          price,
+          nonce: firstNonce + BigInt(i),
+          deadline,
+          inputHash: bytesToHex(slice(offset, 32)),
+          signature: bytesToHex(slice(offset + 32, 64)),
+        });
+        offset += ITEM;
+      }
+    }
+  }
+  return requests;
+}
+
+/**
+ * Packing keeps r and s and folds v into the top bit of s (EIP-2098). ethers would also accept a
+ * 65-byte signature with v = 0/1 or an EIP-155 v and quietly fix it, which `settle` and `settleBatch`
+ * refuse: refuse it here too, so both entry points accept exactly the same signatures.
+ */
+function assertPackableSignature(signature: string): void {
+  if (!isHexBytes(signature) || (signature.length !== 130 && signature.length !== 132)) {
+    throw new PreflightSdkError("INVALID_HEX", "encodePacked: signatures must be 64 or 65 bytes (contract-wallet signatures go through settleBatch)");
+  }
+  if (signature.length === 132) {
+    const v = parseInt(signature.slice(130), 16);
+    if (v !== 27 && v !== 28) throw new PreflightSdkError("INVALID_HEX", `encodePacked: a 65-byte signature needs v = 27 or 28, not ${v}`);
+  }
+}
