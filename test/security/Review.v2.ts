@@ -6,8 +6,7 @@ import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, NOTICE_PERIOD, USDC } from "../helpers/fixtures";
 import { makeRequest, signedRequest, MODEL_A } from "../helpers/requests";
 import { reasonsOf } from "../helpers/logs";
-import { signLaneVoucher, signRequest } from "../../sdk/eip712";
-import { encodePacked } from "../../sdk/packed";
+import { encodePacked, signLaneVoucher, signRequest } from "@preflight/sdk";
 import { Reason, terms, TX_GAS_CAP } from "../helpers/security";
 import type { HostileWallet1271 } from "../../typechain-types";
 
