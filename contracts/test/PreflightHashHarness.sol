@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {SignedRequest, SignedVoucher, GrantTerms} from "../interfaces/IPreflightTypes.sol";
+import {SignedRequest, SignedVoucher, LaneVoucher, GrantTerms} from "../interfaces/IPreflightTypes.sol";
 import {PreflightHash} from "../libraries/PreflightHash.sol";
 import {EIP712Domain} from "../EIP712Domain.sol";
 
@@ -14,6 +14,24 @@ contract PreflightHashHarness is EIP712Domain {
 
     function VOUCHER_TYPEHASH() external pure returns (bytes32) {
         return PreflightHash.VOUCHER_TYPEHASH;
+    }
+
+    function LANE_VOUCHER_TYPEHASH() external pure returns (bytes32) {
+        return PreflightHash.LANE_VOUCHER_TYPEHASH;
+    }
+
+    function hashLaneVoucher(LaneVoucher calldata voucher, address provider) external pure returns (bytes32) {
+        return PreflightHash.hash(voucher, provider);
+    }
+
+    /// @notice The lane voucher struct hash through the packed path's buffer (`claimLanesPacked`).
+    function hashLaneVoucherInBuffer(address payer, address provider, address token, bytes32 model, uint256 cumulativeAmount)
+        external
+        pure
+        returns (bytes32)
+    {
+        uint256 buffer = PreflightHash.allocateLaneBuffer(provider, token, model);
+        return PreflightHash.hashLaneInBuffer(buffer, payer, cumulativeAmount);
     }
 
     function GRANT_TYPEHASH() external pure returns (bytes32) {

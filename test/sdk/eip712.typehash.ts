@@ -8,12 +8,15 @@ import { MODEL_A, MODEL_B } from "../helpers/requests";
 import {
   REQUEST_TYPES,
   VOUCHER_TYPES,
+  LANE_VOUCHER_TYPES,
   GRANT_TYPES,
   encodeType,
   domainSeparator,
   hashRequest,
   hashVoucher,
+  hashLaneVoucher,
   hashGrant,
+  type LaneVoucher,
   type Request,
   type Voucher,
   type GrantMessage,
@@ -45,7 +48,8 @@ async function deployHashHarnessFixture() {
   };
   const terms = await makeGrant({ delegate: base.delegate.address, token, provider: base.provider.address, period: 3600n, models: [MODEL_A, MODEL_B] });
   const grant: GrantMessage = { ...terms, payer: base.payer.address, epoch: 513n, deadline: 2n ** 200n };
-  return { ...base, harness, harnessDomain, request, voucher, grant };
+  const lane: LaneVoucher = { payer: base.payer.address, provider: base.provider.address, token, model: MODEL_A, cumulativeAmount: 2n ** 85n - 1n };
+  return { ...base, harness, harnessDomain, request, voucher, grant, lane };
 }
 
 describe("SDK EIP-712 tables vs the contracts", function () {
@@ -80,6 +84,15 @@ describe("SDK EIP-712 tables vs the contracts", function () {
       expect(await harness.hashVoucher({ ...voucher, signature: "0x" }, voucher.provider)).to.equal(
         TypedDataEncoder.hashStruct("Voucher", { Voucher: [...VOUCHER_TYPES.Voucher] }, voucher),
       );
+    });
+
+    it("LANE_VOUCHER_TYPEHASH = keccak256 of the SDK's LaneVoucher type, and a LaneVoucher hashes the same on both paths", async function () {
+      const { harness, harnessDomain, lane } = await loadFixture(deployHashHarnessFixture);
+      expect(await harness.LANE_VOUCHER_TYPEHASH()).to.equal(ethers.id(encodeType(LANE_VOUCHER_TYPES, "LaneVoucher")));
+      const struct = TypedDataEncoder.hashStruct("LaneVoucher", { LaneVoucher: [...LANE_VOUCHER_TYPES.LaneVoucher] }, lane);
+      expect(await harness.hashLaneVoucher({ ...lane, signature: "0x" }, lane.provider)).to.equal(struct);
+      expect(await harness.hashLaneVoucherInBuffer(lane.payer, lane.provider, lane.token, lane.model, lane.cumulativeAmount)).to.equal(struct);
+      expect(await harness.hashTypedData(struct)).to.equal(hashLaneVoucher(harnessDomain, lane));
     });
 
     it("a Grant hashes the same in Solidity and in the SDK, for 0, 1 and many models", async function () {
