@@ -26,6 +26,8 @@ export interface ModelGrant {
 export interface Pending {
   amount: bigint;
   readyAt: bigint;
+  /** deposited since the request: never under notice, so never withdrawn by it */
+  depositedSince: bigint;
 }
 
 /** A lane (payer, provider, token). */
@@ -124,6 +126,8 @@ export class PreflightModel {
     if (balance + amount > U128_MAX) return "BalanceOverflow";
     this.balances.set(key(payer, token), balance + amount);
     this.held.set(token, this.holding(token) + amount);
+    const p = this.pending.get(key(payer, token));
+    if (p) p.depositedSince += amount;
     return "ok";
   }
 
@@ -132,7 +136,7 @@ export class PreflightModel {
     const balance = this.balance(payer, token);
     const capped = amount > balance ? balance : amount;
     if (capped === 0n) return "ZeroAmount";
-    this.pending.set(key(payer, token), { amount: capped, readyAt: this.clock + this.noticePeriod });
+    this.pending.set(key(payer, token), { amount: capped, readyAt: this.clock + this.noticePeriod, depositedSince: 0n });
     return "ok";
   }
 
@@ -143,7 +147,8 @@ export class PreflightModel {
     if (this.clock < p.readyAt) return "NoticePeriodActive";
     if (this.clock >= p.readyAt + WITHDRAWAL_WINDOW) return "WithdrawalLapsed";
     const balance = this.balance(payer, token);
-    const amount = p.amount < balance ? p.amount : balance;
+    const noticed = balance > p.depositedSince ? balance - p.depositedSince : 0n;
+    const amount = p.amount < noticed ? p.amount : noticed;
     if (amount === 0n) return "ZeroAmount";
     this.pending.delete(key(payer, token));
     this.balances.set(key(payer, token), balance - amount);
