@@ -30,7 +30,10 @@ contract NestedCheckWallet1271 {
     function check(bytes32 digest, bytes calldata signature) external view returns (bool) {
         uint256 stop = gasleft() > CHECK_GAS ? gasleft() - CHECK_GAS : 0;
         while (gasleft() > stop) {} // honest, just costly
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        // 65-byte (r, s, v) or 64-byte EIP-2098 (r, vs), as Preflight's packed entry points carry.
+        (address signer, ECDSA.RecoverError err,) = signature.length == 64
+            ? ECDSA.tryRecover(digest, bytes32(signature[0:32]), bytes32(signature[32:64]))
+            : ECDSA.tryRecover(digest, signature);
         return err == ECDSA.RecoverError.NoError && signer == owner;
     }
 }
