@@ -144,17 +144,8 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
             state = _grantStates[key];
         }
         if (state == 0) {
-            // No grant under this provider's key or the any-provider key. A grant made for another
-            // provider is read from its record (cold reads on this failure path only), and refused in
-            // the same order of checks as any grant: revoked, expired, then the provider.
-            GrantRecord storage record = _grants[payer][token][delegate];
-            if (record.epoch == 0) return (false, Reason.InvalidSigner, 0, 0);
-            state = _grantStates[_grantKey(payer, token, delegate, record.provider)];
-            uint256 current = state.expiry();
-            if (current != 0 && block.timestamp < current) {
-                if (strict) revert ProviderNotAllowed(provider);
-                return (true, Reason.ProviderNotAllowed, 0, 0);
-            }
+            (known, reason, state) = _grantOfAnotherProvider(payer, token, delegate, provider, strict);
+            if (state == 0) return (known, reason, 0, 0);
         }
         known = true;
         uint256 expiry = state.expiry();
@@ -174,17 +165,7 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
             if (strict) revert ModelNotAllowed(model);
             return (known, Reason.ModelNotAllowed, 0, 0);
         }
-        uint256 remaining = state.remaining();
-        uint256 periodEnd = state.periodEnd();
-        if (block.timestamp >= periodEnd) {
-            // Roll over to the period containing now (periods stay aligned to the grant's start).
-            // A period of 0 never gets here: its periodEnd is the largest uint32 timestamp.
-            GrantRecord storage record = _grants[payer][token][delegate];
-            uint256 period = record.period;
-            periodEnd += ((block.timestamp - periodEnd) / period + 1) * period;
-            if (periodEnd > type(uint32).max) periodEnd = type(uint32).max;
-            remaining = record.budget;
-        }
+        (uint256 remaining, uint256 periodEnd) = _currentPeriod(payer, token, delegate, state);
         if (amount > remaining) {
             uint256 budget = _grants[payer][token][delegate].budget;
             if (strict) revert BudgetExceeded(budget - remaining + amount, budget);
@@ -195,6 +176,47 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
             updated = state.withSpend(remaining - amount, periodEnd);
         }
         reason = Reason.Settled;
+    }
+
+    /// @dev No grant under this provider's key or the any-provider key. A grant made for another
+    /// provider is read from its record (cold reads, on this failure path only), and refused in the
+    /// same order of checks as any grant: revoked, expired, then the provider.
+    /// @return known whether `delegate` has (or had) a grant at all
+    /// @return reason why it is refused when the grant is active elsewhere
+    /// @return state the grant's hot slot when it is revoked or expired (for `_checkGrant` to say so), else 0
+    function _grantOfAnotherProvider(address payer, address token, address delegate, address provider, bool strict)
+        private
+        view
+        returns (bool known, Reason reason, uint256 state)
+    {
+        GrantRecord storage record = _grants[payer][token][delegate];
+        if (record.epoch == 0) return (false, Reason.InvalidSigner, 0);
+        state = _grantStates[_grantKey(payer, token, delegate, record.provider)];
+        uint256 expiry = state.expiry();
+        if (expiry != 0 && block.timestamp < expiry) {
+            if (strict) revert ProviderNotAllowed(provider);
+            return (true, Reason.ProviderNotAllowed, 0);
+        }
+        return (true, Reason.Settled, state);
+    }
+
+    /// @dev The grant's remaining budget and period end now: rolled over to the period containing now
+    /// when its period ended (periods stay aligned to the grant's start; the cold record is read only
+    /// then). A period of 0 never rolls over: its periodEnd is the largest uint32 timestamp.
+    function _currentPeriod(address payer, address token, address delegate, uint256 state)
+        private
+        view
+        returns (uint256 remaining, uint256 periodEnd)
+    {
+        remaining = state.remaining();
+        periodEnd = state.periodEnd();
+        if (block.timestamp >= periodEnd) {
+            GrantRecord storage record = _grants[payer][token][delegate];
+            uint256 period = record.period;
+            periodEnd += ((block.timestamp - periodEnd) / period + 1) * period;
+            if (periodEnd > type(uint32).max) periodEnd = type(uint32).max;
+            remaining = record.budget;
+        }
     }
 
     /// @dev Records a delegated spend checked by `_checkGrant` (one slot write).

@@ -47,22 +47,6 @@ library SignatureVerification {
         return recover(digest, v, r, s);
     }
 
-    /// @notice Recovers the signer of a 64-byte EIP-2098 signature (r, vs) of `digest`: what the
-    /// packed entry points carry, read straight from calldata.
-    /// `signature` must be 64 bytes (the packed readers make it so).
-    function recoverCompact(bytes32 digest, bytes calldata signature) internal view returns (address, Reason) {
-        bytes32 r;
-        bytes32 s;
-        uint256 v;
-        assembly ("memory-safe") {
-            r := calldataload(signature.offset) // bytes 0..31
-            let vs := calldataload(add(signature.offset, 0x20)) // bytes 32..63
-            s := shr(1, shl(1, vs)) // vs without its top bit
-            v := add(shr(255, vs), 27) // the top bit is v - 27
-        }
-        return recover(digest, v, r, s);
-    }
-
     /// @notice The hot path of a packed request: hashes the Request in `buffer` (see
     /// `PreflightHash.allocateRequestBuffer`) with `nonce` and the item's input hash, builds the
     /// EIP-712 digest under `separator`, and recovers the item's 64-byte EIP-2098 signature, in one

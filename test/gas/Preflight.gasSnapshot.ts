@@ -9,6 +9,8 @@ import { SNAPSHOT_PATH, compare, describe as describeDiffs, type Snapshot } from
  * with `npm run bench:update`. (Excluded from coverage runs: instrumentation changes gas.)
  */
 describe("Preflight gas snapshot", function () {
+  // Every scenario of the benchmark (two deployments, ~70 rows): about 90 s on a busy 2-core machine.
+  this.timeout(300_000);
   let rows: Row[];
 
   before(async function () {
