@@ -35,17 +35,19 @@ abstract contract Escrow is IEscrow {
     /// @inheritdoc IEscrow
     address public immutable FEE_RECIPIENT;
 
-    /// @dev A pending withdrawal. Packs into one slot (128 + 40 bits).
-    struct Withdrawal {
-        uint128 amount; // capped at the balance when requested
-        uint40 readyAt; // executable in [readyAt, readyAt + WITHDRAWAL_WINDOW)
-    }
+    /// @dev A pending withdrawal in one slot (0 = none):
+    ///   bits   0..127  amount, capped at the balance when requested
+    ///   bits 128..167  readyAt: executable in [readyAt, readyAt + WITHDRAWAL_WINDOW)
+    ///   bits 168..255  depositedSince: deposited since the request, never under notice, so never
+    ///                  withdrawn by it
+    uint256 private constant READY_AT_SHIFT = 128;
+    uint256 private constant DEPOSITED_SHIFT = 168;
 
     /// @dev Packed balance + nonce window, see `PayerAccount`.
     mapping(address payer => mapping(address token => uint256 account)) internal _accounts;
     /// @dev Nonce bitmap words above each account's window.
     mapping(address payer => mapping(address token => mapping(uint256 word => uint256 bits))) internal _spilledNonces;
-    mapping(address payer => mapping(address token => Withdrawal)) private _withdrawals;
+    mapping(address payer => mapping(address token => uint256 request)) private _withdrawals;
     /// @dev Gross earnings (the fee is taken from them on withdrawal), with the `EARNED` bit.
     mapping(address provider => mapping(address token => uint256 amount)) private _earnings;
     mapping(address token => uint256 amount) private _fees;
@@ -110,13 +112,14 @@ abstract contract Escrow is IEscrow {
         if (amount > balance) amount = balance;
         if (amount == 0) revert ZeroAmount();
         uint256 readyAt = block.timestamp + NOTICE_PERIOD;
-        _withdrawals[msg.sender][token] = Withdrawal(uint128(amount), uint40(readyAt));
+        // Fits: amount <= balance < 2^128, readyAt < 2^40 (the notice is at most a year).
+        _withdrawals[msg.sender][token] = amount | (readyAt << READY_AT_SHIFT);
         emit WithdrawalRequested(msg.sender, token, amount, readyAt, readyAt + WITHDRAWAL_WINDOW);
     }
 
     /// @inheritdoc IEscrow
     function cancelWithdrawal(address token) external {
-        if (_withdrawals[msg.sender][token].readyAt == 0) revert NoWithdrawalRequested();
+        if (_withdrawals[msg.sender][token] == 0) revert NoWithdrawalRequested();
         delete _withdrawals[msg.sender][token];
         emit WithdrawalCancelled(msg.sender, token);
     }
@@ -124,15 +127,17 @@ abstract contract Escrow is IEscrow {
     /// @inheritdoc IEscrow
     function withdraw(address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert ZeroAddress();
-        Withdrawal memory request = _withdrawals[msg.sender][token];
-        Window window = _window(request.readyAt);
+        (uint256 requested, uint256 readyAt, uint256 depositedSince) = _unpackWithdrawal(_withdrawals[msg.sender][token]);
+        Window window = _window(readyAt);
         if (window == Window.NotRequested) revert NoWithdrawalRequested();
-        if (window == Window.NotReady) revert NoticePeriodActive(request.readyAt);
-        if (window == Window.Lapsed) revert WithdrawalLapsed(request.readyAt + WITHDRAWAL_WINDOW);
+        if (window == Window.NotReady) revert NoticePeriodActive(readyAt);
+        if (window == Window.Lapsed) revert WithdrawalLapsed(readyAt + WITHDRAWAL_WINDOW);
         uint256 account = _accounts[msg.sender][token];
         uint256 balance = account.balance();
-        // Settlements may have drawn on the balance during the notice: pay what is left.
-        amount = request.amount < balance ? request.amount : balance;
+        // Pay what is left of the balance that was under notice: deposits since the request were not
+        // (a provider may have served against them), and settlements draw on the oldest funds first.
+        uint256 noticed = balance > depositedSince ? balance - depositedSince : 0;
+        amount = requested < noticed ? requested : noticed;
         if (amount == 0) revert ZeroAmount();
         delete _withdrawals[msg.sender][token];
         _accounts[msg.sender][token] = account.withBalance(balance - amount);
@@ -183,9 +188,12 @@ abstract contract Escrow is IEscrow {
     }
 
     /// @inheritdoc IEscrow
-    function pendingWithdrawal(address payer, address token) external view returns (uint256 amount, uint256 readyAt) {
-        Withdrawal memory request = _withdrawals[payer][token];
-        return (request.amount, request.readyAt);
+    function pendingWithdrawal(address payer, address token)
+        external
+        view
+        returns (uint256 amount, uint256 readyAt, uint256 depositedSince)
+    {
+        return _unpackWithdrawal(_withdrawals[payer][token]);
     }
 
     // ------------------------------------------------------------------ internal
@@ -231,7 +239,32 @@ abstract contract Escrow is IEscrow {
         uint256 balance = account.balance();
         if (balance + amount > type(uint128).max) revert BalanceOverflow(balance, amount);
         _accounts[payer][token] = account.withBalance(balance + amount);
+        _countDepositInWithdrawal(payer, token, amount);
         emit Deposited(payer, token, msg.sender, amount);
+    }
+
+    /// @dev A withdrawal requested before a deposit must not take it (see `withdraw`): counts the
+    /// deposit of `amount` in `payer`'s pending request, if any, in its top 88 bits (`depositedSince`),
+    /// which the add must not carry out of. Its own function so that the three deposit entry points
+    /// share one copy.
+    function _countDepositInWithdrawal(address payer, address token, uint256 amount) private {
+        uint256 request = _withdrawals[payer][token];
+        if (request == 0) return;
+        uint256 since = (request >> DEPOSITED_SHIFT) + amount;
+        if (since >> (256 - DEPOSITED_SHIFT) != 0) revert PendingWithdrawalDepositsOverflow(since);
+        // Cannot overflow: since fits the top 88 bits (checked above).
+        unchecked {
+            _withdrawals[payer][token] = request + (amount << DEPOSITED_SHIFT);
+        }
+    }
+
+    /// @dev The fields of a pending withdrawal slot (zeroes when none).
+    function _unpackWithdrawal(uint256 request)
+        private
+        pure
+        returns (uint256 amount, uint256 readyAt, uint256 depositedSince)
+    {
+        return (uint128(request), uint40(request >> READY_AT_SHIFT), request >> DEPOSITED_SHIFT);
     }
 
     /// @dev Pulls `amount` of ERC-20 `token` from the caller; returns what actually arrived, so a token

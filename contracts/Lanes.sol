@@ -20,10 +20,13 @@ abstract contract Lanes is Settlement, ILanes {
 
     /// @dev Largest log record of a lane claim: 20 + 16 + 16 + 1 + 20.
     uint256 private constant LANE_RECORD = 73;
+    /// @dev The readyAt bits of a close request (40 bits, as a withdrawal's).
+    uint256 private constant READY_AT_MASK = (1 << 40) - 1;
 
     mapping(address payer => mapping(address provider => mapping(address token => uint256 lane))) private _lanes;
-    /// @dev When a requested close may execute (0 = none); off the claim path.
-    mapping(address payer => mapping(address provider => mapping(address token => uint256 readyAt))) private _laneCloses;
+    /// @dev A requested close, off the claim path: readyAt (bits 0..39, 0 = none) and, above, the
+    /// lane's claimed total plus funds when the close was requested (see `closeLane`).
+    mapping(address payer => mapping(address provider => mapping(address token => uint256 close))) private _laneCloses;
 
     /// @inheritdoc ILanes
     function fundLane(address provider, address token, uint256 amount) external {
@@ -52,23 +55,38 @@ abstract contract Lanes is Settlement, ILanes {
     /// @inheritdoc ILanes
     function requestLaneClose(address provider, address token) external {
         uint256 readyAt = block.timestamp + NOTICE_PERIOD;
-        _laneCloses[msg.sender][provider][token] = readyAt;
-        emit LaneCloseRequested(msg.sender, provider, token, readyAt, readyAt + WITHDRAWAL_WINDOW);
+        uint256 lane = _lanes[msg.sender][provider][token];
+        uint256 funds = lane.funds();
+        // What the close may return is fixed now, so every unit it returns was in the lane for the
+        // whole notice period: funds added later stay in the lane (see `closeLane`).
+        _laneCloses[msg.sender][provider][token] = readyAt | ((lane.claimed() + funds) << 40);
+        emit LaneCloseRequested(msg.sender, provider, token, funds, readyAt, readyAt + WITHDRAWAL_WINDOW);
     }
 
     /// @inheritdoc ILanes
     function closeLane(address provider, address token, address to) external nonReentrant returns (uint256 amount) {
         if (to == address(0)) revert ZeroAddress();
-        uint256 readyAt = _laneCloses[msg.sender][provider][token];
+        uint256 close = _laneCloses[msg.sender][provider][token];
+        uint256 readyAt = close & READY_AT_MASK;
         Window window = _window(readyAt);
         if (window == Window.NotRequested) revert LaneCloseNotRequested();
         if (window == Window.NotReady) revert LaneCloseNotReady(readyAt);
         if (window == Window.Lapsed) revert LaneCloseLapsed(readyAt + WITHDRAWAL_WINDOW);
         uint256 lane = _lanes[msg.sender][provider][token];
-        amount = lane.funds();
-        _lanes[msg.sender][provider][token] = LaneState.pack(lane.claimed(), 0, lane.uncollected());
+        uint256 funds = lane.funds();
+        // Return what is left of the funds under notice: they covered cumulative claims up to
+        // `ceiling` (claimed + funds at the request), and claims draw on the oldest funds first.
+        uint256 ceiling = close >> 40;
+        uint256 claimed = lane.claimed();
+        // Cannot underflow: amount = ceiling - claimed <= funds, as funds only grew since the request
+        // and claims moved exactly what they claimed out of them.
+        unchecked {
+            amount = ceiling > claimed ? ceiling - claimed : 0;
+            funds -= amount;
+        }
+        _lanes[msg.sender][provider][token] = LaneState.pack(claimed, funds, lane.uncollected());
         delete _laneCloses[msg.sender][provider][token];
-        emit LaneClosed(msg.sender, provider, token, to, amount);
+        emit LaneClosed(msg.sender, provider, token, to, amount, funds);
         if (amount != 0) _send(token, to, amount);
     }
 
@@ -131,12 +149,14 @@ abstract contract Lanes is Settlement, ILanes {
         returns (uint256 claimed, uint256 funds, uint256 uncollected, uint256 closeReadyAt)
     {
         uint256 lane = _lanes[payer][provider][token];
-        return (lane.claimed(), lane.funds(), lane.uncollected(), _laneCloses[payer][provider][token]);
+        return (lane.claimed(), lane.funds(), lane.uncollected(), _laneCloses[payer][provider][token] & READY_AT_MASK);
     }
 
     // ------------------------------------------------------------------ internal
 
-    /// @dev Adds `amount` to lane (payer, provider, token), paid by `from`, and cancels any close.
+    /// @dev Adds `amount` to lane (payer, provider, token), paid by `from`. A pending close is left as
+    /// it is: it cannot return these funds (see `closeLane`), so anyone may fund a lane without
+    /// affecting the payer's close.
     function _addToLane(address payer, address provider, address token, uint256 amount, address from) private {
         if (payer == address(0) || provider == address(0)) revert ZeroAddress();
         uint256 lane = _lanes[payer][provider][token];
@@ -145,7 +165,6 @@ abstract contract Lanes is Settlement, ILanes {
         if (claimed + funds + amount > LaneState.MAX_AMOUNT) revert LaneOverflow(funds, amount);
         funds += amount;
         _lanes[payer][provider][token] = LaneState.pack(claimed, funds, lane.uncollected());
-        if (_laneCloses[payer][provider][token] != 0) delete _laneCloses[payer][provider][token];
         emit LaneFunded(payer, provider, token, from, amount, funds);
     }
 

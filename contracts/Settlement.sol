@@ -363,7 +363,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         bytes32 digest,
         bytes calldata signature,
         bool strict
-    ) internal view returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
+    ) internal returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
         (address signer, Reason recovered) = SignatureVerification.recover(digest, signature);
         return _authorizeRecovered(payer, token, model, amount, isRequest, digest, signature, signer, recovered, strict);
     }
@@ -380,7 +380,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         address signer,
         Reason recovered,
         bool strict
-    ) internal view returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
+    ) internal returns (Reason reason, address delegate, bytes32 grantKey, uint256 grantState) {
         reason = recovered;
         if (signer == payer && signer != address(0)) return (Reason.Settled, address(0), 0, 0);
         if (signer != address(0)) {
@@ -389,12 +389,31 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 _checkGrant(payer, token, signer, msg.sender, model, amount, isRequest, strict);
             if (known) return (reason, reason == Reason.Settled ? signer : address(0), grantKey, grantState);
         }
-        if (payer.code.length != 0 && SignatureVerification.isValidERC1271(payer, digest, signature, ERC1271_GAS_LIMIT))
-        {
-            return (Reason.Settled, address(0), 0, 0);
-        }
+        if (payer.code.length != 0 && _walletAccepts(payer, digest, signature)) return (Reason.Settled, address(0), 0, 0);
         if (strict) _revertSignature(reason, signer, signature.length);
         return (reason == Reason.Settled ? Reason.InvalidSigner : reason, address(0), 0, 0);
+    }
+
+    /// @dev Whether contract payer `payer` accepts `signature` for `digest` through ERC-1271. A wallet
+    /// that refused (or ran out of its allowance) is not asked again in the same transaction: its later
+    /// items are refused without a call, so a hostile wallet that burns its whole allowance on each of
+    /// many items costs a batch one capped check, not one per item, and cannot push it past the
+    /// transaction gas cap. The refusal is remembered in transient storage, at the payer's address with
+    /// the top bit set (apart from the slots Solidity numbers from 0); a strict call's revert undoes it.
+    /// One function for every caller, so the check is compiled once.
+    function _walletAccepts(address payer, bytes32 digest, bytes calldata signature) private returns (bool accepted) {
+        uint256 slot = uint256(uint160(payer)) | (1 << 255);
+        uint256 refused;
+        assembly ("memory-safe") {
+            refused := tload(slot)
+        }
+        if (refused != 0) return false;
+        accepted = SignatureVerification.isValidERC1271(payer, digest, signature, ERC1271_GAS_LIMIT);
+        if (!accepted) {
+            assembly ("memory-safe") {
+                tstore(slot, 1)
+            }
+        }
     }
 
     function _channelKey(address payer, address provider, address token, bytes32 channel)

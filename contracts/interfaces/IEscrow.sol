@@ -25,6 +25,9 @@ interface IEscrow is ISignatureErrors {
     error NoticePeriodActive(uint256 readyAt);
     /// @notice `withdraw` was called after the request's window closed; request again.
     error WithdrawalLapsed(uint256 expiredAt);
+    /// @notice Deposits made while a withdrawal request is pending would exceed the 88 bits tracking
+    /// them (`depositedSince`); cancel the request (or execute it) first.
+    error PendingWithdrawalDepositsOverflow(uint256 depositedSince);
     /// @notice Native ETH could not be delivered to `to`.
     error EthTransferFailed(address to);
     /// @notice The notice period given at deployment is zero or above `MAX_NOTICE_PERIOD`.
@@ -32,7 +35,8 @@ interface IEscrow is ISignatureErrors {
     /// @notice The fee given at deployment is above `MAX_FEE_BPS`.
     error FeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
 
-    /// @notice `amount` was credited to `payer`'s balance of `token`, paid by `from`.
+    /// @notice `amount` was credited to `payer`'s balance of `token`, paid by `from`. While a
+    /// withdrawal request is pending it also counts as deposited since the request (see `withdraw`).
     event Deposited(address indexed payer, address indexed token, address from, uint256 amount);
     /// @notice `payer` may withdraw `amount` of `token` (its whole balance or less, capped when asked)
     /// from `readyAt` until `expiresAt` (exclusive). Replaces any earlier request.
@@ -75,7 +79,9 @@ interface IEscrow is ISignatureErrors {
     /// @notice Cancels the caller's pending withdrawal request for `token`.
     function cancelWithdrawal(address token) external;
 
-    /// @notice Inside the request's window, sends min(requested, balance) of `token` to `to`.
+    /// @notice Inside the request's window, sends min(requested, balance - depositedSinceRequest) of
+    /// `token` to `to`: only funds that were in escrow for the whole notice period (settlements draw
+    /// on them first). Reverts `ZeroAmount` when nothing of them is left; the request then stays.
     /// @return amount what was sent
     function withdraw(address token, address to) external returns (uint256 amount);
 
@@ -116,6 +122,10 @@ interface IEscrow is ISignatureErrors {
     function feesOf(address token) external view returns (uint256);
 
     /// @notice `payer`'s pending withdrawal request for `token` (zeroes when none). It may execute in
-    /// [readyAt, readyAt + WITHDRAWAL_WINDOW).
-    function pendingWithdrawal(address payer, address token) external view returns (uint256 amount, uint256 readyAt);
+    /// [readyAt, readyAt + WITHDRAWAL_WINDOW) and pays at most min(amount, balance - depositedSince),
+    /// where `depositedSince` is what was deposited to the payer since the request.
+    function pendingWithdrawal(address payer, address token)
+        external
+        view
+        returns (uint256 amount, uint256 readyAt, uint256 depositedSince);
 }

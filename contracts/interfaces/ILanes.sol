@@ -37,16 +37,27 @@ interface ILanes {
     error LaneOverflow(uint256 funds, uint256 added);
 
     /// @notice `amount` was added to lane (payer, provider, token), now holding `funds`; `from` paid
-    /// (the payer's own escrow balance when `from` is the Preflight contract itself). Cancels any close.
+    /// (the payer's own escrow balance when `from` is the Preflight contract itself). A pending close
+    /// is unchanged and will not return this amount.
     event LaneFunded(
         address indexed payer, address indexed provider, address indexed token, address from, uint256 amount, uint256 funds
     );
-    /// @notice `payer` may close the lane from `readyAt` until `expiresAt` (exclusive).
+    /// @notice `payer` may close the lane from `readyAt` until `expiresAt` (exclusive); the close
+    /// returns at most `funds` (the lane's funds now) less what is claimed from the lane meanwhile.
+    /// Replaces any earlier request.
     event LaneCloseRequested(
-        address indexed payer, address indexed provider, address indexed token, uint256 readyAt, uint256 expiresAt
+        address indexed payer,
+        address indexed provider,
+        address indexed token,
+        uint256 funds,
+        uint256 readyAt,
+        uint256 expiresAt
     );
-    /// @notice The lane was closed: its remaining `amount` was sent to `to`; its funds are now 0.
-    event LaneClosed(address indexed payer, address indexed provider, address indexed token, address to, uint256 amount);
+    /// @notice The lane was closed: `amount` (what was left of the funds under notice) was sent to
+    /// `to`; the lane now holds `funds` (what was added after the close request); the request is consumed.
+    event LaneClosed(
+        address indexed payer, address indexed provider, address indexed token, address to, uint256 amount, uint256 funds
+    );
     /// @notice A lane claim call paid and skipped the lane vouchers described by the packed log data.
     event LanesClaimed(address indexed provider, address indexed token);
     /// @notice The provider collected the uncollected claims of the lanes in the packed log data.
@@ -65,7 +76,8 @@ interface ILanes {
     /// @notice Starts the notice period for closing the caller's lane for `provider` in `token`.
     function requestLaneClose(address provider, address token) external;
 
-    /// @notice Inside the close window, sends the lane's remaining funds to `to` (not what was claimed).
+    /// @notice Inside the close window, sends to `to` the lane's funds at the close request less what
+    /// was claimed since (never what was claimed, never funds added after the request).
     /// @return amount what was sent (may be 0 when the provider claimed everything)
     function closeLane(address provider, address token, address to) external returns (uint256 amount);
 

@@ -30,6 +30,15 @@ import {ISignatureErrors} from "./ISignatureErrors.sol";
 ///   A paid claim (tag 0x00 or 0x80) moved the channel's claimed total to cumulativeAmount, debited
 ///   amount from the payer's balance and credited it to the provider. A skipped claim (tag = `Reason`)
 ///   carries the voucher's cumulativeAmount and amount 0, and changed nothing.
+///
+/// CONTRACT PAYERS (ERC-1271). A contract payer's wallet is asked (`isValidSignature`, at most 200,000
+/// gas) only when ECDSA recovery matched neither the payer nor a delegate, and only with its whole
+/// allowance: with less gas left the call is not made and the transaction reverts
+/// `SignatureCheckOutOfGas` (retry with more gas). Once a payer's wallet refused (or ran out of its
+/// allowance) in a transaction, its later items in that transaction (requests, channel and lane
+/// claims) are skipped with `InvalidSigner` (4) without asking the wallet again, so one hostile
+/// wallet costs a batch one capped check. Such an item keeps its nonce free: settle it again in a
+/// later transaction.
 interface ISettlement is ISignatureErrors {
     /// @notice The request's deadline has passed.
     error RequestExpired(uint256 deadline);

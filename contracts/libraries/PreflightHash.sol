@@ -33,7 +33,7 @@ library PreflightHash {
         }
     }
 
-    /// @notice Allocates a request buffer for `hashInBuffer`, so a packed batch writes the fields its
+    /// @notice Allocates a request buffer for `SignatureVerification.recoverPackedItem`, so a packed batch writes the fields its
     /// requests share once: provider and token here, the rest per section and per group.
     function allocateRequestBuffer(address provider, address token) internal pure returns (uint256 buffer) {
         assembly ("memory-safe") {
@@ -58,15 +58,6 @@ library PreflightHash {
     function setRequestPayer(uint256 buffer, address payer) internal pure {
         assembly ("memory-safe") {
             mstore(add(buffer, 0x20), payer)
-        }
-    }
-
-    /// @notice Struct hash of the request in `buffer` with `nonce` and `inputHash` filled in.
-    function hashInBuffer(uint256 buffer, uint256 nonce, bytes32 inputHash) internal pure returns (bytes32 result) {
-        assembly ("memory-safe") {
-            mstore(add(buffer, 0xc0), nonce)
-            mstore(add(buffer, 0x100), inputHash)
-            result := keccak256(buffer, 0x120)
         }
     }
 

@@ -15,6 +15,9 @@ library SignatureVerification {
     bytes4 private constant ERC1271_MAGIC = 0x1626ba7e;
     /// @dev `ISignatureErrors.SignatureCheckOutOfGas.selector`
     bytes4 private constant OUT_OF_GAS_SELECTOR = 0xbf236373;
+    /// @dev What a STATICCALL costs before it forwards gas, with margin: a cold account access (2,600)
+    /// and the opcodes between the gas check and the call.
+    uint256 private constant CALL_OVERHEAD = 2_700;
 
     /// @notice Recovers the ECDSA signer of `digest`.
     /// @return signer the recovered address, or zero when the signature is not a valid ECDSA one
@@ -41,22 +44,6 @@ library SignatureVerification {
             default { wellSized := 0 }
         }
         if (!wellSized) return (address(0), Reason.SignatureLength);
-        return recover(digest, v, r, s);
-    }
-
-    /// @notice Recovers the signer of a 64-byte EIP-2098 signature (r, vs) of `digest`: what the
-    /// packed entry points carry, read straight from calldata.
-    /// `signature` must be 64 bytes (the packed readers make it so).
-    function recoverCompact(bytes32 digest, bytes calldata signature) internal view returns (address, Reason) {
-        bytes32 r;
-        bytes32 s;
-        uint256 v;
-        assembly ("memory-safe") {
-            r := calldataload(signature.offset) // bytes 0..31
-            let vs := calldataload(add(signature.offset, 0x20)) // bytes 32..63
-            s := shr(1, shl(1, vs)) // vs without its top bit
-            v := add(shr(255, vs), 27) // the top bit is v - 27
-        }
         return recover(digest, v, r, s);
     }
 
@@ -117,12 +104,22 @@ library SignatureVerification {
     /// @notice Whether contract `account` accepts `signature` for `digest` (ERC-1271), spending at most
     /// `gasLimit` in the call and copying at most 32 bytes of its answer (a hostile wallet can neither
     /// burn the caller's gas nor flood it with return data).
+    /// @dev Reverts `SignatureCheckOutOfGas(account)` BEFORE the call when the caller cannot give the
+    /// wallet its whole `gasLimit` (EIP-150 forwards at most 63/64 of what is left): so every refusal
+    /// comes from a wallet that had its full allowance, however deep the wallet nests its own check
+    /// (a Safe's fallback handler, a validator module), and a valid item is never reported invalid for
+    /// want of gas. The provider retries with more gas.
     function isValidERC1271(address account, bytes32 digest, bytes calldata signature, uint256 gasLimit)
         internal
         view
         returns (bool valid)
     {
         bytes4 selector = ERC1271_MAGIC;
+        uint256 needed;
+        // Cannot overflow: gas limits are far below 2^250.
+        unchecked {
+            needed = gasLimit * 64 / 63 + CALL_OVERHEAD;
+        }
         assembly ("memory-safe") {
             let m := mload(0x40)
             mstore(m, selector) // isValidSignature(bytes32,bytes)
@@ -132,17 +129,15 @@ library SignatureVerification {
             calldatacopy(add(m, 0x64), signature.offset, signature.length)
             mstore(add(add(m, 0x64), signature.length), 0) // zero the padding after the bytes
             let size := add(0x64, and(add(signature.length, 0x1f), not(0x1f))) // padded to whole words
-            let ok := staticcall(gasLimit, account, m, size, 0x00, 0x20)
-            // Valid only if the call succeeded, returned a full word, and that word is the magic value.
-            valid := and(and(ok, gt(returndatasize(), 0x1f)), eq(mload(0x00), selector))
-            // A refusal while less than 1/63 of the allowance is left means the call may have been
-            // given less than `gasLimit` (EIP-150 keeps 1/64 back): the caller was short of gas, and
-            // reporting the item as invalid would drop a valid signature. Revert instead.
-            if and(iszero(valid), lt(gas(), div(gasLimit, 63))) {
+            // Memory is expanded above, so what the call costs before forwarding is the account access.
+            if lt(gas(), needed) {
                 mstore(0x00, OUT_OF_GAS_SELECTOR)
                 mstore(0x04, account)
                 revert(0x00, 0x24) // SignatureCheckOutOfGas(account)
             }
+            let ok := staticcall(gasLimit, account, m, size, 0x00, 0x20)
+            // Valid only if the call succeeded, returned a full word, and that word is the magic value.
+            valid := and(and(ok, gt(returndatasize(), 0x1f)), eq(mload(0x00), selector))
         }
     }
 }

@@ -29,7 +29,7 @@ describe("Escrow: deposits", function () {
       const { preflight, other, token } = await loadFixture(deployDepositsFixture);
       expect(await preflight.balanceOf(other.address, token)).to.equal(0);
       expect(await preflight.balanceOf(other.address, ethers.ZeroAddress)).to.equal(0);
-      expect(await preflight.pendingWithdrawal(other.address, token)).to.deep.equal([0n, 0n]);
+      expect(await preflight.pendingWithdrawal(other.address, token)).to.deep.equal([0n, 0n, 0n]);
     });
   });
 

@@ -20,7 +20,7 @@ describe("Escrow: withdrawals", function () {
       const tx = await preflight.connect(payer).requestWithdrawal(token, 100n * USDC);
       const readyAt = BigInt((await tx.getBlock())!.timestamp) + NOTICE_PERIOD;
       await expect(tx).to.emit(preflight, "WithdrawalRequested").withArgs(payer.address, token, 100n * USDC, readyAt, readyAt + 7n * 86_400n);
-      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([100n * USDC, readyAt]);
+      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([100n * USDC, readyAt, 0n]);
     });
 
     it("replaces an earlier request and restarts the notice period", async function () {
@@ -29,7 +29,7 @@ describe("Escrow: withdrawals", function () {
       await time.increase(NOTICE_PERIOD / 2n);
       const tx = await preflight.connect(payer).requestWithdrawal(token, 30n * USDC);
       const readyAt = BigInt((await tx.getBlock())!.timestamp) + NOTICE_PERIOD;
-      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([30n * USDC, readyAt]);
+      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([30n * USDC, readyAt, 0n]);
     });
 
     it("caps the amount at the balance when asked, so 'everything' means the balance now", async function () {
@@ -60,7 +60,7 @@ describe("Escrow: withdrawals", function () {
       await expect(preflight.connect(payer).cancelWithdrawal(token))
         .to.emit(preflight, "WithdrawalCancelled")
         .withArgs(payer.address, token);
-      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([0n, 0n]);
+      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([0n, 0n, 0n]);
       await time.increase(NOTICE_PERIOD);
       await expect(preflight.connect(payer).withdraw(token, payer.address)).to.be.revertedWithCustomError(
         preflight,
@@ -97,7 +97,24 @@ describe("Escrow: withdrawals", function () {
       await expect(tx).to.emit(preflight, "Withdrawn").withArgs(payer.address, token, other.address, 400n * USDC);
       await expect(tx).to.changeTokenBalances(usdc, [preflight, other, payer], [-400n * USDC, 400n * USDC, 0n]);
       expect(await preflight.balanceOf(payer.address, token)).to.equal(DEPOSIT - 400n * USDC);
-      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([0n, 0n]);
+      expect(await preflight.pendingWithdrawal(payer.address, token)).to.deep.equal([0n, 0n, 0n]);
+    });
+
+    it("never pays deposits made after the request: it pays what is left of the balance under notice", async function () {
+      const { preflight, usdc, payer, other, token } = await loadFixture(deployWithdrawalsFixture);
+      await preflight.connect(payer).requestWithdrawal(token, 600n * USDC);
+      // Anyone's deposit for the payer, after the request, is counted in it.
+      await usdc.mint(other.address, 300n * USDC);
+      await usdc.connect(other).approve(await preflight.getAddress(), 300n * USDC);
+      await preflight.connect(other).deposit(payer.address, token, 300n * USDC);
+      expect((await preflight.pendingWithdrawal(payer.address, token)).depositedSince).to.equal(300n * USDC);
+      // The payer moves 700 of its 1,300 away (as a settlement would): 300 of the noticed 1,000 are left.
+      await preflight.connect(payer).fundLane(other.address, token, 700n * USDC);
+      await time.increase(NOTICE_PERIOD);
+      await expect(preflight.connect(payer).withdraw(token, payer.address))
+        .to.emit(preflight, "Withdrawn")
+        .withArgs(payer.address, token, payer.address, 300n * USDC);
+      expect(await preflight.balanceOf(payer.address, token)).to.equal(300n * USDC);
     });
 
     it("returns the amount paid", async function () {

@@ -160,7 +160,7 @@ describe("Lanes: funds reserved for one provider", function () {
       await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address)).to.be.revertedWithCustomError(preflight, "LaneCloseNotRequested");
       const tx = await preflight.connect(payer).requestLaneClose(provider.address, token);
       const readyAt = BigInt((await tx.getBlock())!.timestamp) + NOTICE_PERIOD;
-      await expect(tx).to.emit(preflight, "LaneCloseRequested").withArgs(payer.address, provider.address, token, readyAt, readyAt + WINDOW);
+      await expect(tx).to.emit(preflight, "LaneCloseRequested").withArgs(payer.address, provider.address, token, FUNDS - 1_000n, readyAt, readyAt + WINDOW);
       await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address))
         .to.be.revertedWithCustomError(preflight, "LaneCloseNotReady")
         .withArgs(readyAt);
@@ -170,7 +170,7 @@ describe("Lanes: funds reserved for one provider", function () {
       await expect(preflight.connect(payer).closeLane(provider.address, token, ethers.ZeroAddress)).to.be.revertedWithCustomError(preflight, "ZeroAddress");
       await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address))
         .to.emit(preflight, "LaneClosed")
-        .withArgs(payer.address, provider.address, token, payer.address, FUNDS - 3_000n);
+        .withArgs(payer.address, provider.address, token, payer.address, FUNDS - 3_000n, 0n);
       expect(await preflight.laneOf(payer.address, provider.address, token)).to.deep.equal([3_000n, 0n, 3_000n, 0n]);
       expect(await usdc.balanceOf(payer.address)).to.equal(9_000n * USDC + FUNDS - 3_000n);
       // An old voucher never pays twice, even after re-funding.
@@ -180,7 +180,7 @@ describe("Lanes: funds reserved for one provider", function () {
       expect(await preflight.earningsOf(provider.address, token)).to.equal(3_000n);
     });
 
-    it("a close request lapses after the window, and funding the lane cancels it (no pre-armed close)", async function () {
+    it("a close request lapses after the window; funding the lane (by anyone) leaves a pending close alone", async function () {
       const { preflight, payer, provider, token } = await loadFixture(deployLanesFixture);
       const tx = await preflight.connect(payer).requestLaneClose(provider.address, token);
       const readyAt = BigInt((await tx.getBlock())!.timestamp) + NOTICE_PERIOD;
@@ -188,18 +188,48 @@ describe("Lanes: funds reserved for one provider", function () {
       await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address))
         .to.be.revertedWithCustomError(preflight, "LaneCloseLapsed")
         .withArgs(readyAt + WINDOW);
-      await preflight.connect(payer).requestLaneClose(provider.address, token);
+      const again = await preflight.connect(payer).requestLaneClose(provider.address, token);
+      const readyAgain = BigInt((await again.getBlock())!.timestamp) + NOTICE_PERIOD;
       await preflight.connect(payer).fundLane(provider.address, token, 1n);
-      expect((await preflight.laneOf(payer.address, provider.address, token)).closeReadyAt).to.equal(0n);
+      expect((await preflight.laneOf(payer.address, provider.address, token)).closeReadyAt).to.equal(readyAgain);
+    });
+
+    it("a close returns only the funds under notice, less claims since; funds added after the request stay claimable", async function () {
+      const { preflight, usdc, payer, provider, other, token, voucher } = await loadFixture(deployLanesFixture);
+      await preflight.connect(payer).requestLaneClose(provider.address, token); // FUNDS under notice
+      // Someone else (here `other`) and the payer add 700 after the request; the provider claims 2,500.
+      await usdc.mint(other.address, 500n);
+      await usdc.connect(other).approve(await preflight.getAddress(), 500n);
+      await preflight.connect(other).depositToLane(payer.address, provider.address, token, 500n);
+      await preflight.connect(payer).fundLane(provider.address, token, 200n);
+      await preflight.connect(provider).claimLane(await voucher(payer, 2_500n));
       await time.increase(NOTICE_PERIOD);
-      await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address)).to.be.revertedWithCustomError(preflight, "LaneCloseNotRequested");
+      const before = await usdc.balanceOf(payer.address);
+      await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address))
+        .to.emit(preflight, "LaneClosed")
+        .withArgs(payer.address, provider.address, token, payer.address, FUNDS - 2_500n, 700n);
+      expect((await usdc.balanceOf(payer.address)) - before).to.equal(FUNDS - 2_500n);
+      // The 700 added without notice still pays the provider.
+      await preflight.connect(provider).claimLane(await voucher(payer, 3_200n));
+      expect(await preflight.laneOf(payer.address, provider.address, token)).to.deep.equal([3_200n, 0n, 3_200n, 0n]);
+    });
+
+    it("claims beyond the funds under notice leave the close nothing to return", async function () {
+      const { preflight, payer, provider, token, voucher } = await loadFixture(deployLanesFixture);
+      await preflight.connect(payer).requestLaneClose(provider.address, token);
+      await preflight.connect(payer).fundLane(provider.address, token, 300n);
+      await preflight.connect(provider).claimLane(await voucher(payer, FUNDS + 100n));
+      await time.increase(NOTICE_PERIOD);
+      await expect(preflight.connect(payer).closeLane(provider.address, token, payer.address))
+        .to.emit(preflight, "LaneClosed")
+        .withArgs(payer.address, provider.address, token, payer.address, 0n, 200n);
     });
 
     it("an empty lane closes for nothing", async function () {
       const { preflight, payer, other, token } = await loadFixture(deployLanesFixture);
       await preflight.connect(payer).requestLaneClose(other.address, token);
       await time.increase(NOTICE_PERIOD);
-      await expect(preflight.connect(payer).closeLane(other.address, token, payer.address)).to.emit(preflight, "LaneClosed").withArgs(payer.address, other.address, token, payer.address, 0n);
+      await expect(preflight.connect(payer).closeLane(other.address, token, payer.address)).to.emit(preflight, "LaneClosed").withArgs(payer.address, other.address, token, payer.address, 0n, 0n);
     });
   });
 });

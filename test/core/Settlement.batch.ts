@@ -61,6 +61,7 @@ describe("Settlement: batches", function () {
       await add(Reason.BudgetExceeded, delegate, { price: 4_000n });
       await add(Reason.NonceUsed, payer, { nonce: 0n });
       await add(Reason.InsufficientBalance, payer, { price: balance });
+      await add(Reason.NonceOutOfRange, payer, { nonce: 2n ** 64n });
       await add(Reason.TokenMismatch, payer, { token: ethers.ZeroAddress });
       await add(Reason.Settled, payer, { price: 2n * PRICE });
       return { ...f, requests: items.map(([r]) => r), expected: items.map(([, reason]) => reason), balance };
@@ -81,7 +82,9 @@ describe("Settlement: batches", function () {
       const tx = await preflight.connect(provider).settleBatch(token, requests);
       for (const [i, reason] of expected.entries()) {
         if (reason === Reason.Settled) continue;
-        await expectSkippedRequest(tx, provider.address, i, payer.address, requests[i].nonce, reason);
+        // A nonce of 2^64 or more is logged as the largest 64-bit nonce (logs carry 8 bytes).
+        const nonce = BigInt(requests[i]!.nonce) >= 2n ** 64n ? 2n ** 64n - 1n : BigInt(requests[i]!.nonce);
+        await expectSkippedRequest(tx, provider.address, i, payer.address, nonce, reason);
       }
       await expectBatchTotals(tx, provider.address, token, 3n, 8_000n);
       const receipt = (await tx.wait())!;

@@ -26,6 +26,8 @@ export interface ModelGrant {
 export interface Pending {
   amount: bigint;
   readyAt: bigint;
+  /** deposited since the request: never under notice, so never withdrawn by it */
+  depositedSince: bigint;
 }
 
 /** A lane (payer, provider, token). */
@@ -34,6 +36,9 @@ export interface Lane {
   funds: bigint;
   uncollected: bigint;
   closeReadyAt: bigint;
+  /** the lane's funds and claimed total when the pending close was requested */
+  closeFunds: bigint;
+  closeClaimed: bigint;
 }
 
 /** What an item (request or voucher) asks the model to authorize. */
@@ -75,7 +80,7 @@ export class PreflightModel {
   lane(payer: string, provider: string, token: string): Lane {
     const k = key(payer, provider, token);
     let l = this.lanes.get(k);
-    if (!l) this.lanes.set(k, (l = { claimed: 0n, funds: 0n, uncollected: 0n, closeReadyAt: 0n }));
+    if (!l) this.lanes.set(k, (l = { claimed: 0n, funds: 0n, uncollected: 0n, closeReadyAt: 0n, closeFunds: 0n, closeClaimed: 0n }));
     return l;
   }
 
@@ -121,6 +126,8 @@ export class PreflightModel {
     if (balance + amount > U128_MAX) return "BalanceOverflow";
     this.balances.set(key(payer, token), balance + amount);
     this.held.set(token, this.holding(token) + amount);
+    const p = this.pending.get(key(payer, token));
+    if (p) p.depositedSince += amount;
     return "ok";
   }
 
@@ -129,7 +136,7 @@ export class PreflightModel {
     const balance = this.balance(payer, token);
     const capped = amount > balance ? balance : amount;
     if (capped === 0n) return "ZeroAmount";
-    this.pending.set(key(payer, token), { amount: capped, readyAt: this.clock + this.noticePeriod });
+    this.pending.set(key(payer, token), { amount: capped, readyAt: this.clock + this.noticePeriod, depositedSince: 0n });
     return "ok";
   }
 
@@ -140,7 +147,8 @@ export class PreflightModel {
     if (this.clock < p.readyAt) return "NoticePeriodActive";
     if (this.clock >= p.readyAt + WITHDRAWAL_WINDOW) return "WithdrawalLapsed";
     const balance = this.balance(payer, token);
-    const amount = p.amount < balance ? p.amount : balance;
+    const noticed = balance > p.depositedSince ? balance - p.depositedSince : 0n;
+    const amount = p.amount < noticed ? p.amount : noticed;
     if (amount === 0n) return "ZeroAmount";
     this.pending.delete(key(payer, token));
     this.balances.set(key(payer, token), balance - amount);
@@ -175,7 +183,7 @@ export class PreflightModel {
 
   // ---------------------------------------------------------------- lanes
 
-  /** Moves `amount` of the payer's balance into its lane for `provider`; cancels a pending close. */
+  /** Moves `amount` of the payer's balance into its lane for `provider`; a pending close is unchanged. */
   fundLane(payer: string, provider: string, token: string, amount: bigint): "ok" | "ZeroAmount" | "InsufficientBalance" {
     if (amount === 0n) return "ZeroAmount";
     const balance = this.balance(payer, token);
@@ -183,7 +191,6 @@ export class PreflightModel {
     this.balances.set(key(payer, token), balance - amount);
     const l = this.lane(payer, provider, token);
     l.funds += amount;
-    l.closeReadyAt = 0n;
     return "ok";
   }
 
@@ -215,7 +222,10 @@ export class PreflightModel {
   }
 
   requestLaneClose(payer: string, provider: string, token: string): void {
-    this.lane(payer, provider, token).closeReadyAt = this.clock + this.noticePeriod;
+    const l = this.lane(payer, provider, token);
+    l.closeReadyAt = this.clock + this.noticePeriod;
+    l.closeFunds = l.funds;
+    l.closeClaimed = l.claimed;
   }
 
   /** @returns the funds sent back to the payer, or the error */
@@ -224,8 +234,10 @@ export class PreflightModel {
     if (l.closeReadyAt === 0n) return "LaneCloseNotRequested";
     if (this.clock < l.closeReadyAt) return "LaneCloseNotReady";
     if (this.clock >= l.closeReadyAt + WITHDRAWAL_WINDOW) return "LaneCloseLapsed";
-    const amount = l.funds;
-    l.funds = 0n;
+    // What is left of the funds under notice: claims since the request draw on them first.
+    const claimedSince = l.claimed - l.closeClaimed;
+    const amount = claimedSince >= l.closeFunds ? 0n : l.closeFunds - claimedSince;
+    l.funds -= amount;
     l.closeReadyAt = 0n;
     this.held.set(token, this.holding(token) - amount);
     return amount;

@@ -19,6 +19,7 @@ export const Reason = {
   InsufficientBalance: 12n,
   NothingToClaim: 13n,
   TokenMismatch: 14n,
+  NonceOutOfRange: 15n,
 } as const;
 
 /** The secp256k1 group order. */

@@ -812,8 +812,10 @@ class Run {
       for (const [t, token] of this.tokenAddresses.entries()) {
         const pending = this.model.pending.get(`${payer.address}|${token}`);
         if (!pending || pending.readyAt > this.model.clock || this.model.clock + 1n >= pending.readyAt + WITHDRAWAL_WINDOW) continue;
+        // Deposits made since the request are not withdrawable by it (the model's rule).
         const balance = this.model.balance(payer.address, token);
-        const amount = pending.amount < balance ? pending.amount : balance;
+        const noticed = balance > pending.depositedSince ? balance - pending.depositedSince : 0n;
+        const amount = pending.amount < noticed ? pending.amount : noticed;
         const call = this.preflight.connect(PAYERS[i]).withdraw.staticCall(token, payer.address);
         if (amount === 0n) await expect(call, `withdraw of payer ${i}, token ${t}`).to.be.revertedWithCustomError(this.preflight, "ZeroAmount");
         else expect(await call, `withdraw of payer ${i}, token ${t}`).to.equal(amount);

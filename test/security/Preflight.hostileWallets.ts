@@ -46,7 +46,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
   });
 
   for (const [name, mode] of Object.entries(Mode).filter(([n]) => !["Honest", "AcceptAll", "Expensive"].includes(n))) {
-    it(`a wallet whose isValidSignature misbehaves (${name}) is refused, at bounded cost to the provider's batch`, async function () {
+    it(`a wallet whose isValidSignature misbehaves (${name}) is refused, at bounded cost to the provider's batch @gas`, async function () {
       const { preflight, provider, payer, wallet, walletAddress, walletOwner, domain } = await loadFixture(deployHostileWalletsFixture);
       await wallet.setMode(mode);
       const token = ethers.ZeroAddress;
@@ -129,7 +129,7 @@ describe("Security: smart-account payers (ERC-1271) and EIP-7702 EOAs", function
       const implementation = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
       const authorization = await payer.authorize({ address: await implementation.getAddress(), nonce: (await payer.getNonce()) + 1 });
       // Explicit EIP-1559 fees: a network config with a fixed gasPrice (e.g. under coverage) cannot carry an authorization list.
-      const fees = { maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 0n };
+      const fees = { maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 0n, gasLimit: 200_000n };
       await (await payer.sendTransaction({ type: 4, to: payer.address, authorizationList: [authorization], ...fees })).wait();
       const code = await ethers.provider.getCode(payer.address);
       expect(code).to.equal(ethers.concat(["0xef0100", await implementation.getAddress()]).toLowerCase());
