@@ -1,11 +1,12 @@
 /**
  * `npm run bench:preflight`: how many signed requests per second one core fully preflights, and
  * the latency of each check, for the SDK's PreflightVerifier and, in the same run, for the plain
- * `ethers.verifyTypedData` path (signature only). Writes reports/preflight.json and the figures
- * line of the README's SDK section.
+ * `ethers.verifyTypedData` path (signature only). Writes cache/bench/preflight.json, or with
+ * BENCH_UPDATE=1 (`npm run bench:preflight:update`) the committed reports/preflight.json, and ends
+ * with a one-line summary.
  */
 import { ethers } from "hardhat";
-import { writeFileSync, readFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, mkdirSync } from "node:fs";
 import { execSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
@@ -204,8 +205,11 @@ async function main(): Promise<void> {
     },
   };
   const root = path.join(__dirname, "..");
-  mkdirSync(path.join(root, "reports"), { recursive: true });
-  writeFileSync(path.join(root, "reports", "preflight.json"), JSON.stringify(report, null, 2) + "\n");
+  // Tracked files are rewritten only on request (npm run bench:preflight:update); otherwise cache/bench/.
+  const update = process.env.BENCH_UPDATE !== undefined;
+  const outDir = update ? path.join(root, "reports") : path.join(root, "cache", "bench");
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, "preflight.json"), JSON.stringify(report, null, 2) + "\n");
 
   const fmt = (n: number): string => n.toLocaleString("en-US");
   const line =
@@ -218,11 +222,9 @@ async function main(): Promise<void> {
     `Pure-JS fallback (no native binding): ${nobleRecoverUs} µs per recovery, at most ${fmt(report.pureJsFallback.maxRequestsPerCpuSecond)}/s. ` +
     `Machine: ${report.machine.cpu}, Node ${process.version}, load ${report.machine.loadAverage1m.toFixed(1)} (shared). ` +
     "Source: `reports/preflight.json` (`npm run bench:preflight`).";
-  const readme = path.join(root, "README.md");
-  const text = readFileSync(readme, "utf8");
-  const marker = /<!-- bench:preflight -->[\s\S]*?<!-- \/bench:preflight -->/;
-  if (marker.test(text)) writeFileSync(readme, text.replace(marker, `<!-- bench:preflight -->\n${line}\n<!-- /bench:preflight -->`));
   console.log(JSON.stringify(report, null, 2));
+  console.log(line);
+  console.log(update ? "Wrote reports/preflight.json." : "Wrote cache/bench/preflight.json; tracked files are unchanged (npm run bench:preflight:update rewrites reports/preflight.json).");
 }
 
 main().catch((error: unknown) => {

@@ -52,7 +52,14 @@ export function calldataCost(data: string): { bytes: number; intrinsic: number; 
   };
 }
 
-const top = (log: StructLog, n = 0): string => "0x" + log.stack[log.stack.length - 1 - n]!;
+/** A stack word as 0x-hex: Hardhat gives bare hex, anvil 0x-prefixed. */
+const top = (log: StructLog, n = 0): string => {
+  const word = log.stack[log.stack.length - 1 - n]!;
+  return word.startsWith("0x") ? word : "0x" + word;
+};
+
+/** Thrown when a node returns no opcode trace, with what to do about it. */
+export class TraceUnavailableError extends Error {}
 const asAddress = (word: string): string => ethers.getAddress("0x" + word.slice(-40));
 
 /** EIP-2200 / EIP-3529 refund delta of one SSTORE. */
@@ -91,6 +98,12 @@ export async function attribute(receipt: TransactionReceipt, registry: SlotRegis
   ])) as Trace;
   if (trace.failed) throw new Error(`attribute: transaction ${receipt.hash} failed`);
   const logs = trace.structLogs;
+  if (logs === undefined || logs.length === 0) {
+    // anvil records opcode steps only when started with --steps-tracing; without it every trace is empty.
+    throw new TraceUnavailableError(
+      "the node returned an empty opcode trace (anvil records one only when started with --steps-tracing: restart it as anvil --steps-tracing)",
+    );
+  }
   const steps = emptySteps();
 
   // Frames: the code address (whose step rules apply) and the storage address of each depth.

@@ -303,7 +303,7 @@ async function main(): Promise<void> {
     table.push([r.operation, r.gasUsed.toString(), r.requests ? String(r.requests) : "", r.requests ? (r.gasUsed / BigInt(r.requests)).toString() : "", String(r.calldataBytes), r.note]);
   }
   printTable(table);
-  console.log(`\nPer verification step, from each settlement's own execution trace (steps add up exactly to gasUsed; see the README's gas section):`);
+  console.log(`\nPer verification step, from each settlement's own execution trace (steps add up exactly to gasUsed; docs/gas.md explains them):`);
   const settlements = gasRows.filter((r) => r.requests > 0 && r.hash !== "" && !r.operation.includes(" bad"));
   try {
     const registry = await demoRegistry({
@@ -319,7 +319,7 @@ async function main(): Promise<void> {
     console.log("(the nonce shares the payer's balance slot, so it is counted under balances; off-chain preflight: " +
       `median ${verifyTimesUs[STREAM >> 1].toFixed(0)} µs per request, no RPC)`);
   } catch (error) {
-    console.log(`not available on this node (${(error as Error).message.slice(0, 120)}); the receipts above still hold.`);
+    console.log(`Not available on this node: ${(error as Error).message.split("\n")[0]}. The receipts above still hold.`);
   }
   console.log(`\nDone in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
 }

@@ -5,7 +5,7 @@
 import { task } from "hardhat/config";
 import { ZeroAddress } from "ethers";
 import { PreflightError } from "./lib/errors";
-import { common, loadContext, send, type Common, type TaskContext } from "./lib/context";
+import { commandFor, common, loadContext, send, type Common, type TaskContext } from "./lib/context";
 import { parseAddress, parseInteger } from "./lib/input";
 
 const log = (line: string): void => console.log(line);
@@ -36,7 +36,7 @@ common(task("transfer-ownership", "Offers ownership to a new owner, who must acc
     await assertOwner(ctx);
     const to = parseAddress("--to", args.to);
     await send(ctx, `Ownership offer to ${to}`, () => ctx.preflight.transferOwnership(to), log);
-    log(`Now ${to} must run: npx hardhat accept-ownership --network ${hre.network.name}`);
+    log(`Now the new owner must run: ${commandFor(hre, "accept-ownership", {}, { from: to, preflight: args.preflight })}`);
   });
 
 common(task("accept-ownership", "Accepts an ownership offer (the proposed owner)"))

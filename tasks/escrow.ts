@@ -5,7 +5,8 @@
 import { task } from "hardhat/config";
 import { Contract, Signature, type ContractTransactionResponse } from "ethers";
 import { PreflightError } from "./lib/errors";
-import { ETH, common, erc20, latestTimestamp, loadContext, resolveToken, send, type Common, type TaskContext, type TokenInfo } from "./lib/context";
+import { ETH, commandFor, common, erc20, latestTimestamp, loadContext, resolveToken, send, type Common, type TaskContext, type TokenInfo } from "./lib/context";
+import { isLocalChain } from "./lib/networks";
 import { formatAmount, formatDuration, formatTime, parseAddress, parseAmount } from "./lib/input";
 
 const log = (line: string): void => console.log(line);
@@ -59,7 +60,7 @@ async function signPermit(ctx: TaskContext, token: TokenInfo, value: bigint, dea
 }
 
 common(task("deposit", "Deposits ERC-20 tokens or ETH into a payer's escrow balance"))
-  .addParam("token", "ETH, test (the deployed test token) or an ERC-20 address")
+  .addParam("token", "ETH, test (the deployed test token), its symbol (e.g. tUSDC) or an ERC-20 address")
   .addParam("amount", "amount in human units, e.g. 25.5")
   .addOptionalParam("payer", "whose balance to credit (default: the sender)")
   .addFlag("permit", "approve through an EIP-2612 permit in the same transaction")
@@ -101,7 +102,7 @@ common(task("deposit", "Deposits ERC-20 tokens or ETH into a payer's escrow bala
   });
 
 common(task("request-withdrawal", "Starts the notice period for withdrawing escrowed funds"))
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .addParam("amount", 'amount in human units, or "all"')
   .setAction(async (args: Common & { token: string; amount: string }, hre) => {
     const ctx = await loadContext(hre, args);
@@ -116,12 +117,15 @@ common(task("request-withdrawal", "Starts the notice period for withdrawing escr
     }
     await send(ctx, `Withdrawal request of ${formatAmount(amount, token.decimals, token.symbol)}`, () => ctx.preflight.requestWithdrawal(token.address, amount), log);
     const [, readyAt] = await ctx.preflight.pendingWithdrawal(ctx.signer.address, token.address);
-    log(`Ready at ${formatTime(readyAt)} (in ${formatDuration(readyAt - (await latestTimestamp(hre)))}); then run: npx hardhat withdraw --token ${args.token} --network ${hre.network.name}`);
+    log(`Ready at ${formatTime(readyAt)} (in ${formatDuration(readyAt - (await latestTimestamp(hre)))}); then run: ${commandFor(hre, "withdraw", { token: args.token }, args)}`);
+    if (isLocalChain(ctx.chainId) && hre.network.name !== "hardhat") {
+      log(`On this local chain, skip the wait first with: ${commandFor(hre, "advance-time", {})}`);
+    }
     return { amount, readyAt };
   });
 
 common(task("cancel-withdrawal", "Cancels a pending withdrawal request"))
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .setAction(async (args: Common & { token: string }, hre) => {
     const ctx = await loadContext(hre, args);
     const token = await resolveToken(ctx, args.token);
@@ -131,7 +135,7 @@ common(task("cancel-withdrawal", "Cancels a pending withdrawal request"))
   });
 
 common(task("withdraw", "Withdraws escrowed funds after the notice period"))
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .addOptionalParam("to", "recipient (default: the sender)")
   .setAction(async (args: Common & { token: string; to?: string }, hre) => {
     const ctx = await loadContext(hre, args);
@@ -139,11 +143,12 @@ common(task("withdraw", "Withdraws escrowed funds after the notice period"))
     const to = args.to === undefined ? ctx.signer.address : parseAddress("--to", args.to);
     const [requested, readyAt] = await ctx.preflight.pendingWithdrawal(ctx.signer.address, token.address);
     if (requested === 0n) {
-      throw new PreflightError(`${ctx.signer.address} has no pending ${token.symbol} withdrawal: first run npx hardhat request-withdrawal --token ${args.token} --amount <amount>.`);
+      throw new PreflightError(`${ctx.signer.address} has no pending ${token.symbol} withdrawal: first run ${commandFor(hre, "request-withdrawal", { token: args.token, amount: "all" }, args)}`);
     }
     const now = await latestTimestamp(hre);
     if (readyAt > now) {
-      throw new PreflightError(`The withdrawal is in its notice period until ${formatTime(readyAt)} (${formatDuration(readyAt - now)} from now); try again then.`);
+      const skip = isLocalChain(ctx.chainId) && hre.network.name !== "hardhat" ? ` On this local chain you may skip the wait: ${commandFor(hre, "advance-time", {})}` : "";
+      throw new PreflightError(`The withdrawal is in its notice period until ${formatTime(readyAt)} (${formatDuration(readyAt - now)} from now); try again then.${skip}`);
     }
     const before = await walletBalance(ctx, token, to);
     const receipt = await send(ctx, "Withdrawal", () => ctx.preflight.withdraw(token.address, to), log);
@@ -154,7 +159,7 @@ common(task("withdraw", "Withdraws escrowed funds after the notice period"))
   });
 
 common(task("withdraw-earnings", "Withdraws a provider's earnings (any time)"))
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .addOptionalParam("to", "recipient (default: the sender)")
   .setAction(async (args: Common & { token: string; to?: string }, hre) => {
     const ctx = await loadContext(hre, args);
@@ -167,7 +172,7 @@ common(task("withdraw-earnings", "Withdraws a provider's earnings (any time)"))
   });
 
 common(task("balances", "Shows an account's escrow balance, pending withdrawal, earnings and wallet balance"))
-  .addOptionalParam("token", "ETH, test or an ERC-20 address (default: ETH and the test token)")
+  .addOptionalParam("token", "ETH, test, a recorded token symbol or an ERC-20 address (default: ETH and the test token)")
   .addOptionalParam("account", "whose balances (default: the --from account)")
   .setAction(async (args: Common & { token?: string; account?: string }, hre) => {
     const ctx = await loadContext(hre, args);

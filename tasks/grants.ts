@@ -96,7 +96,8 @@ grantParams(task("sign-grant", "Signs a grant as the payer (EIP-712) for anyone 
     const json = grantToJson(ctx.domain, message, signature);
     if (args.out !== undefined) {
       writeJsonFile(args.out, json);
-      log(`Signed a grant to ${terms.delegate} (submit before ${formatTime(deadline)}) into ${args.out}`);
+      log(`Signed a grant to ${terms.delegate} for epoch ${epoch} (submit before ${formatTime(deadline)}) into ${args.out}`);
+      log(`  (the epoch is the grant's current one; applying it bumps the epoch, so GrantSet reports ${epoch + 1n} and this signature cannot apply twice)`);
       log(describeTerms(terms, token, modelNames));
     } else {
       log(stringify(json));
@@ -125,7 +126,7 @@ common(task("submit-grant", "Submits a grant a payer signed (sign-grant); anyone
 
 common(task("revoke", "Revokes a delegate's grant at once (and every signed grant not yet applied)"))
   .addParam("delegate", "the delegate's address")
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .setAction(async (args: Common & { delegate: string; token: string }, hre) => {
     const ctx = await loadContext(hre, args);
     const token = await resolveToken(ctx, args.token);
@@ -137,7 +138,7 @@ common(task("revoke", "Revokes a delegate's grant at once (and every signed gran
 
 common(task("grant-info", "Shows a delegate's grant: scope, spending, expiry"))
   .addParam("delegate", "the delegate's address")
-  .addParam("token", "ETH, test or an ERC-20 address")
+  .addParam("token", "ETH, test, a recorded token symbol (e.g. tUSDC) or an ERC-20 address")
   .addOptionalParam("payer", "the payer who granted it (default: the --from account)")
   .addOptionalParam("model", "also say whether this model is allowed")
   .setAction(async (args: Common & { delegate: string; token: string; payer?: string; model?: string }, hre) => {

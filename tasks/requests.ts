@@ -10,7 +10,7 @@ import { PreflightError } from "./lib/errors";
 import { common, latestTimestamp, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, formatTime, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
 import { parseRequests, requestToJson, toRequestStruct, type ParsedRequest, type SignedRequestJson } from "./lib/signed";
-import { reasonName } from "./lib/reasons";
+import { reasonName, refusedItems } from "./lib/reasons";
 
 const log = (line: string): void => console.log(line);
 const MAX_UINT96 = (1n << 96n) - 1n;
@@ -142,8 +142,14 @@ export interface ItemOutcome {
   reason: string;
 }
 
-async function settleOne(ctx: TaskContext, item: ParsedRequest): Promise<ItemOutcome[]> {
+async function settleOne(ctx: TaskContext, file: string, item: ParsedRequest): Promise<ItemOutcome[]> {
   const token = await tokenInfo(ctx, item.request.token);
+  const { payer, nonce, price } = item.request;
+  const used = ((await ctx.preflight.nonceBitmap(payer, item.request.token, nonce >> 6n)) >> (nonce & 63n)) & 1n;
+  if (used === 1n) {
+    log(`Nothing to do: nonce ${nonce} of ${payer} is already used (the request in ${file} settled before, or the payer cancelled it); nothing was sent.`);
+    return [{ index: 0, payer, nonce, price, reason: "NonceUsed" }];
+  }
   await send(ctx, `Settlement of nonce ${item.request.nonce} (${formatAmount(item.request.price, token.decimals, token.symbol)})`, () => ctx.preflight.settle(toRequestStruct(item)), log);
   return [{ index: 0, payer: item.request.payer, nonce: item.request.nonce, price: item.request.price, reason: "Settled" }];
 }
@@ -160,7 +166,7 @@ common(task("settle", "Settles a file of signed requests as the provider: one wi
         );
       }
     }
-    if (parsed.length === 1) return settleOne(ctx, parsed[0]);
+    if (parsed.length === 1) return settleOne(ctx, args.file, parsed[0]);
 
     const outcomes: ItemOutcome[] = [];
     const tokens = [...new Set(parsed.map((p) => p.request.token))];
@@ -189,7 +195,14 @@ common(task("settle", "Settles a file of signed requests as the provider: one wi
     }
     outcomes.sort((a, b) => a.index - b.index);
     const settled = outcomes.filter((o) => o.reason === "Settled").length;
-    log(`${settled} of ${outcomes.length} settled.`);
+    const refused = refusedItems(outcomes);
+    const done = outcomes.length - settled - refused.length;
+    log(`${settled} of ${outcomes.length} settled${done > 0 ? `; ${done} already used (settled before, or cancelled by the payer): nothing to do for those` : ""}.`);
+    if (refused.length > 0) {
+      throw new PreflightError(
+        `${refused.length} of ${outcomes.length} request(s) in ${args.file} were refused: ${refused.map((o) => `item ${o.index} (${o.reason})`).join(", ")}; ${settled} settled.`,
+      );
+    }
     return outcomes;
   });
 

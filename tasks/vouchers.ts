@@ -9,7 +9,7 @@ import { PreflightError } from "./lib/errors";
 import { common, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, parseAddress, parseAmount, parseBytes32, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
 import { parseVouchers, toVoucherStruct, voucherToJson, type ParsedVoucher } from "./lib/signed";
-import { reasonName } from "./lib/reasons";
+import { reasonName, refusedItems } from "./lib/reasons";
 
 const log = (line: string): void => console.log(line);
 const MAX_UINT128 = (1n << 128n) - 1n;
@@ -99,7 +99,8 @@ async function claim(ctx: TaskContext, file: string, parsed: ParsedVoucher[]): P
     const token = await tokenInfo(ctx, v.token);
     const claimed = await ctx.preflight.claimedOf(v.payer, v.provider, v.token, v.channel);
     if (v.cumulativeAmount <= claimed) {
-      throw new PreflightError(`Nothing to claim: the voucher's total is ${formatAmount(v.cumulativeAmount, token.decimals, token.symbol)} and its channel already paid ${formatAmount(claimed, token.decimals, token.symbol)}.`);
+      log(`Nothing to do: the voucher's total is ${formatAmount(v.cumulativeAmount, token.decimals, token.symbol)} and its channel already paid ${formatAmount(claimed, token.decimals, token.symbol)}; nothing was sent.`);
+      return [{ index: 0, payer: v.payer, channel: v.channel, reason: "NothingToClaim", paid: 0n }];
     }
     const receipt = await send(ctx, `Voucher claim`, () => ctx.preflight.claimVoucher(toVoucherStruct(parsed[0])), log);
     const amount = paid(receipt.logs).get(`${v.payer}/${v.channel}`) ?? 0n;
@@ -131,7 +132,13 @@ async function claim(ctx: TaskContext, file: string, parsed: ParsedVoucher[]): P
       log(`  voucher ${index}: payer ${p.voucher.payer}: ${reasons[k] === "Settled" ? `paid ${formatAmount(amount, token.decimals, token.symbol)}` : `skipped (${reasons[k]})`}`);
     }
   }
-  return outcomes.sort((a, b) => a.index - b.index);
+  outcomes.sort((a, b) => a.index - b.index);
+  const refused = refusedItems(outcomes);
+  if (refused.length > 0) {
+    const paidCount = outcomes.filter((o) => o.reason === "Settled").length;
+    throw new PreflightError(`${refused.length} of ${outcomes.length} voucher(s) in ${file} were refused: ${refused.map((o) => `voucher ${o.index} (${o.reason})`).join(", ")}; ${paidCount} paid.`);
+  }
+  return outcomes;
 }
 
 common(task("claim-voucher", "Claims one signed voucher as the provider"))

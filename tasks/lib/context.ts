@@ -9,7 +9,7 @@ import type { Preflight } from "../../typechain-types";
 import type { PreflightDomain } from "@preflight/sdk";
 import { PreflightError } from "./errors";
 import { parseAddress } from "./input";
-import { readRegistry, registryPath, type DeploymentRecord } from "./registry";
+import { readRegistry, recordIsInMemory, registryLocation, type DeploymentRecord } from "./registry";
 
 export const ETH = ZeroAddress;
 
@@ -96,21 +96,47 @@ export async function loadContext(hre: HardhatRuntimeEnvironment, opts: { from?:
     address = getAddress(record.contracts.Preflight.address);
   } else {
     throw new PreflightError(
-      `No Preflight deployment is recorded for chain ${chainId} (${registryPath(hre, chainId)}). ` +
-        `Deploy first with: npm run deploy -- --network ${hre.network.name}  (or pass --preflight <address>).`,
+      recordIsInMemory(hre)
+        ? "The in-process hardhat network starts empty with every command, so nothing is deployed on it yet. " +
+            "Run a node (npx hardhat node, or anvil), deploy there with: npm run deploy -- --network localhost, and add --network localhost to this command."
+        : `No Preflight deployment is recorded for chain ${chainId} (${registryLocation(hre, chainId)}). ` +
+            `Deploy first with: npm run deploy -- --network ${hre.network.name}  (or pass --preflight <address>).`,
     );
   }
   if ((await hre.ethers.provider.getCode(address)) === "0x") {
+    const fromRecord = record !== undefined && (opts.preflight === undefined || opts.preflight === "");
     throw new PreflightError(
       `No contract at ${address} on ${hre.network.name} (chain ${chainId}). ` +
         (hre.network.name === "hardhat"
           ? "The in-process hardhat network starts empty on every command: run a node (npx hardhat node) and use --network localhost, deploying there first."
-          : `Was the chain reset? Deploy again with: npm run deploy -- --network ${hre.network.name}`),
+          : fromRecord
+            ? `${await diagnoseMissingDeployment(hre, record)} Deploy again with: npm run deploy -- --network ${hre.network.name}`
+            : "Check the --preflight address."),
     );
   }
   const signer = await resolveSigner(hre, opts.from);
   const preflight = (await hre.ethers.getContractAt("Preflight", address, signer)) as unknown as Preflight;
   return { hre, chainId, record, preflight, domain: { chainId: BigInt(chainId), verifyingContract: address }, signer };
+}
+
+/**
+ * Why a recorded deployment has no code on the chain the network serves: the chain is behind the
+ * recorded block (reset), or its block at that height is another one (a different node or chain
+ * instance with the same chain id), or the record points at nothing that was ever deployed here.
+ */
+async function diagnoseMissingDeployment(hre: HardhatRuntimeEnvironment, record: DeploymentRecord): Promise<string> {
+  const entry = record.contracts.Preflight;
+  const where = `The record (written ${record.updatedAt} by a deploy on network "${record.network}")`;
+  if (entry.block === null) return `${where} does not say in which block it was deployed; the chain was probably reset.`;
+  const head = await hre.ethers.provider.getBlockNumber();
+  if (head < entry.block) {
+    return `${where} says block ${entry.block}, but this chain is only at block ${head}: the chain was reset (a restarted node) since that deploy.`;
+  }
+  const block = await hre.ethers.provider.getBlock(entry.block);
+  if (entry.blockHash !== undefined && entry.blockHash !== null && block !== null && block.hash !== entry.blockHash) {
+    return `${where} says block ${entry.block} is ${entry.blockHash.slice(0, 10)}…, but here it is ${String(block.hash).slice(0, 10)}…: this is another chain with the same chain id (a restarted node, or another node).`;
+  }
+  return `${where} names a contract this chain does not have; the chain was reset, or the record was copied from another node.`;
 }
 
 const ERC20_ABI = [
@@ -129,23 +155,38 @@ export function erc20(hre: HardhatRuntimeEnvironment, address: string, signer?: 
   return new Contract(address, ERC20_ABI, signer ?? hre.ethers.provider);
 }
 
+/** The tokens the deployment record names, by symbol (the TestToken's symbol, e.g. tUSDC). */
+function recordedTokens(ctx: TaskContext): { symbol: string; address: string }[] {
+  const token = ctx.record?.contracts.TestToken;
+  const symbol = token?.constructorArgs.symbol;
+  return token !== undefined && symbol !== undefined ? [{ symbol, address: getAddress(token.address) }] : [];
+}
+
 /**
- * Resolves `--token`: "ETH" (native), "test" (the TestToken in the registry), or an ERC-20 address,
- * with its symbol and decimals read from the chain.
+ * Resolves `--token`: "ETH" (native), "test" (the TestToken in the registry), the symbol of a token
+ * in the registry (e.g. tUSDC; any case), or an ERC-20 address, with its symbol and decimals read
+ * from the chain.
  */
 export async function resolveToken(ctx: TaskContext, value: string | undefined): Promise<TokenInfo> {
   const text = (value ?? "").trim();
-  if (text === "") throw new PreflightError(`--token is required: ETH, test (the deployed test token) or an ERC-20 address.`);
+  const recorded = recordedTokens(ctx);
+  const accepted = `ETH, test${recorded.map((t) => `, ${t.symbol}`).join("")} or an ERC-20 address`;
+  if (text === "") throw new PreflightError(`--token is required: ${accepted}.`);
   if (text.toUpperCase() === "ETH") return { address: ETH, symbol: "ETH", decimals: 18 };
   let address: string;
+  const bySymbol = recorded.find((t) => t.symbol.toLowerCase() === text.toLowerCase());
   if (text.toLowerCase() === "test") {
     const token = ctx.record?.contracts.TestToken?.address;
     if (token === undefined) {
       throw new PreflightError(`--token test: no TestToken is recorded for chain ${ctx.chainId}; deploy one with npm run deploy -- --network ${ctx.hre.network.name} --test-token yes, or give a token address.`);
     }
     address = getAddress(token);
-  } else {
+  } else if (bySymbol !== undefined) {
+    address = bySymbol.address;
+  } else if (/^0x/i.test(text)) {
     address = parseAddress("--token", text);
+  } else {
+    throw new PreflightError(`--token "${text}" is not a token this deployment knows: give ${accepted}.`);
   }
   if (address === ETH) return { address: ETH, symbol: "ETH", decimals: 18 };
   if ((await ctx.hre.ethers.provider.getCode(address)) === "0x") {
@@ -212,6 +253,28 @@ export function common(t: ConfigurableTaskDefinition): ConfigurableTaskDefinitio
   return t
     .addOptionalParam("from", "account to act as: index into the network's accounts (default 0) or address")
     .addOptionalParam("preflight", "Preflight address (default: the one in deployments/<chainId>.json)");
+}
+
+/** Quotes a command-line value when the shell would split or expand it. */
+function shellWord(value: string): string {
+  return /^[A-Za-z0-9_.,:/@=+-]+$/.test(value) ? value : `'${value.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * A next-step command that works as printed: the task, its options (camelCase names become
+ * --kebab-case), the acting account and Preflight address the current command was given, and the
+ * network.
+ * @example commandFor(hre, "withdraw", { token: "test" }, { from: "1" }) // "npx hardhat withdraw --token test --from 1 --network localhost"
+ */
+export function commandFor(hre: HardhatRuntimeEnvironment, taskName: string, params: Record<string, string | undefined>, from: Common = {}): string {
+  const words = ["npx", "hardhat", taskName];
+  const all: Record<string, string | undefined> = { ...params, from: from.from, preflight: from.preflight };
+  for (const [name, value] of Object.entries(all)) {
+    if (value === undefined || value === "") continue;
+    words.push(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, shellWord(value));
+  }
+  words.push("--network", hre.network.name);
+  return words.join(" ");
 }
 
 /** The timestamp of the latest block (the chain's clock, not the machine's). */

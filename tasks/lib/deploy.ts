@@ -14,7 +14,7 @@ import { CREATEX_ADDRESS, CREATEX_CODEHASH, CREATEX_CONTRACT_CREATION, CREATEX_D
 import { isLocalChain, KNOWN_NETWORKS } from "./networks";
 import { assertExpectedChain, chainIdOf } from "./context";
 import { parseAddress, parseDuration, parseInteger } from "./input";
-import { readRegistry, writeRegistry, type ContractRecord, type DeploymentRecord } from "./registry";
+import { readRegistry, recordIsInMemory, registryPath, writeRegistry, type ContractRecord, type DeploymentRecord } from "./registry";
 
 /** Deploy options as typed by the user (task parameters, falling back to PREFLIGHT_* variables). */
 export interface DeployArgs {
@@ -356,12 +356,14 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
     } else {
       origin = await findCreation(hre, item.address, item.deployed ? 0 : fromBlock);
     }
+    const blockHash = origin.block === null ? null : ((await ethers.provider.getBlock(origin.block))?.hash ?? null);
     records[item.name] = {
       address: item.address,
       constructorArgs: item.args,
       constructorArgsList: item.argsList,
       initCodeHash: keccak256(item.initCode),
       block: origin.block,
+      blockHash,
       transactionHash: origin.tx,
       reused: item.deployed,
       verification: known?.verification === "verified" && getAddress(known.address) === item.address ? "verified" : verification.reason,
@@ -382,6 +384,7 @@ export async function deploySystem(hre: HardhatRuntimeEnvironment, args: DeployA
   };
   const file = writeRegistry(hre, record);
   log(`Registry written: ${file}`);
+  if (recordIsInMemory(hre)) log(`(${registryPath(hre, chainId)}, which tasks against a running node read, is left as it was)`);
 
   // ---- explorer verification (after the registry, so a failure here leaves the deployment recorded)
   if (!verification.verify) {

@@ -1,10 +1,12 @@
 /**
  * Networks from environment variables: a network is configured only when its variables are set, and
  * asking for a known network whose variables are missing fails at once, naming each missing variable.
+ * Only the requested network's variables must be valid: a malformed variable of another network is a
+ * warning and leaves that network out, so one bad testnet key never breaks `--network localhost`.
  * Pure functions of `env`, so the rules are unit-tested without a chain.
  */
 import type { HttpNetworkUserConfig } from "hardhat/types";
-import { PreflightError } from "./errors";
+import { PreflightError, isUserError } from "./errors";
 
 /** A public testnet `npm run deploy -- --network <name>` knows. */
 export interface KnownNetwork {
@@ -45,6 +47,10 @@ export interface EnvNetworks {
   explorerChains: ExplorerChain[];
   /** known networks that are not configured, with the variables each one lacks */
   missing: Record<string, string[]>;
+  /** networks left out because a variable is malformed (not the requested network), with why */
+  invalid: Record<string, string>;
+  /** one line per network left out, for the user */
+  warnings: string[];
 }
 
 const PRIVATE_KEY = /^(0x)?[0-9a-fA-F]{64}$/;
@@ -87,47 +93,69 @@ function keysFor(env: Env, prefix: string): { keys?: string[]; variable: string 
   return { variable: own };
 }
 
-/** Builds the Hardhat networks that the environment configures. */
-export function networksFromEnv(env: Env): EnvNetworks {
+/**
+ * Builds the Hardhat networks that the environment configures. A malformed variable throws when it
+ * belongs to `requested`; for any other network it becomes a warning and the network is left out.
+ */
+export function networksFromEnv(env: Env, requested?: string): EnvNetworks {
   const networks: Record<string, HttpNetworkUserConfig> = {};
   const explorerChains: ExplorerChain[] = [];
   const missing: Record<string, string[]> = {};
-
-  const localKeys = set(env, "LOCALHOST_PRIVATE_KEY");
-  networks.localhost = {
-    url: checkUrl("LOCALHOST_RPC_URL", set(env, "LOCALHOST_RPC_URL") ?? "http://127.0.0.1:8545"),
-    // Without a key, use the node's unlocked accounts (npx hardhat node and anvil both have 10+ funded ones).
-    accounts: localKeys === undefined ? "remote" : parseKeys("LOCALHOST_PRIVATE_KEY", localKeys),
+  const invalid: Record<string, string> = {};
+  const warnings: string[] = [];
+  /** Runs the configuration of network `name`; its user errors only matter when it is the requested one. */
+  const guarded = (name: string, configure: () => void): void => {
+    try {
+      configure();
+    } catch (e) {
+      if (!isUserError(e) || name === requested) throw e;
+      delete networks[name];
+      invalid[name] = e.message;
+      warnings.push(`network "${name}" is left out: ${e.message}`);
+    }
   };
 
+  guarded("localhost", () => {
+    const localKeys = set(env, "LOCALHOST_PRIVATE_KEY");
+    networks.localhost = {
+      url: checkUrl("LOCALHOST_RPC_URL", set(env, "LOCALHOST_RPC_URL") ?? "http://127.0.0.1:8545"),
+      // Without a key, use the node's unlocked accounts (npx hardhat node and anvil both have 10+ funded ones).
+      accounts: localKeys === undefined ? "remote" : parseKeys("LOCALHOST_PRIVATE_KEY", localKeys),
+    };
+  });
+
   for (const net of KNOWN_NETWORKS) {
-    const urlVar = `${net.envPrefix}_RPC_URL`;
-    const url = set(env, urlVar);
-    const { keys, variable } = keysFor(env, net.envPrefix);
-    const lacking = [...(url === undefined ? [urlVar] : []), ...(keys === undefined ? [`${variable} (or DEPLOYER_PRIVATE_KEY)`] : [])];
-    if (lacking.length > 0) {
-      missing[net.name] = lacking;
-      continue;
-    }
-    networks[net.name] = { url: checkUrl(urlVar, url!), chainId: net.chainId, accounts: keys };
-    explorerChains.push({
-      network: net.name,
-      chainId: net.chainId,
-      urls: { apiURL: ETHERSCAN_V2_API, browserURL: net.browserURL },
+    guarded(net.name, () => {
+      const urlVar = `${net.envPrefix}_RPC_URL`;
+      const url = set(env, urlVar);
+      const { keys, variable } = keysFor(env, net.envPrefix);
+      const lacking = [...(url === undefined ? [urlVar] : []), ...(keys === undefined ? [`${variable} (or DEPLOYER_PRIVATE_KEY)`] : [])];
+      if (lacking.length > 0) {
+        missing[net.name] = lacking;
+        return;
+      }
+      networks[net.name] = { url: checkUrl(urlVar, url!), chainId: net.chainId, accounts: keys };
+      explorerChains.push({
+        network: net.name,
+        chainId: net.chainId,
+        urls: { apiURL: ETHERSCAN_V2_API, browserURL: net.browserURL },
+      });
     });
   }
 
-  const customUrl = set(env, "CUSTOM_RPC_URL");
-  const customChainId = set(env, "CUSTOM_CHAIN_ID");
-  const customKeys = keysFor(env, "CUSTOM");
-  const lacking = [
-    ...(customUrl === undefined ? ["CUSTOM_RPC_URL"] : []),
-    ...(customChainId === undefined ? ["CUSTOM_CHAIN_ID"] : []),
-    ...(customKeys.keys === undefined ? ["CUSTOM_PRIVATE_KEY (or DEPLOYER_PRIVATE_KEY)"] : []),
-  ];
-  if (lacking.length > 0) {
-    missing[CUSTOM_NETWORK] = lacking;
-  } else {
+  guarded(CUSTOM_NETWORK, () => {
+    const customUrl = set(env, "CUSTOM_RPC_URL");
+    const customChainId = set(env, "CUSTOM_CHAIN_ID");
+    const customKeys = keysFor(env, "CUSTOM");
+    const lacking = [
+      ...(customUrl === undefined ? ["CUSTOM_RPC_URL"] : []),
+      ...(customChainId === undefined ? ["CUSTOM_CHAIN_ID"] : []),
+      ...(customKeys.keys === undefined ? ["CUSTOM_PRIVATE_KEY (or DEPLOYER_PRIVATE_KEY)"] : []),
+    ];
+    if (lacking.length > 0) {
+      missing[CUSTOM_NETWORK] = lacking;
+      return;
+    }
     if (!/^[1-9][0-9]*$/.test(customChainId!) || !Number.isSafeInteger(Number(customChainId))) {
       throw new PreflightError(`CUSTOM_CHAIN_ID must be a positive integer chain id (e.g. 17000 for Holesky); it is "${customChainId}".`);
     }
@@ -142,8 +170,8 @@ export function networksFromEnv(env: Env): EnvNetworks {
         urls: { apiURL: ETHERSCAN_V2_API, browserURL },
       });
     }
-  }
-  return { networks, explorerChains, missing };
+  });
+  return { networks, explorerChains, missing, invalid, warnings };
 }
 
 /** The network named on the command line (`--network x` / `--network=x`) or by `HARDHAT_NETWORK`. */
@@ -155,17 +183,41 @@ export function requestedNetwork(argv: readonly string[], env: Env): string | un
   return set(env, "HARDHAT_NETWORK");
 }
 
+/** Every network name `--network` accepts: the in-process chain, localhost, the testnets and custom. */
+export const NETWORK_NAMES: readonly string[] = ["hardhat", "localhost", ...KNOWN_NETWORKS.map((n) => n.name), CUSTOM_NETWORK];
+
+/** Edit distance, to suggest the network a typo meant. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
 /**
- * Throws a clear error when the requested network is one we know but its variables are not set
- * (Hardhat would otherwise only say that the network does not exist).
+ * Throws a one-line error when the requested network cannot be used: unknown (listing the valid
+ * names, and the likely one for a typo), or known but with variables missing (naming them).
  */
-export function assertRequestedNetworkConfigured(requested: string | undefined, missing: Record<string, string[]>): void {
-  if (requested === undefined || missing[requested] === undefined) return;
-  const vars = missing[requested];
+export function checkRequestedNetwork(requested: string | undefined, env: Pick<EnvNetworks, "networks" | "missing">): void {
+  if (requested === undefined || requested === "hardhat" || env.networks[requested] !== undefined) return;
+  const lacking = env.missing[requested];
+  if (lacking !== undefined) {
+    throw new PreflightError(
+      `Network "${requested}" is not configured: set ${lacking.join(" and ")} in .env (copy .env.example to .env and fill it in) or in the environment.`,
+    );
+  }
+  const names = [...new Set([...NETWORK_NAMES, ...Object.keys(env.networks)])];
+  const closest = names.map((n) => ({ n, d: distance(requested.toLowerCase(), n.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
+  const hint = closest !== undefined && closest.d <= 3 ? ` Did you mean "${closest.n}"?` : "";
   throw new PreflightError(
-    `Network "${requested}" is not configured: set ${vars.join(" and ")} in .env ` +
-      `(copy .env.example to .env and fill it in) or in the environment, e.g.\n` +
-      vars.map((v) => `  ${v.split(" ")[0]}=...`).join("\n"),
+    `Unknown network "${requested}". Valid names: ${names.map((n) => (env.missing[n] !== undefined ? `${n} (needs .env)` : n)).join(", ")}.${hint}`,
   );
 }
 

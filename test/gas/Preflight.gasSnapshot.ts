@@ -9,6 +9,8 @@ import { SNAPSHOT_PATH, compare, describe as describeDiffs, type Snapshot } from
  * with `npm run bench:update`. (Excluded from coverage runs: instrumentation changes gas.)
  */
 describe("Preflight gas snapshot", function () {
+  // Measuring every scenario (the before hook) takes tens of seconds on a busy machine.
+  this.timeout(300_000);
   let rows: Row[];
 
   before(async function () {

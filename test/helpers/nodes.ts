@@ -1,6 +1,6 @@
 /**
  * Real JSON-RPC nodes for integration tests: `npx hardhat node` and anvil (Foundry's npm build,
- * `@foundry-rs/anvil-linux-amd64`: the platform package itself, see the README's stack notes), each
+ * `@foundry-rs/anvil-linux-amd64`: the platform package itself, see docs/contracts.md, stack notes), each
  * on a free 127.0.0.1 port of its own, in their own process group so that stopping them stops
  * every child; plus Hardhat CLI runs as child processes (exactly what a user types).
  */
@@ -104,9 +104,9 @@ export async function startHardhatNode(port: number): Promise<RunningNode> {
 }
 
 /** Starts anvil on 127.0.0.1:`port` with `chainId`. */
-export async function startAnvil(port: number, chainId = 31337): Promise<RunningNode> {
+export async function startAnvil(port: number, chainId = 31337, extraArgs: string[] = []): Promise<RunningNode> {
   if (!existsSync(ANVIL)) throw new Error(ANVIL_MISSING);
-  return start("anvil", ANVIL, ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent"], port, 30_000);
+  return start("anvil", ANVIL, ["--host", "127.0.0.1", "--port", String(port), "--chain-id", String(chainId), "--silent", ...extraArgs], port, 30_000);
 }
 
 export interface CliRun {

@@ -97,7 +97,8 @@ function removeTestJournals(): void {
 const DEV_KEY_0 = devAccount(0, providerFor("http://127.0.0.1:1", 1)).privateKey;
 
 describe("Integration: deploy over JSON-RPC to npx hardhat node and anvil, then a paid flow", function () {
-  this.timeout(120_000);
+  // Starting nodes and deploying over JSON-RPC takes tens of seconds on a busy machine.
+  this.timeout(300_000);
   let dir = "";
   let hardhatNode: RunningNode | undefined;
   let anvil: RunningNode | undefined;

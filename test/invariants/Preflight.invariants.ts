@@ -25,6 +25,7 @@ import { fastRequestSigner, Reason, type ReasonCode } from "../helpers/security"
 import { PreflightModel, U128_MAX } from "../helpers/model";
 import type { Preflight, TestToken } from "../../typechain-types";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
+import { budget } from "../helpers/timeouts";
 
 const RUNS = Number(process.env.FC_RUNS ?? 40);
 const STEPS = Number(process.env.FC_STEPS ?? 40);
@@ -230,7 +231,8 @@ function errorName(e: unknown): string {
 }
 
 describe("Invariants: random sequences against a reference model", function () {
-  this.timeout(0);
+  // A budget that grows with the run's size (a quarter of a second per step), never unbounded.
+  this.timeout(budget(Math.max(120_000, RUNS * STEPS * 250)));
 
   it(`conserves funds, never pays twice, keeps grants in budget, always lets payers withdraw (${RUNS} runs × ≤${STEPS} steps, seed ${SEED})`, async function () {
     await fc.assert(

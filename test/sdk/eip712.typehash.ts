@@ -18,6 +18,7 @@ import {
   type Voucher,
   type GrantMessage,
 } from "@preflight/sdk";
+import { describeSignedData, formatSignedData } from "@preflight/provider";
 
 async function deployHashHarnessFixture() {
   const base = await deployPreflightFixture();
@@ -124,6 +125,42 @@ describe("SDK EIP-712 tables vs the contracts", function () {
       const { payer, epoch, deadline, ...terms } = grant;
       const grantStruct = await harness.hashGrant(payer, terms, epoch, deadline);
       expect(await harness.hashTypedData(grantStruct)).to.equal(hashGrant(harnessDomain, grant));
+    });
+  });
+
+  describe("Signed-data helper (what a wallet author compares against)", function () {
+    it("describeSignedData gives the contract's typehash, struct hash, domain separator and digest, for each kind", async function () {
+      const { harness, harnessDomain, request, voucher, grant } = await loadFixture(deployHashHarnessFixture);
+      const { payer, epoch, deadline, ...terms } = grant;
+      const cases = [
+        { d: describeSignedData("request", harnessDomain, request), typeHash: await harness.REQUEST_TYPEHASH(), struct: await harness.hashRequest({ ...request, signature: "0x" }, request.provider) },
+        { d: describeSignedData("voucher", harnessDomain, voucher), typeHash: await harness.VOUCHER_TYPEHASH(), struct: await harness.hashVoucher({ ...voucher, signature: "0x" }, voucher.provider) },
+        { d: describeSignedData("grant", harnessDomain, grant), typeHash: await harness.GRANT_TYPEHASH(), struct: await harness.hashGrant(payer, terms, epoch, deadline) },
+      ];
+      for (const { d, typeHash, struct } of cases) {
+        expect(d.typeHash).to.equal(typeHash);
+        expect(d.structHash).to.equal(struct);
+        expect(d.domainSeparator).to.equal(await harness.DOMAIN_SEPARATOR());
+        expect(d.digest).to.equal(await harness.hashTypedData(struct));
+        // The eth_signTypedData_v4 payload hashes to the same digest.
+        const v4 = JSON.parse(d.typedDataV4) as { domain: Record<string, string>; types: Record<string, { name: string; type: string }[]>; message: Record<string, unknown> };
+        const { EIP712Domain: _domainType, ...types } = v4.types;
+        expect(TypedDataEncoder.hash(v4.domain, types, v4.message)).to.equal(d.digest);
+      }
+    });
+
+    it("recovers the signer of a signature and prints every value on its own line, explaining the grant epoch", async function () {
+      const { harnessDomain, payer, request, grant } = await loadFixture(deployHashHarnessFixture);
+      const signature = await payer.signTypedData(describeSignedData("request", harnessDomain, request).domain, { Request: [...REQUEST_TYPES.Request] }, request);
+      const d = describeSignedData("request", harnessDomain, request, signature);
+      expect(d.recoveredSigner).to.equal(payer.address);
+      const text = formatSignedData(d);
+      expect(text).to.contain(`digest             ${d.digest}`);
+      expect(text).to.contain(`struct hash        ${d.structHash}`);
+      expect(text).to.contain("type               Request(address payer,address provider,address token,bytes32 model,uint96 price,uint256 nonce,uint256 deadline,bytes32 inputHash)");
+      expect(text).to.contain(`signature signer   ${payer.address}`);
+      expect(formatSignedData(describeSignedData("grant", harnessDomain, grant))).to.match(/epoch +513 is the grant slot's epoch when signing .*GrantSet event reports the next epoch/s);
+      expect(() => describeSignedData("request", harnessDomain, request, "0x1234")).to.throw(/INVALID_HEX: the signature does not parse/);
     });
   });
 });

@@ -56,7 +56,7 @@ type Fixture = Awaited<ReturnType<typeof deployPackedFixture>>;
  */
 async function settleAround(f: Fixture, bad: SignedPackedItem, malleate = false) {
   const items = [await f.item(f.payer, { nonce: 100n }), bad, await f.item(f.payer, { nonce: 101n })];
-  let packed = encodePacked(items);
+  let packed: string = encodePacked(items);
   if (malleate) {
     const at = 82 + 96 + 82 + 64; // the bad item's vs word
     const vs = BigInt(ethers.dataSlice(packed, at, at + 32));

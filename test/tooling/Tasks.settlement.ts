@@ -9,6 +9,8 @@ import type { DeploymentRecord } from "../../tasks/lib/registry";
 import type { SignedRequestJson, SignedVoucherJson } from "../../tasks/lib/signed";
 import type { ItemOutcome } from "../../tasks/requests";
 import type { VoucherOutcome } from "../../tasks/vouchers";
+import type { SignedDataDescription } from "@preflight/provider";
+import { hashRequest } from "@preflight/sdk";
 
 const USDC = 10n ** 6n;
 
@@ -74,6 +76,14 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       const again = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("batch.json") });
       expect(again.result.every((r) => r.reason === "NonceUsed")).to.equal(true);
       expect(again.output).to.match(/would settle; nothing was sent/);
+      expect(again.output).to.match(/0 of 4 settled; 4 already used \(settled before, or cancelled by the payer\): nothing to do for those\./);
+      // One already-settled request: nothing to do either (exit 0), and nothing is sent.
+      fs.writeFileSync(file("first.json"), JSON.stringify(items[0]));
+      const blockBefore = await ethers.provider.getBlockNumber();
+      const single = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("first.json") });
+      expect(single.result[0].reason).to.equal("NonceUsed");
+      expect(single.output).to.match(/Nothing to do: nonce 0 of 0x[0-9a-fA-F]{40} is already used/);
+      expect(await ethers.provider.getBlockNumber()).to.equal(blockBefore);
     });
 
     it("settles a file mixing tokens as one batch per token", async function () {
@@ -102,13 +112,14 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
     });
 
     it("leaves signatures to the contract: a tampered item is skipped as InvalidSigner, the rest settle", async function () {
-      const { provider } = await loadFixture(escrowWithGrantFixture);
+      const { preflight, token, provider } = await loadFixture(escrowWithGrantFixture);
       await runTask("sign-request", { from: "1", provider: provider.address, token: "test", model: "llama", price: "0.1", count: "2", out: file("tampered.json") });
       const items = JSON.parse(fs.readFileSync(file("tampered.json"), "utf8")) as SignedRequestJson[];
       items[0].price = "100000000"; // the payer signed 0.1, not 100
       fs.writeFileSync(file("tampered.json"), JSON.stringify(items));
-      const { result } = await runTask<ItemOutcome[]>("settle", { from: "2", file: file("tampered.json") });
-      expect(result.map((r) => r.reason)).to.deep.equal(["InvalidSigner", "Settled"]);
+      // A refused item makes the command fail (non-zero exit) after the rest settled.
+      await expectTaskError("settle", { from: "2", file: file("tampered.json") }, /^1 of 2 request\(s\) in .*tampered\.json were refused: item 0 \(InvalidSigner\); 1 settled\.$/);
+      expect(await preflight.earningsOf(provider.address, token)).to.equal(100_000n);
     });
 
     it("explains a single settlement's revert with the contract's error", async function () {
@@ -145,6 +156,31 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       await expectTaskError("settle", { from: "2", file: file("price.json") }, /item 0: "price" must be a non-negative integer in base units/);
       fs.writeFileSync(file("kind.json"), JSON.stringify({ ...signed, kind: "preflight.voucher" }));
       await expectTaskError("settle", { from: "2", file: file("kind.json") }, /is not a preflight\.request/);
+    });
+  });
+
+  describe("signed-data", function () {
+    it("prints the EIP-712 encoding of a request file and a grant file, and the signer each recovers to", async function () {
+      const { preflight, payer, provider, delegate } = await loadFixture(escrowWithGrantFixture);
+      await runTask("sign-request", { from: "3", payer: payer.address, provider: provider.address, token: "test", model: "llama", price: "0.25", count: "2", out: file("sd.json") });
+      const { result, output } = await runTask<SignedDataDescription[]>("signed-data", { file: file("sd.json") });
+      const items = JSON.parse(fs.readFileSync(file("sd.json"), "utf8")) as SignedRequestJson[];
+      const domain = { chainId: 31337n, verifyingContract: await preflight.getAddress() };
+      expect(result).to.have.length(2);
+      expect(result[1].digest).to.equal(
+        hashRequest(domain, { ...items[1], price: BigInt(items[1].price), nonce: BigInt(items[1].nonce), deadline: BigInt(items[1].deadline) }),
+      );
+      expect(result.map((d) => d.recoveredSigner)).to.deep.equal([delegate.address, delegate.address]);
+      expect(output).to.match(/domain separator   0x[0-9a-f]{64}/);
+      expect(output).to.contain(`domain separator   ${await preflight.DOMAIN_SEPARATOR()}`);
+
+      await runTask("sign-grant", { from: "1", delegate: provider.address, token: "test", maxPrice: "1", budget: "2", out: file("g.json") });
+      const grant = await runTask<SignedDataDescription[]>("signed-data", { file: file("g.json"), json: true });
+      expect(grant.result[0].recoveredSigner).to.equal(payer.address);
+      expect(JSON.parse(grant.output).primaryType).to.equal("Grant");
+      await expectTaskError("signed-data", { file: file("nope.json") }, /--file/);
+      fs.writeFileSync(file("odd.json"), JSON.stringify({ kind: "other", chainId: "1", verifyingContract: payer.address }));
+      await expectTaskError("signed-data", { file: file("odd.json") }, /"kind" is "other", not preflight\.request/);
     });
   });
 
@@ -191,7 +227,10 @@ describe("Tasks: sign-request, settle, sign-voucher, claim-voucher(s), withdraw-
       await runTask("sign-voucher", { ...base, amount: "1", out: file("v.json") });
       await runTask("claim-voucher", { from: "2", file: file("v.json") });
       await expectTaskError("sign-voucher", { ...base, amount: "1" }, /already paid 1 tUSDC: sign a total above that/);
-      await expectTaskError("claim-voucher", { from: "2", file: file("v.json") }, /Nothing to claim: the voucher's total is 1 tUSDC and its channel already paid 1 tUSDC/);
+      // Claiming an already-claimed voucher is "nothing to do" (exit 0), like settling a settled request.
+      const again = await runTask<VoucherOutcome[]>("claim-voucher", { from: "2", file: file("v.json") });
+      expect(again.result[0].reason).to.equal("NothingToClaim");
+      expect(again.output).to.match(/Nothing to do: the voucher's total is 1 tUSDC and its channel already paid 1 tUSDC; nothing was sent/);
       await expectTaskError("claim-voucher", { from: "1", file: file("v.json") }, /only that provider can claim it/);
       fs.writeFileSync(file("list.json"), JSON.stringify([JSON.parse(fs.readFileSync(file("v.json"), "utf8"))]));
       await expectTaskError("claim-voucher", { from: "2", file: file("list.json") }, /use claim-vouchers for several/);

@@ -1,5 +1,6 @@
 import { id, type Signer } from "ethers";
-import { createSignedRequest, getDomain, modelId, NonceAllocator, type Preflight, type SignedRequest } from "@preflight/sdk";
+import { createSignedRequest, getDomain, modelId, NonceAllocator, type SignedRequest } from "@preflight/sdk";
+import type { Preflight } from "@preflight/sdk/typechain";
 
 /** dApp side: a session key (granted by the payer) signs one inference request for `provider`. */
 export async function signInferenceRequest(

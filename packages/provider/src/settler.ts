@@ -4,7 +4,7 @@
  * their reason; nothing that settled or was refused for good is ever submitted again.
  */
 import type { ContractTransactionReceipt } from "ethers";
-import type { Preflight } from "../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import { PreflightSdkError } from "@preflight/sdk";
 import { isRetryable, Reason, type SignedRequest } from "@preflight/sdk";
 

@@ -9,8 +9,8 @@
  * so a payer cannot spend the same funds twice with one provider before settlement.
  */
 import { Interface, ZeroAddress, type Log, type Provider, type Result, type TransactionDescription, type TransactionResponse } from "ethers";
-import type { Preflight } from "../../../typechain-types";
-import { Preflight__factory } from "../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
+import { Preflight__factory } from "@preflight/sdk/typechain";
 import { DigestComputer } from "./digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus, toHex } from "./crypto";
 import { PreflightSdkError } from "@preflight/sdk";

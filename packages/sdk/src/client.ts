@@ -2,18 +2,27 @@
  * dApp-side helpers: the domain of a deployment, model identifiers, and signing a request straight
  * into the shape the contract and the provider's verifier take.
  */
-import { id, type Signer } from "ethers";
-import type { Preflight } from "../../../typechain-types";
+import { keccak256, type Hex } from "./hex";
+import type { PreflightSigner } from "./signers";
 import { signRequest, signVoucher, type PreflightDomain, type Request, type Voucher } from "./eip712";
 import type { SignedRequest, SignedVoucher } from "./types";
 import { PreflightSdkError } from "./errors";
+
+/**
+ * What `getDomain` needs of a contract object: an ethers `Contract` (typechain's `Preflight`, for
+ * one) connected to a provider. viem users build the domain with `getDeploymentDomain` or `buildDomain`.
+ */
+export interface ConnectedContractLike {
+  getAddress(): Promise<string>;
+  readonly runner?: { readonly provider?: { getNetwork(): Promise<{ readonly chainId: bigint }> } | null } | null;
+}
 
 /**
  * The EIP-712 domain of a deployed Preflight (chain id from its provider).
  * @example
  * const domain = await getDomain(preflight);
  */
-export async function getDomain(contract: Preflight): Promise<PreflightDomain> {
+export async function getDomain(contract: ConnectedContractLike): Promise<PreflightDomain> {
   const network = await contract.runner?.provider?.getNetwork();
   if (!network) throw new PreflightSdkError("INVALID_OPTION", "the contract must be connected to a provider");
   return { chainId: network.chainId, verifyingContract: await contract.getAddress() };
@@ -24,8 +33,8 @@ export async function getDomain(contract: Preflight): Promise<PreflightDomain> {
  * @example
  * const model = modelId("llama-3.1-70b");
  */
-export function modelId(name: string): string {
-  return id(name);
+export function modelId(name: string): Hex {
+  return keccak256(name);
 }
 
 /**
@@ -35,7 +44,7 @@ export function modelId(name: string): string {
  * const signed = await createSignedRequest(sessionKey, domain, { payer, provider, token, model, price, nonce, deadline, inputHash });
  * await fetch(providerUrl, { method: "POST", body: JSON.stringify(signed, (_, v) => (typeof v === "bigint" ? v.toString() : v)) });
  */
-export async function createSignedRequest(signer: Signer, domain: PreflightDomain, request: Request, compact = true): Promise<SignedRequest> {
+export async function createSignedRequest(signer: PreflightSigner, domain: PreflightDomain, request: Request, compact = true): Promise<SignedRequest> {
   const signature = await signRequest(signer, domain, request, compact);
   const { payer, token, model, price, nonce, deadline, inputHash } = request;
   return { payer, token, model, price, nonce, deadline, inputHash, signature };
@@ -46,7 +55,7 @@ export async function createSignedRequest(signer: Signer, domain: PreflightDomai
  * @example
  * const v = await createSignedVoucher(sessionKey, domain, { payer, provider, token, model, channel, cumulativeAmount: 5_000n });
  */
-export async function createSignedVoucher(signer: Signer, domain: PreflightDomain, voucher: Voucher, compact = true): Promise<SignedVoucher> {
+export async function createSignedVoucher(signer: PreflightSigner, domain: PreflightDomain, voucher: Voucher, compact = true): Promise<SignedVoucher> {
   const signature = await signVoucher(signer, domain, voucher, compact);
   const { payer, token, model, channel, cumulativeAmount } = voucher;
   return { payer, token, model, channel, cumulativeAmount, signature };

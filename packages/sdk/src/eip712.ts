@@ -3,7 +3,9 @@
  * The type tables are the single source of truth on the TypeScript side; a test checks each one
  * against the contract's typehash so the two can never drift.
  */
-import { TypedDataEncoder, Signature, type TypedDataDomain, type TypedDataField, type Signer } from "ethers";
+import { signTypedDataWith, toCompactSignature, type PreflightSigner } from "./signers";
+import { encodeType as encodeTypeString, hashDomain, hashTypedData, type Eip712Domain, type TypedDataField } from "./typedData";
+import type { Hex } from "./hex";
 
 /** The EIP-712 domain of a Preflight deployment. */
 export interface PreflightDomain {
@@ -98,20 +100,24 @@ export interface GrantMessage extends GrantTerms {
   deadline: bigint;
 }
 
-/** A fully described typed-data payload, ready for `signer.signTypedData` or a wallet. */
-export interface TypedData<M> {
-  domain: TypedDataDomain;
-  types: Record<string, TypedDataField[]>;
-  primaryType: string;
+/**
+ * A fully described typed-data payload, ready for a wallet's `eth_signTypedData_v4`, viem's
+ * `signTypedData` or ethers' `signer.signTypedData(domain, types, message)`. `types` is the `as const`
+ * table, so viem infers the message type from it.
+ */
+export interface TypedData<T extends Record<string, readonly TypedDataField[]>, P extends keyof T & string, M> {
+  domain: Eip712Domain;
+  types: T;
+  primaryType: P;
   message: M;
 }
 
 /**
- * Builds the ethers domain object of a deployment.
+ * Builds the full EIP-712 domain object of a deployment (name, version, chain id, contract).
  * @example
  * const domain = buildDomain({ chainId: 31337n, verifyingContract: await preflight.getAddress() });
  */
-export function buildDomain(domain: PreflightDomain): TypedDataDomain {
+export function buildDomain(domain: PreflightDomain): Eip712Domain {
   return { name: DOMAIN_NAME, version: DOMAIN_VERSION, chainId: domain.chainId, verifyingContract: domain.verifyingContract };
 }
 
@@ -120,12 +126,8 @@ export function buildDomain(domain: PreflightDomain): TypedDataDomain {
  * @example
  * const separator = domainSeparator({ chainId: 1n, verifyingContract: "0x..." });
  */
-export function domainSeparator(domain: PreflightDomain): string {
-  return TypedDataEncoder.hashDomain(buildDomain(domain));
-}
-
-function mutable(types: Record<string, readonly TypedDataField[]>): Record<string, TypedDataField[]> {
-  return Object.fromEntries(Object.entries(types).map(([k, v]) => [k, [...v]]));
+export function domainSeparator(domain: PreflightDomain): Hex {
+  return hashDomain(buildDomain(domain));
 }
 
 /**
@@ -133,8 +135,8 @@ function mutable(types: Record<string, readonly TypedDataField[]>): Record<strin
  * @example
  * const td = getRequestTypedData(domain, { payer, provider, token, model, price: 10n, nonce: 0n, deadline, inputHash });
  */
-export function getRequestTypedData(domain: PreflightDomain, request: Request): TypedData<Request> {
-  return { domain: buildDomain(domain), types: mutable(REQUEST_TYPES), primaryType: "Request", message: request };
+export function getRequestTypedData(domain: PreflightDomain, request: Request): TypedData<typeof REQUEST_TYPES, "Request", Request> {
+  return { domain: buildDomain(domain), types: REQUEST_TYPES, primaryType: "Request", message: request };
 }
 
 /**
@@ -142,8 +144,8 @@ export function getRequestTypedData(domain: PreflightDomain, request: Request): 
  * @example
  * const td = getVoucherTypedData(domain, { payer, provider, token, model, channel, cumulativeAmount: 500n });
  */
-export function getVoucherTypedData(domain: PreflightDomain, voucher: Voucher): TypedData<Voucher> {
-  return { domain: buildDomain(domain), types: mutable(VOUCHER_TYPES), primaryType: "Voucher", message: voucher };
+export function getVoucherTypedData(domain: PreflightDomain, voucher: Voucher): TypedData<typeof VOUCHER_TYPES, "Voucher", Voucher> {
+  return { domain: buildDomain(domain), types: VOUCHER_TYPES, primaryType: "Voucher", message: voucher };
 }
 
 /**
@@ -151,8 +153,8 @@ export function getVoucherTypedData(domain: PreflightDomain, voucher: Voucher): 
  * @example
  * const td = getGrantTypedData(domain, { ...terms, payer, epoch: 0n, deadline });
  */
-export function getGrantTypedData(domain: PreflightDomain, grant: GrantMessage): TypedData<GrantMessage> {
-  return { domain: buildDomain(domain), types: mutable(GRANT_TYPES), primaryType: "Grant", message: grant };
+export function getGrantTypedData(domain: PreflightDomain, grant: GrantMessage): TypedData<typeof GRANT_TYPES, "Grant", GrantMessage> {
+  return { domain: buildDomain(domain), types: GRANT_TYPES, primaryType: "Grant", message: grant };
 }
 
 /**
@@ -160,8 +162,8 @@ export function getGrantTypedData(domain: PreflightDomain, grant: GrantMessage):
  * @example
  * const digest = hashRequest(domain, request);
  */
-export function hashRequest(domain: PreflightDomain, request: Request): string {
-  return TypedDataEncoder.hash(buildDomain(domain), mutable(REQUEST_TYPES), request);
+export function hashRequest(domain: PreflightDomain, request: Request): Hex {
+  return hashTypedData(buildDomain(domain), REQUEST_TYPES, "Request", request);
 }
 
 /**
@@ -169,8 +171,8 @@ export function hashRequest(domain: PreflightDomain, request: Request): string {
  * @example
  * const digest = hashVoucher(domain, voucher);
  */
-export function hashVoucher(domain: PreflightDomain, voucher: Voucher): string {
-  return TypedDataEncoder.hash(buildDomain(domain), mutable(VOUCHER_TYPES), voucher);
+export function hashVoucher(domain: PreflightDomain, voucher: Voucher): Hex {
+  return hashTypedData(buildDomain(domain), VOUCHER_TYPES, "Voucher", voucher);
 }
 
 /**
@@ -178,8 +180,8 @@ export function hashVoucher(domain: PreflightDomain, voucher: Voucher): string {
  * @example
  * const digest = hashGrant(domain, { ...terms, payer, epoch: 0n, deadline });
  */
-export function hashGrant(domain: PreflightDomain, grant: GrantMessage): string {
-  return TypedDataEncoder.hash(buildDomain(domain), mutable(GRANT_TYPES), grant);
+export function hashGrant(domain: PreflightDomain, grant: GrantMessage): Hex {
+  return hashTypedData(buildDomain(domain), GRANT_TYPES, "Grant", grant);
 }
 
 /**
@@ -188,35 +190,37 @@ export function hashGrant(domain: PreflightDomain, grant: GrantMessage): string 
  * encodeType(REQUEST_TYPES, "Request"); // "Request(address payer,address provider,...)"
  */
 export function encodeType(types: Record<string, readonly TypedDataField[]>, primaryType: string): string {
-  return TypedDataEncoder.from(mutable(types)).encodeType(primaryType);
+  return encodeTypeString(types, primaryType);
 }
 
 /**
- * Signs a request with any ethers v6 signer (the payer, or a delegate key within a grant).
+ * Signs a request (as the payer, or a delegate key within a grant) with an ethers v6 `Signer`, a viem
+ * local `Account` or a viem `WalletClient`.
  * @param compact return the 64-byte EIP-2098 form (cheaper calldata) instead of 65 bytes
  * @example
  * const signature = await signRequest(sessionKey, domain, request);
  */
-export async function signRequest(signer: Signer, domain: PreflightDomain, request: Request, compact = false): Promise<string> {
-  const signature = await signer.signTypedData(buildDomain(domain), mutable(REQUEST_TYPES), request);
-  return compact ? Signature.from(signature).compactSerialized : signature;
+export async function signRequest(signer: PreflightSigner, domain: PreflightDomain, request: Request, compact = false): Promise<Hex> {
+  const signature = await signTypedDataWith(signer, buildDomain(domain), REQUEST_TYPES, "Request", request);
+  return compact ? toCompactSignature(signature) : signature;
 }
 
 /**
- * Signs a voucher with any ethers v6 signer.
+ * Signs a voucher with an ethers `Signer`, a viem `Account` or a viem `WalletClient`.
  * @example
  * const signature = await signVoucher(payer, domain, voucher);
  */
-export async function signVoucher(signer: Signer, domain: PreflightDomain, voucher: Voucher, compact = false): Promise<string> {
-  const signature = await signer.signTypedData(buildDomain(domain), mutable(VOUCHER_TYPES), voucher);
-  return compact ? Signature.from(signature).compactSerialized : signature;
+export async function signVoucher(signer: PreflightSigner, domain: PreflightDomain, voucher: Voucher, compact = false): Promise<Hex> {
+  const signature = await signTypedDataWith(signer, buildDomain(domain), VOUCHER_TYPES, "Voucher", voucher);
+  return compact ? toCompactSignature(signature) : signature;
 }
 
 /**
- * Signs a grant as the payer, for anyone to submit with `grantBySig`.
+ * Signs a grant as the payer (ethers `Signer`, viem `Account` or `WalletClient`), for anyone to
+ * submit with `grantBySig`.
  * @example
  * const signature = await signGrant(payer, domain, { ...terms, payer: payer.address, epoch: 0n, deadline });
  */
-export async function signGrant(signer: Signer, domain: PreflightDomain, grant: GrantMessage): Promise<string> {
-  return signer.signTypedData(buildDomain(domain), mutable(GRANT_TYPES), grant);
+export async function signGrant(signer: PreflightSigner, domain: PreflightDomain, grant: GrantMessage): Promise<Hex> {
+  return signTypedDataWith(signer, buildDomain(domain), GRANT_TYPES, "Grant", grant);
 }

@@ -15,7 +15,8 @@ export type PreflightSdkErrorCode =
   | "ALREADY_FINAL"
   | "SETTLER_CLOSED"
   | "UNEXPECTED_TRANSACTION"
-  | "CHAIN_MISMATCH";
+  | "CHAIN_MISMATCH"
+  | "UNKNOWN_DEPLOYMENT";
 
 /**
  * The one error class the SDK throws for bad input, with a `code` to branch on.

@@ -2,6 +2,10 @@
  * Preflight SDK: everything a dApp needs to sign for Preflight (the provider side, preflight and
  * settlement, is `@preflight/provider`).
  *
+ * This entry needs no Node built-in and neither ethers nor viem: it signs with whichever the dApp
+ * brings. The ABI, typechain types and deployments are subpaths (`@preflight/sdk/abi`,
+ * `@preflight/sdk/typechain`, `@preflight/sdk/deployments`).
+ *
  * @example
  * import { getDomain, createSignedRequest, NonceAllocator } from "@preflight/sdk";
  */
@@ -9,12 +13,8 @@ export * from "./eip712";
 export * from "./types";
 export * from "./errors";
 export * from "./client";
-export { NonceAllocator, type BitmapReader } from "./nonces";
+export { NonceAllocator, type BitmapReader, type NonceBitmapContract } from "./nonces";
 export { encodePacked, decodePacked, type SignedPackedItem } from "./packed";
-export type { Preflight, TestToken } from "../../../typechain-types";
-export type {
-  SignedRequestStruct,
-  SignedVoucherStruct,
-  GrantTermsStruct,
-} from "../../../typechain-types/contracts/Preflight";
-export { Preflight__factory, TestToken__factory } from "../../../typechain-types";
+export * from "./signers";
+export { hashStruct, hashDomain, hashTypedData, type Eip712Domain, type TypedDataField, type TypedDataTypes } from "./typedData";
+export { bytesToHex, checksumAddress, hexToBytes, keccak256, type Hex } from "./hex";

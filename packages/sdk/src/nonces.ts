@@ -5,13 +5,17 @@
  * first use). Handing out consecutive free bits of the lowest non-full word keeps every request in
  * the window, and the window only slides when its word is full.
  */
-import type { Preflight } from "../../../typechain-types";
 import { PreflightSdkError } from "./errors";
 
 const FULL = (1n << 64n) - 1n;
 
 /** Where to read used-nonce bitmaps from: the contract's `nonceBitmap` view (or a test double). */
 export type BitmapReader = (word: bigint) => Promise<bigint>;
+
+/** A contract object with Preflight's `nonceBitmap` view: an ethers `Contract` (typechain's `Preflight`). */
+export interface NonceBitmapContract {
+  nonceBitmap(payer: string, token: string, word: bigint): Promise<bigint>;
+}
 
 /**
  * Hands out never-reused nonces of one (payer, token), lowest free bit first. One allocator should
@@ -39,7 +43,7 @@ export class NonceAllocator {
    * @example
    * const nonces = await NonceAllocator.create(preflight, payer, token, 0n);
    */
-  static async create(contract: Preflight, payer: string, token: string, startWord = 0n): Promise<NonceAllocator> {
+  static async create(contract: NonceBitmapContract, payer: string, token: string, startWord = 0n): Promise<NonceAllocator> {
     return NonceAllocator.fromReader((word) => contract.nonceBitmap(payer, token, word), startWord);
   }
 

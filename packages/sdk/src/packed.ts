@@ -3,7 +3,8 @@
  * requests as `settleBatch`, in about a quarter of the calldata (~97 bytes per request when one payer
  * signs consecutive nonces). See contracts/interfaces/IPackedSettlement.sol for the layout.
  */
-import { Signature, concat, dataLength, dataSlice, getAddress, isHexString, toBeHex, toBigInt, zeroPadValue } from "ethers";
+import { bigintToBytes, bytesToBigint, bytesToHex, checksumAddress, concatBytes, hexToBytes, isHexBytes, type Hex } from "./hex";
+import { toCompactSignature } from "./signers";
 import type { Request } from "./eip712";
 import { PreflightSdkError } from "./errors";
 import type { SignedRequest } from "./types";
@@ -31,25 +32,25 @@ const ITEM = 96;
  * const packed = encodePacked(requests.map((request, i) => ({ request, signature: signatures[i] })));
  * await preflight.connect(provider).settlePacked(token, packed);
  */
-export function encodePacked(items: SignedPackedItem[]): string {
+export function encodePacked(items: SignedPackedItem[]): Hex {
   if (items.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodePacked: no items");
   const { token, provider } = items[0]!.request;
-  const parts: string[] = [];
+  const parts: Uint8Array[] = [];
   let group: SignedPackedItem[] = [];
   const flush = (): void => {
     if (group.length === 0) return;
     const r = group[0]!.request;
     parts.push(
-      getAddress(r.payer),
-      zeroPadValue(r.model, 32),
-      toBeHex(r.price, 12),
-      toBeHex(r.deadline, 8),
-      toBeHex(r.nonce, 8),
-      toBeHex(group.length, 2),
+      hexToBytes(checksumAddress(r.payer, "payer")),
+      bytes32(r.model, "model"),
+      bigintToBytes(r.price, 12, "price"),
+      bigintToBytes(r.deadline, 8, "deadline"),
+      bigintToBytes(r.nonce, 8, "nonce"),
+      bigintToBytes(BigInt(group.length), 2),
     );
     for (const item of group) {
-      const sig = Signature.from(item.signature); // validated in the loop below
-      parts.push(zeroPadValue(item.request.inputHash, 32), sig.r, sig.yParityAndS);
+      // r ‖ vs (EIP-2098), validated in the loop below
+      parts.push(bytes32(item.request.inputHash, "inputHash"), hexToBytes(toCompactSignature(item.signature)));
     }
     group = [];
   };
@@ -76,7 +77,14 @@ export function encodePacked(items: SignedPackedItem[]): string {
     group.push(item);
   }
   flush();
-  return concat(parts);
+  return bytesToHex(concatBytes(parts));
+}
+
+/** A bytes32 field; shorter hex is left-padded with zeros, as the ABI pads a value. */
+function bytes32(value: string, what: string): Uint8Array {
+  const bytes = hexToBytes(value, what);
+  if (bytes.length > 32) throw new PreflightSdkError("INVALID_HEX", `encodePacked: ${what} is longer than 32 bytes`);
+  return concatBytes([new Uint8Array(32 - bytes.length), bytes]);
 }
 
 
@@ -89,31 +97,33 @@ export function encodePacked(items: SignedPackedItem[]): string {
  * const requests = decodePacked(call.args[0], call.args[1]);
  */
 export function decodePacked(token: string, packed: string): SignedRequest[] {
-  if (!isHexString(packed)) throw new PreflightSdkError("INVALID_HEX", "decodePacked: packed is not hex");
-  const size = dataLength(packed);
+  if (!isHexBytes(packed)) throw new PreflightSdkError("INVALID_HEX", "decodePacked: packed is not hex of whole bytes");
+  const data = hexToBytes(packed);
+  const size = data.length;
+  const payToken = checksumAddress(token, "token");
   const requests: SignedRequest[] = [];
   for (let offset = 0; offset < size; ) {
     if (offset + HEADER > size) throw new PreflightSdkError("INVALID_HEX", `decodePacked: truncated group header at byte ${offset}`);
-    const at = (from: number, length: number): string => dataSlice(packed, offset + from, offset + from + length);
-    const payer = getAddress(at(0, 20));
-    const model = at(20, 32);
-    const price = toBigInt(at(52, 12));
-    const deadline = toBigInt(at(64, 8));
-    const firstNonce = toBigInt(at(72, 8));
-    const count = Number(toBigInt(at(80, 2)));
+    const at = (from: number, length: number): Uint8Array => data.subarray(offset + from, offset + from + length);
+    const payer = checksumAddress(bytesToHex(at(0, 20)));
+    const model = bytesToHex(at(20, 32));
+    const price = bytesToBigint(at(52, 12));
+    const deadline = bytesToBigint(at(64, 8));
+    const firstNonce = bytesToBigint(at(72, 8));
+    const count = Number(bytesToBigint(at(80, 2)));
     const end = offset + HEADER + count * ITEM;
     if (count === 0 || end > size) throw new PreflightSdkError("INVALID_HEX", `decodePacked: group at byte ${offset} holds ${count} items past the end`);
     for (let i = 0; i < count; i++) {
       const item = offset + HEADER + i * ITEM;
       requests.push({
         payer,
-        token: getAddress(token),
+        token: payToken,
         model,
         price,
         nonce: firstNonce + BigInt(i),
         deadline,
-        inputHash: dataSlice(packed, item, item + 32),
-        signature: dataSlice(packed, item + 32, item + ITEM),
+        inputHash: bytesToHex(data.subarray(item, item + 32)),
+        signature: bytesToHex(data.subarray(item + 32, item + ITEM)),
       });
     }
     offset = end;
@@ -127,11 +137,11 @@ export function decodePacked(token: string, packed: string): SignedRequest[] {
  * refuse: refuse it here too, so both entry points accept exactly the same signatures.
  */
 function assertPackableSignature(signature: string): void {
-  if (!isHexString(signature) || (dataLength(signature) !== 64 && dataLength(signature) !== 65)) {
+  if (!isHexBytes(signature) || (signature.length !== 130 && signature.length !== 132)) {
     throw new PreflightSdkError("INVALID_HEX", "encodePacked: signatures must be 64 or 65 bytes (contract-wallet signatures go through settleBatch)");
   }
-  if (dataLength(signature) === 65) {
-    const v = Number(toBigInt(dataSlice(signature, 64, 65)));
+  if (signature.length === 132) {
+    const v = parseInt(signature.slice(130), 16);
     if (v !== 27 && v !== 28) throw new PreflightSdkError("INVALID_HEX", `encodePacked: a 65-byte signature needs v = 27 or 28, not ${v}`);
   }
 }

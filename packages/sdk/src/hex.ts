@@ -1,0 +1,90 @@
+/**
+ * Hex, byte and address helpers over `@noble/hashes` only: the client package needs neither ethers
+ * nor viem (nor Node's `Buffer`) to hash and encode what a payer signs.
+ */
+import { keccak_256 } from "@noble/hashes/sha3";
+import { PreflightSdkError } from "./errors";
+
+/** A 0x-prefixed hex string. */
+export type Hex = `0x${string}`;
+
+const HEX_BODY = /^[0-9a-fA-F]*$/;
+
+/** True when `value` is a 0x-prefixed hex string of whole bytes (`length` bytes when given). */
+export function isHexBytes(value: unknown, length?: number): value is Hex {
+  if (typeof value !== "string" || !value.startsWith("0x") || value.length % 2 !== 0 || !HEX_BODY.test(value.slice(2))) return false;
+  return length === undefined || value.length === 2 + 2 * length;
+}
+
+/** The bytes of a 0x-prefixed hex string; throws `INVALID_HEX` for anything else. */
+export function hexToBytes(value: string, what = "value"): Uint8Array {
+  if (!isHexBytes(value)) throw new PreflightSdkError("INVALID_HEX", `${what} must be 0x-prefixed hex of whole bytes, got ${JSON.stringify(value)}`);
+  const out = new Uint8Array((value.length - 2) / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(value.slice(2 + 2 * i, 4 + 2 * i), 16);
+  return out;
+}
+
+const HEX_DIGITS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lower-case 0x-prefixed hex of `bytes`. */
+export function bytesToHex(bytes: Uint8Array): Hex {
+  let out = "0x";
+  for (const b of bytes) out += HEX_DIGITS[b];
+  return out as Hex;
+}
+
+/** The concatenation of byte arrays. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** `value` as `size` big-endian bytes; throws `INVALID_AMOUNT` when it does not fit. */
+export function bigintToBytes(value: bigint, size: number, what = "value"): Uint8Array {
+  if (value < 0n || value >= 1n << BigInt(8 * size)) throw new PreflightSdkError("INVALID_AMOUNT", `${what} ${value} does not fit ${size} bytes`);
+  const out = new Uint8Array(size);
+  let v = value;
+  for (let i = size - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+/** The unsigned big-endian integer of `bytes`. */
+export function bytesToBigint(bytes: Uint8Array): bigint {
+  let v = 0n;
+  for (const b of bytes) v = (v << 8n) | BigInt(b);
+  return v;
+}
+
+/** keccak-256 of `data` (bytes, or the UTF-8 bytes of a string). */
+export function keccak256(data: Uint8Array | string): Hex {
+  return bytesToHex(keccak_256(typeof data === "string" ? new TextEncoder().encode(data) : data));
+}
+
+/**
+ * The EIP-55 checksummed form of an address. Mixed-case input must already carry the right checksum
+ * (a typo in a mixed-case address is refused, as wallets do); all-lower or all-upper input is accepted.
+ * @example
+ * checksumAddress("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"); // "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+ */
+export function checksumAddress(address: string, what = "address"): Hex {
+  if (!isHexBytes(address, 20)) throw new PreflightSdkError("INVALID_ADDRESS", `${what} must be a 20-byte 0x-prefixed hex address, got ${JSON.stringify(address)}`);
+  const lower = address.slice(2).toLowerCase();
+  const hash = keccak_256(new TextEncoder().encode(lower));
+  let out = "0x";
+  for (let i = 0; i < 40; i++) {
+    const nibble = (hash[i >> 1]! >> (i % 2 === 0 ? 4 : 0)) & 0xf;
+    out += nibble >= 8 ? lower[i]!.toUpperCase() : lower[i];
+  }
+  const body = address.slice(2);
+  const mixed = body !== body.toLowerCase() && body !== body.toUpperCase();
+  if (mixed && out !== address) throw new PreflightSdkError("INVALID_ADDRESS", `${what} ${address} has a wrong EIP-55 checksum (expected ${out})`);
+  return out as Hex;
+}

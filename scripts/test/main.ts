@@ -1,0 +1,84 @@
+/**
+ * `npm test`: every check the project makes, in order, each with a banner, stopping at the first
+ * failure, ending with a summary (the verdict is the last thing printed and the exit code).
+ *
+ *   npm test                              # all stages
+ *   npm run coverage                      # the coverage stages only (coverage, gate)
+ *   npx ts-node scripts/test/main.ts tests lint   # any stages by name
+ *
+ * The coverage run measures the same tests on instrumented contracts; the long property-based and
+ * differential runs are sized down there (they find bugs at full size in the `tests` stage; coverage
+ * only needs every branch reached), and its build goes to cache/coverage/ so `artifacts/` stays valid.
+ */
+import os from "node:os";
+import path from "node:path";
+import { ROOT, readJsonIfExists, runStages, type Stage, type StageResult } from "./runner";
+import type { Timing } from "./timings";
+
+const bin = (name: string): string => path.join(ROOT, "node_modules", ".bin", name);
+const TIMINGS = path.join(ROOT, "cache", "test-timings");
+
+/** Sizes of the property-based and differential runs in the coverage stage (env overrides). */
+const COVERAGE_SIZES = { FC_RUNS: process.env.FC_RUNS ?? "6", DIFF_ROUNDS: process.env.DIFF_ROUNDS ?? "5" };
+
+export const STAGES: Stage[] = [
+  { name: "compile", what: "build the contracts and their typechain types (a first build takes a few minutes)", command: bin("hardhat"), args: ["compile"] },
+  { name: "typecheck", what: "type-check every TypeScript file (tsc --noEmit)", command: bin("tsc"), args: ["--noEmit", "-p", "tsconfig.json"] },
+  { name: "lint", what: "lint the Solidity sources (solhint, no warnings allowed)", command: bin("solhint"), args: ["--max-warnings", "0", "contracts/**/*.sol"] },
+  {
+    name: "tests",
+    what: "every test: unit, adversarial, property-based, differential, gas snapshot, README, real nodes",
+    command: bin("hardhat"),
+    args: ["test", "--no-compile"],
+    env: { PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "tests.json") },
+  },
+  {
+    name: "coverage",
+    what: `the tests again on instrumented contracts (no gas or node tests; property runs FC_RUNS=${COVERAGE_SIZES.FC_RUNS}, differential DIFF_ROUNDS=${COVERAGE_SIZES.DIFF_ROUNDS})`,
+    command: bin("hardhat"),
+    args: ["coverage", "--testfiles", "test/!(gas|integration|packages|gateway)/**/*.ts"],
+    env: { ...COVERAGE_SIZES, PREFLIGHT_COVERAGE: "1", PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "coverage.json") },
+  },
+  {
+    name: "coverage-gate",
+    what: "100% of lines and >= 95% of branches of the deployable contracts",
+    command: bin("ts-node"),
+    args: ["--transpile-only", "scripts/check-coverage.ts"],
+  },
+];
+
+/** The slowest tests of each mocha stage against their timeouts; flags any above a third of it. */
+export function slowestTests(results: StageResult[], count = 5): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    const timings = readJsonIfExists<Timing[]>(path.join(TIMINGS, `${r.stage.name}.json`));
+    if (timings === undefined || r.stage.env?.PREFLIGHT_TEST_TIMINGS === undefined) continue;
+    const timed = timings.filter((t) => t.timeoutMs > 0);
+    const untimed = timings.filter((t) => t.timeoutMs === 0).length;
+    const worst = [...timed].sort((a, b) => b.ms / b.timeoutMs - a.ms / a.timeoutMs);
+    const over = worst.filter((t) => t.ms * 3 > t.timeoutMs);
+    lines.push(`Slowest in ${r.stage.name} (duration / timeout):`);
+    for (const t of [...timings].sort((a, b) => b.ms - a.ms).slice(0, count)) {
+      lines.push(`    ${(t.ms / 1000).toFixed(1).padStart(6)} s / ${t.timeoutMs === 0 ? "none" : `${t.timeoutMs / 1000} s`}  ${t.title.slice(0, 100)}`);
+    }
+    if (over.length > 0) {
+      lines.push(`    WARNING: ${over.length} test(s) used more than a third of their timeout: ${over.map((t) => `"${t.title.slice(0, 60)}" ${Math.round((t.ms / t.timeoutMs) * 100)}%`).join(", ")}`);
+    }
+    if (untimed > 0) lines.push(`    ${untimed} test(s) or hook(s) without a timeout`);
+  }
+  return lines.join("\n");
+}
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((w) => !STAGES.some((s) => s.name === w));
+  if (unknown.length > 0) {
+    console.error(`Unknown stage(s) ${unknown.join(", ")}: the stages are ${STAGES.map((s) => s.name).join(", ")}.`);
+    process.exit(2);
+  }
+  const stages = wanted.length === 0 ? STAGES : STAGES.filter((s) => wanted.includes(s.name));
+  console.log(`npm test: ${stages.map((s) => s.name).join(" -> ")} on ${os.cpus().length} CPU(s), load average ${os.loadavg()[0].toFixed(1)}`);
+  process.exitCode = await runStages(stages, { cwd: ROOT, epilogue: slowestTests });
+}
+
+if (require.main === module) void main();
