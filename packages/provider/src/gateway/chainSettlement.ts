@@ -6,7 +6,7 @@
  */
 import { BatchSettler } from "../settler";
 import { Reason, VOUCHERS_CLAIMED_TOPIC, decodeVouchersClaimed, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
-import type { Preflight } from "../../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import type { ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
 
 export interface ChainSettlementQueueOptions {

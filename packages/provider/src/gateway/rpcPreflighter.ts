@@ -8,7 +8,7 @@ import { VoidSigner, type Provider } from "ethers";
 import { DigestComputer } from "../digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
 import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
-import { Preflight__factory, type Preflight } from "../../../../typechain-types";
+import { Preflight__factory, type Preflight } from "@preflight/sdk/typechain";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 
 // The simulation decides funds on its own; the store then only guards nonces (no shared balance view).

@@ -6,7 +6,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { JsonRpcProvider, Wallet, type Signer } from "ethers";
-import { Preflight__factory } from "../../../../typechain-types";
+import { Preflight__factory } from "@preflight/sdk/typechain";
 import { ChainSettlementQueue } from "./chainSettlement";
 import { createGateway, type Gateway, type GatewayOptions } from "./gateway";
 import type { Preflighter, ReservationStore, SettlementBatch } from "./interfaces";

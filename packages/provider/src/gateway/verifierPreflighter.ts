@@ -7,7 +7,7 @@ import { PreflightVerifier } from "../verifier";
 import { DigestComputer } from "../digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
 import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
-import type { Preflight } from "../../../../typechain-types";
+import type { Preflight } from "@preflight/sdk/typechain";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 
 export interface VerifierPreflighterOptions {
