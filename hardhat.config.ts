@@ -117,7 +117,7 @@ const config: HardhatUserConfig = {
         settings: {
           evmVersion: "london",
           viaIR: true,
-          optimizer: { enabled: true, runs: 10_000 },
+          optimizer: { enabled: true, runs: 1_000_000 },
           metadata: { bytecodeHash: "none" },
           outputSelection: { "*": { "*": ["storageLayout"] } },
         },
