@@ -251,7 +251,7 @@ abstract contract Escrow is IEscrow {
         uint256 request = _withdrawals[payer][token];
         if (request == 0) return;
         uint256 since = (request >> DEPOSITED_SHIFT) + amount;
-        if (since >> (256 - DEPOSITED_SHIFT) != 0) revert PendingWithdrawalDepositsOverflow(since);
+        if (since >> (256 - DEPOSITED_SHIFT) != 0) revert PendingWithdrawalDepositsOverflow();
         // Cannot overflow: since fits the top 88 bits (checked above).
         unchecked {
             _withdrawals[payer][token] = request + (amount << DEPOSITED_SHIFT);

@@ -56,11 +56,10 @@ abstract contract Lanes is Settlement, ILanes {
     function requestLaneClose(address provider, address token) external {
         uint256 readyAt = block.timestamp + NOTICE_PERIOD;
         uint256 lane = _lanes[msg.sender][provider][token];
-        uint256 funds = lane.funds();
         // What the close may return is fixed now, so every unit it returns was in the lane for the
         // whole notice period: funds added later stay in the lane (see `closeLane`).
-        _laneCloses[msg.sender][provider][token] = readyAt | ((lane.claimed() + funds) << 40);
-        emit LaneCloseRequested(msg.sender, provider, token, funds, readyAt, readyAt + WITHDRAWAL_WINDOW);
+        _laneCloses[msg.sender][provider][token] = readyAt | ((lane.claimed() + lane.funds()) << 40);
+        emit LaneCloseRequested(msg.sender, provider, token, readyAt, readyAt + WITHDRAWAL_WINDOW);
     }
 
     /// @inheritdoc ILanes
@@ -86,7 +85,7 @@ abstract contract Lanes is Settlement, ILanes {
         }
         _lanes[msg.sender][provider][token] = LaneState.pack(claimed, funds, lane.uncollected());
         delete _laneCloses[msg.sender][provider][token];
-        emit LaneClosed(msg.sender, provider, token, to, amount, funds);
+        emit LaneClosed(msg.sender, provider, token, to, amount);
         if (amount != 0) _send(token, to, amount);
     }
 

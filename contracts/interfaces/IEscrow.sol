@@ -25,9 +25,9 @@ interface IEscrow is ISignatureErrors {
     error NoticePeriodActive(uint256 readyAt);
     /// @notice `withdraw` was called after the request's window closed; request again.
     error WithdrawalLapsed(uint256 expiredAt);
-    /// @notice Deposits made while a withdrawal request is pending would exceed the 88 bits tracking
-    /// them (`depositedSince`); cancel the request (or execute it) first.
-    error PendingWithdrawalDepositsOverflow(uint256 depositedSince);
+    /// @notice Deposits made while a withdrawal request is pending would exceed the 2^88 - 1 units
+    /// tracked for it (`depositedSince`); cancel the request (or execute it) first.
+    error PendingWithdrawalDepositsOverflow();
     /// @notice Native ETH could not be delivered to `to`.
     error EthTransferFailed(address to);
     /// @notice The notice period given at deployment is zero or above `MAX_NOTICE_PERIOD`.

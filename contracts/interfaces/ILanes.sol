@@ -43,21 +43,14 @@ interface ILanes {
         address indexed payer, address indexed provider, address indexed token, address from, uint256 amount, uint256 funds
     );
     /// @notice `payer` may close the lane from `readyAt` until `expiresAt` (exclusive); the close
-    /// returns at most `funds` (the lane's funds now) less what is claimed from the lane meanwhile.
-    /// Replaces any earlier request.
+    /// returns at most the lane's funds now (as the logs before this one left them) less what is
+    /// claimed from the lane meanwhile. Replaces any earlier request.
     event LaneCloseRequested(
-        address indexed payer,
-        address indexed provider,
-        address indexed token,
-        uint256 funds,
-        uint256 readyAt,
-        uint256 expiresAt
+        address indexed payer, address indexed provider, address indexed token, uint256 readyAt, uint256 expiresAt
     );
     /// @notice The lane was closed: `amount` (what was left of the funds under notice) was sent to
-    /// `to`; the lane now holds `funds` (what was added after the close request); the request is consumed.
-    event LaneClosed(
-        address indexed payer, address indexed provider, address indexed token, address to, uint256 amount, uint256 funds
-    );
+    /// `to` and left the lane's funds; what was added after the close request stays; the request is consumed.
+    event LaneClosed(address indexed payer, address indexed provider, address indexed token, address to, uint256 amount);
     /// @notice A lane claim call paid and skipped the lane vouchers described by the packed log data.
     event LanesClaimed(address indexed provider, address indexed token);
     /// @notice The provider collected the uncollected claims of the lanes in the packed log data.
