@@ -9,6 +9,7 @@ import { reasonsOf } from "../helpers/logs";
 import { encodePacked, signLaneVoucher, signRequest } from "@preflight/sdk";
 import { Reason, terms, TX_GAS_CAP } from "../helpers/security";
 import type { HostileWallet1271 } from "../../typechain-types";
+import { underCoverage } from "../helpers/timeouts";
 
 const Mode = { Honest: 0, BurnGas: 3 } as const;
 
@@ -93,7 +94,9 @@ describe("Security review v2: findings, fixed", function () {
     const tx = await preflight.connect(provider).settleBatch(token, [honest, ...hostile], { gasLimit: TX_GAS_CAP });
     expect(await preflight.earningsOf(provider.address, token)).to.equal(honest.price);
     // One check ran to its 200,000 cap; the other 89 items cost no call.
-    expect((await tx.wait())!.gasUsed).to.be.lessThan(2_000_000n);
+    const { gasUsed } = (await tx.wait())!;
+    // A gas bound means nothing on instrumented bytecode (the coverage run); the behaviour above holds there too.
+    if (!underCoverage()) expect(gasUsed).to.be.lessThan(2_000_000n);
     expect(await reasonsOf(tx)).to.deep.equal([Reason.Settled, ...hostile.map(() => Reason.InvalidSigner)].map(Number));
   });
 
