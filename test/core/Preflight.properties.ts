@@ -1,5 +1,5 @@
 /**
- * One test per property under "Properties that must hold" in DESIGN.md. Each test is written so that it
+ * One test per property under "Properties and where they are tested" in SECURITY.md. Each test is written so that it
  * fails if its property breaks; the deep adversarial suite lives elsewhere (test/security).
  */
 import { expectBatchTotals } from "../helpers/logs";
