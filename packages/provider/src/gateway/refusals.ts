@@ -40,7 +40,7 @@ const CONTRACT_SENTENCES: Record<Reason, string> = {
   [Reason.InsufficientBalance]: "the payer's escrow balance does not cover this payment: deposit more",
   [Reason.NothingToClaim]: "the voucher does not raise its channel above what it already paid",
   [Reason.TokenMismatch]: "the payment is in a token this gateway does not accept",
-  [Reason.NonceOutOfRange]: "the nonce is too far above the payer's nonce window: sign with a nonce from NonceAllocator",
+  [Reason.NonceOutOfRange]: "the nonce is 2^64 or more (nonces are 64-bit on chain): sign with a smaller nonce",
 };
 
 // Refusals that a new signature or a deposit can cure are 402; those that say the key may not pay
