@@ -7,6 +7,7 @@ import {Escrow} from "./Escrow.sol";
 import {InferencePermissions} from "./InferencePermissions.sol";
 import {PayerAccount} from "./libraries/PayerAccount.sol";
 import {PackedRequests} from "./libraries/PackedRequests.sol";
+import {PayerSignedRun} from "./libraries/PayerSignedRun.sol";
 import {PreflightHash} from "./libraries/PreflightHash.sol";
 import {SettlementLog} from "./libraries/SettlementLog.sol";
 import {SignatureVerification} from "./libraries/SignatureVerification.sol";
@@ -203,27 +204,44 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
         uint256 account = PayerAccount.load(slot);
         uint256 loaded = account;
+        uint256 at = offset + PackedRequests.GROUP_HEADER;
         // Cannot overflow: `at` is bounded by `end` (checked above), nonces by MAX_NONCE, totals are
-        // sums of 96-bit prices.
+        // sums of 96-bit prices (and `settled` counts fewer than 2^16 of them).
         unchecked {
-            for (uint256 at = offset + PackedRequests.GROUP_HEADER; at < end; at += PackedRequests.ITEM) {
-                Reason reason = Reason.Expired;
+            if (expired) {
+                for (; at < end; at += PackedRequests.ITEM) {
+                    SettlementLog.appendTag(log, uint256(Reason.Expired), address(0));
+                }
+            }
+            while (at < end) {
+                // The common case (signed by the payer, balance and nonce fine) in one assembly loop,
+                // which stops at the first item it does not accept...
+                uint256 settled;
+                bytes32 digest;
+                address signer;
+                (at, account, nonce, settled, digest, signer) =
+                    PayerSignedRun.run(packed, at, end, buffer, separator, payer, price, account, nonce, log);
+                total += settled * price;
+                if (at == end) break;
+                // ...and that item goes to the shared rules, with its signature recovered once.
+                Reason reason;
                 address delegate;
-                if (!expired) {
-                    (bytes32 digest, address signer) =
-                        SignatureVerification.recoverPackedItem(buffer, separator, nonce, PackedRequests.itemOffset(packed, at));
-                    if (signer == payer && signer != address(0)) {
-                        // The common case, signed by the payer: only balance and nonce are left to check.
-                        (reason, account) = _debitAuthorized(account, payer, token, price, nonce, false);
-                    } else {
-                        // Anything else (a delegate, a contract payer, a bad signature) takes the general path.
-                        (, bytes calldata signature) = PackedRequests.item(packed, at);
-                        (reason, account, delegate) = _debit(account, payer, token, model, price, nonce, digest, signature, false);
-                    }
+                if (signer == payer && signer != address(0)) {
+                    // Signed by the payer: only balance and nonce are left to check.
+                    (reason, account) = _debitAuthorized(account, payer, token, price, nonce, false);
+                } else {
+                    (, bytes calldata signature) = PackedRequests.item(packed, at);
+                    // A zero signer (high s or failed recovery) is recovered again to say why.
+                    Reason recovered;
+                    if (signer == address(0)) (, recovered) = SignatureVerification.recover(digest, signature);
+                    (reason, account, delegate) = _debitRecovered(
+                        account, payer, token, model, price, nonce, digest, signature, signer, recovered, false
+                    );
                 }
                 if (reason == Reason.Settled) total += price;
                 SettlementLog.appendTag(log, uint256(reason), delegate);
                 ++nonce;
+                at += PackedRequests.ITEM;
             }
         }
         if (account != loaded) PayerAccount.store(slot, account);

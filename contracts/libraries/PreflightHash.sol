@@ -33,7 +33,7 @@ library PreflightHash {
         }
     }
 
-    /// @notice Allocates a request buffer for `SignatureVerification.recoverPackedItem`, so a packed batch writes the fields its
+    /// @notice Allocates a request buffer for `PayerSignedRun.run`, so a packed batch writes the fields its
     /// requests share once: provider and token here, the rest per section and per group.
     function allocateRequestBuffer(address provider, address token) internal pure returns (uint256 buffer) {
         assembly ("memory-safe") {

@@ -47,42 +47,6 @@ library SignatureVerification {
         return recover(digest, v, r, s);
     }
 
-    /// @notice The hot path of a packed request: hashes the Request in `buffer` (see
-    /// `PreflightHash.allocateRequestBuffer`) with `nonce` and the item's input hash, builds the
-    /// EIP-712 digest under `separator`, and recovers the item's 64-byte EIP-2098 signature, in one
-    /// pass over memory. The item at calldata offset `item` is inputHash (32) . r (32) . vs (32).
-    /// Same rules as `recover`: a high s or a failed recovery yields signer 0 (`ok` false), and the
-    /// caller then takes the general path with `digest`.
-    function recoverPackedItem(uint256 buffer, bytes32 separator, uint256 nonce, uint256 item)
-        internal
-        view
-        returns (bytes32 digest, address signer)
-    {
-        assembly ("memory-safe") {
-            mstore(add(buffer, 0xc0), nonce) // Request.nonce
-            mstore(add(buffer, 0x100), calldataload(item)) // Request.inputHash
-            let structHash := keccak256(buffer, 0x120) // hashStruct(Request)
-            let m := mload(0x40) // scratch below overwrites the free memory pointer: keep it
-            mstore(0x00, 0x1901) // lands in bytes 30..31 of word 0
-            mstore(0x20, separator)
-            mstore(0x40, structHash)
-            digest := keccak256(0x1e, 0x42) // "\x19\x01" ++ separator ++ structHash
-            let vs := calldataload(add(item, 0x40))
-            let s := shr(1, shl(1, vs)) // EIP-2098: vs without its top bit is s
-            // A high s is malleable: leave signer 0 and let the general path say why.
-            if iszero(gt(s, HALF_ORDER)) {
-                mstore(0x00, digest)
-                mstore(0x20, add(shr(255, vs), 27)) // v = 27 + the top bit of vs
-                mstore(0x40, calldataload(add(item, 0x20))) // r
-                mstore(0x60, s)
-                pop(staticcall(gas(), 0x01, 0x00, 0x80, 0x00, 0x20)) // ecrecover
-                signer := mul(mload(0x00), eq(returndatasize(), 0x20)) // 0 when it failed
-                mstore(0x60, 0) // restore the zero slot
-            }
-            mstore(0x40, m) // restore the free memory pointer
-        }
-    }
-
     /// @notice Recovers the signer of (v, r, s) over `digest`, refusing a high s.
     function recover(bytes32 digest, uint256 v, bytes32 r, bytes32 s) internal view returns (address signer, Reason reason) {
         if (uint256(s) > HALF_ORDER) return (address(0), Reason.SignatureMalleable);
