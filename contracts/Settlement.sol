@@ -64,8 +64,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         // Every byte of log data is paid for by at least one byte of `packed` (an item of 96 bytes
         // logs at most 21, a group header of 30 bytes logs 42 with its first item's 96).
         uint256 log = SettlementLog.allocate(length);
-        uint256 buffer = PreflightHash.allocateRequestBuffer(msg.sender, token);
-        bytes32 separator = DOMAIN_SEPARATOR();
+        uint256 buffer = PreflightHash.allocateRequestBuffer(msg.sender, token, DOMAIN_SEPARATOR());
         uint256 total;
         uint256 offset;
         while (offset < length) {
@@ -77,7 +76,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             offset += PackedRequests.SECTION_HEADER;
             for (uint256 g; g < groups; ++g) {
                 uint256 groupTotal;
-                (groupTotal, offset) = _settleGroup(token, packed, offset, model, price, expired, buffer, separator, log);
+                (groupTotal, offset) = _settleGroup(token, packed, offset, model, price, expired, buffer, log);
                 // Cannot overflow: a sum of 96-bit prices over fewer than 2^64 items.
                 unchecked {
                     total += groupTotal;
@@ -191,7 +190,6 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         uint256 price,
         bool expired,
         uint256 buffer,
-        bytes32 separator,
         uint256 log
     ) private returns (uint256 total, uint256 end) {
         if (offset + PackedRequests.GROUP_HEADER > packed.length) revert MalformedPackedBatch(offset);
@@ -217,34 +215,58 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 // The common case (signed by the payer, balance and nonce fine) in one assembly loop,
                 // which stops at the first item it does not accept...
                 uint256 settled;
-                bytes32 digest;
                 address signer;
-                (at, account, nonce, settled, digest, signer) =
-                    PayerSignedRun.run(packed, at, end, buffer, separator, payer, price, account, nonce, log);
+                (settled, account, signer) = PayerSignedRun.run(
+                    PackedRequests.itemOffset(packed, at), PackedRequests.itemOffset(packed, end), buffer, payer, price, account, nonce, log
+                );
                 total += settled * price;
+                nonce += settled;
+                at += settled * PackedRequests.ITEM;
                 if (at == end) break;
                 // ...and that item goes to the shared rules, with its signature recovered once.
-                Reason reason;
-                address delegate;
-                if (signer == payer && signer != address(0)) {
-                    // Signed by the payer: only balance and nonce are left to check.
-                    (reason, account) = _debitAuthorized(account, payer, token, price, nonce, false);
-                } else {
-                    (, bytes calldata signature) = PackedRequests.item(packed, at);
-                    // A zero signer (high s or failed recovery) is recovered again to say why.
-                    Reason recovered;
-                    if (signer == address(0)) (, recovered) = SignatureVerification.recover(digest, signature);
-                    (reason, account, delegate) = _debitRecovered(
-                        account, payer, token, model, price, nonce, digest, signature, signer, recovered, false
-                    );
-                }
-                if (reason == Reason.Settled) total += price;
-                SettlementLog.appendTag(log, uint256(reason), delegate);
+                uint256 price_;
+                (price_, account) = _settleStopped(token, packed, at, model, price, buffer, payer, account, nonce, signer, log);
+                total += price_;
                 ++nonce;
                 at += PackedRequests.ITEM;
             }
         }
         if (account != loaded) PayerAccount.store(slot, account);
+    }
+
+    /// @dev Settles the packed item at `at` that `PayerSignedRun.run` stopped at (ECDSA signer `signer`,
+    /// digest in `buffer`) by the shared rules, and logs its tag.
+    /// @return settledPrice `price` when settled, else 0
+    /// @return updated the account after it
+    function _settleStopped(
+        address token,
+        bytes calldata packed,
+        uint256 at,
+        bytes32 model,
+        uint256 price,
+        uint256 buffer,
+        address payer,
+        uint256 account,
+        uint256 nonce,
+        address signer,
+        uint256 log
+    ) private returns (uint256 settledPrice, uint256 updated) {
+        Reason reason;
+        address delegate;
+        bytes32 digest = PayerSignedRun.stoppedDigest(buffer);
+        if (signer == payer && signer != address(0)) {
+            // Signed by the payer: only balance and nonce are left to check.
+            (reason, updated) = _debitAuthorized(account, payer, token, price, nonce, false);
+        } else {
+            (, bytes calldata signature) = PackedRequests.item(packed, at);
+            // A zero signer (high s or failed recovery) is recovered again to say why.
+            Reason recovered;
+            if (signer == address(0)) (, recovered) = SignatureVerification.recover(digest, signature);
+            (reason, updated, delegate) =
+                _debitRecovered(account, payer, token, model, price, nonce, digest, signature, signer, recovered, false);
+        }
+        if (reason == Reason.Settled) settledPrice = price;
+        SettlementLog.appendTag(log, uint256(reason), delegate);
     }
 
     /// @dev The checks of a request after its deadline, in order: signer (payer, delegate within its

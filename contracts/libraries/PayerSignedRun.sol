@@ -21,92 +21,83 @@ library PayerSignedRun {
     /// @dev A nonce word with every bit used.
     uint256 private constant FULL_WORD = 0xffffffffffffffff;
 
-    /// @notice Settles the items of `packed` from relative offset `at` up to `end` while each is
-    /// accepted (see the contract's notes), for `payer` at `price`, from nonce `nonce` on.
-    /// @param buffer the Request buffer with every field but nonce and inputHash set (see
-    /// `PreflightHash.allocateRequestBuffer`)
-    /// @param separator the EIP-712 domain separator
+    /// @notice Settles the items from calldata offset `start` up to `last` while each is accepted (see
+    /// the notes above), for `payer` at `price`, from nonce `nonce` on.
+    /// @param buffer the Request buffer with every field but nonce and inputHash set, followed by the
+    /// digest and ecrecover scratch (see `PreflightHash.allocateRequestBuffer`)
+    /// @param payer the group's payer (as in the buffer)
+    /// @param price the section's price (as in the buffer)
     /// @param account the payer's account word (see `PayerAccount`)
     /// @param log the settlement log (see `SettlementLog`): each settled item appends tag 0 (one byte)
-    /// @return stopAt the offset of the first item not settled (`end` when all were)
+    /// @return settled how many items were settled: the first not settled is item `settled`, with
+    /// nonce `nonce + settled`
     /// @return updated `account` with the settled items' nonces used and prices debited
-    /// @return nextNonce the nonce of the item at `stopAt`
-    /// @return settled how many items were settled
-    /// @return digest the EIP-712 digest of the item at `stopAt` (meaningless when `stopAt == end`)
-    /// @return signer the ECDSA signer of the item at `stopAt`, 0 for a high s or a failed recovery
-    function run(
-        bytes calldata packed,
-        uint256 at,
-        uint256 end,
-        uint256 buffer,
-        bytes32 separator,
-        address payer,
-        uint256 price,
-        uint256 account,
-        uint256 nonce,
-        uint256 log
-    )
+    /// @return signer the ECDSA signer of the first item not settled, 0 for a high s or a failed
+    /// recovery (meaningless when all were settled); its digest is `stoppedDigest(buffer)`
+    function run(uint256 start, uint256 last, uint256 buffer, address payer, uint256 price, uint256 account, uint256 nonce, uint256 log)
         internal
         view
-        returns (uint256 stopAt, uint256 updated, uint256 nextNonce, uint256 settled, bytes32 digest, address signer)
+        returns (uint256 settled, uint256 updated, address signer)
     {
         assembly ("memory-safe") {
-            let m := mload(0x40) // scratch below overwrites the free memory pointer: keep it
-            let tags := add(add(log, 0x20), mload(log)) // where the next tag byte goes
-            let funds := and(account, BALANCE_MASK) // bits 0..127
-            let window := and(shr(128, account), FULL_WORD) // bits 128..191: the window's word index
             let bits := shr(192, account) // bits 192..255: the window's used nonces
-            let p := add(packed.offset, at) // absolute calldata offset of the item
-            let last := add(packed.offset, end) // absolute end of the group's items
+            // How many items balance and nonce window allow at most, so the loop checks neither:
+            // nonces are consecutive, so they stay in the window's word for 64 - (nonce % 64) items,
+            // and the balance pays floor(funds / price) of them (any number at price 0). None when
+            // the payer is zero or the nonce is not in the window's word (bits 128..191).
+            let limit := start // items at or past this stop the loop
+            if and(iszero(iszero(payer)), eq(shr(6, nonce), and(shr(128, account), FULL_WORD))) {
+                let allowed := sub(64, and(nonce, 63)) // items left in the window's word
+                if price {
+                    let affordable := div(and(account, BALANCE_MASK), price) // items the balance pays for
+                    if lt(affordable, allowed) { allowed := affordable } // the smaller bound
+                }
+                limit := add(start, mul(allowed, 0x60)) // 96 bytes an item
+            }
+            let mask := shl(and(nonce, 63), 1) // the first nonce's bit in the window word
+            let p := start // the current item
             for {} lt(p, last) {} {
                 mstore(add(buffer, 0xc0), nonce) // Request.nonce
                 mstore(add(buffer, 0x100), calldataload(p)) // Request.inputHash: item bytes 0..31
-                let structHash := keccak256(buffer, 0x120) // hashStruct(Request)
-                mstore(0x00, 0x1901) // lands in bytes 30..31 of word 0
-                mstore(0x20, separator) // domain separator
-                mstore(0x40, structHash) // struct hash
-                digest := keccak256(0x1e, 0x42) // "\x19\x01" ++ separator ++ structHash
+                mstore(add(buffer, 0x160), keccak256(buffer, 0x120)) // hashStruct(Request)
+                mstore(add(buffer, 0x180), keccak256(add(buffer, 0x13e), 0x42)) // digest: "\x19\x01" ++ separator ++ structHash
                 let vs := calldataload(add(p, 0x40)) // item bytes 64..95: EIP-2098 vs
+                mstore(add(buffer, 0x1a0), add(shr(255, vs), 27)) // v = 27 + the top bit of vs
+                mstore(add(buffer, 0x1c0), calldataload(add(p, 0x20))) // r: item bytes 32..63
                 let s := shr(1, shl(1, vs)) // vs without its top bit is s
-                signer := 0 // stays 0 for a high s (malleable) or a failed recovery
-                if iszero(gt(s, HALF_ORDER)) {
-                    mstore(0x00, digest) // ecrecover input: digest
-                    mstore(0x20, add(shr(255, vs), 27)) // v = 27 + the top bit of vs
-                    mstore(0x40, calldataload(add(p, 0x20))) // r: item bytes 32..63
-                    mstore(0x60, s) // s (overwrites the zero slot, restored below)
-                    pop(staticcall(gas(), 0x01, 0x00, 0x80, 0x00, 0x20)) // ecrecover precompile
-                    signer := mul(mload(0x00), eq(returndatasize(), 0x20)) // 0 when it returned nothing
-                    mstore(0x60, 0) // restore the zero slot
-                }
-                let mask := shl(and(nonce, 63), 1) // the nonce's bit in its word
+                mstore(add(buffer, 0x1e0), s) // s
+                mstore(0x00, 0) // no stale signer if the precompile returns nothing
+                pop(staticcall(gas(), 0x01, add(buffer, 0x180), 0x80, 0x00, 0x20)) // ecrecover(digest, v, r, s)
+                signer := mul(mload(0x00), iszero(gt(s, HALF_ORDER))) // 0 when it failed or s is high (malleable)
                 let newBits := or(bits, mask) // the window with this nonce used
-                // Accept only: signed by the payer (non-zero), balance >= price, the nonce in the
-                // window word, unused, and not filling the word. Anything else goes to the rules.
+                // Accept only: signed by the payer (not zero, checked above) with a low s, within
+                // balance and window (`limit`), the nonce unused, and not filling the word.
                 if iszero(
                     and(
-                        and(eq(signer, payer), iszero(iszero(signer))), // signed by the payer
-                        and(
-                            iszero(lt(funds, price)), // balance >= price
-                            and(
-                                eq(shr(6, nonce), window), // nonce in the window's word
-                                and(iszero(and(bits, mask)), iszero(eq(newBits, FULL_WORD))) // unused, word not filled
-                            )
-                        )
+                        and(eq(signer, payer), lt(p, limit)), // the payer's signature, within bounds
+                        and(iszero(and(bits, mask)), lt(newBits, FULL_WORD)) // unused, word not filled
                     )
                 ) { break }
                 bits := newBits // use the nonce
-                funds := sub(funds, price) // cannot underflow: balance >= price checked above
-                mstore8(tags, 0) // tag 0: settled, signed by the payer
-                tags := add(tags, 1) // next tag byte
-                settled := add(settled, 1) // one more settled; cannot overflow (fewer than 2^16 items)
+                mask := shl(1, mask) // the next nonce's bit (the limit stops the loop past bit 63)
                 nonce := add(nonce, 1) // the group's next nonce; stays 64-bit (checked by the caller)
                 p := add(p, 0x60) // next item (96 bytes)
             }
-            mstore(0x40, m) // restore the free memory pointer
-            mstore(log, sub(tags, add(log, 0x20))) // the log's new length
-            stopAt := sub(p, packed.offset) // back to an offset relative to `packed`
-            nextNonce := nonce // the nonce of the item at `stopAt`
-            updated := or(or(funds, shl(128, window)), shl(192, bits)) // repack (unchanged fields as loaded)
+            settled := div(sub(p, start), 0x60) // items settled
+            // Tag 0 (settled, signed by the payer) for each: zero the log's next `settled` bytes a
+            // word at a time (bytes past the log's end are scratch the next append overwrites).
+            let tags := add(add(log, 0x20), mload(log)) // where the first tag goes
+            for { let q := tags } lt(q, add(tags, settled)) { q := add(q, 0x20) } { mstore(q, 0) } // zero words
+            mstore(log, add(mload(log), settled)) // the log's new length
+            // Cannot underflow: settled <= balance / price. The window's word index is unchanged.
+            updated := or(sub(and(account, not(shl(192, FULL_WORD))), mul(settled, price)), shl(192, bits))
+        }
+    }
+
+    /// @notice The digest of the first item `run` did not settle (it leaves it in the buffer).
+    function stoppedDigest(uint256 buffer) internal pure returns (bytes32 digest) {
+        assembly ("memory-safe") {
+            digest := mload(add(buffer, 0x180)) // the ecrecover input's first word
         }
     }
 }

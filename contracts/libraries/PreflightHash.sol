@@ -33,15 +33,24 @@ library PreflightHash {
         }
     }
 
-    /// @notice Allocates a request buffer for `PayerSignedRun.run`, so a packed batch writes the fields its
-    /// requests share once: provider and token here, the rest per section and per group.
-    function allocateRequestBuffer(address provider, address token) internal pure returns (uint256 buffer) {
+    /// @notice Allocates a request buffer for `PayerSignedRun.run`, so a packed batch writes the fields
+    /// its requests share once: provider and token here, the rest per section and per group. The 9
+    /// words of a Request struct encoding are followed by the digest input ("\x19\x01" in the last
+    /// two bytes of a word, then `separator` and a word for the struct hash) and 4 words for the
+    /// ecrecover input (digest, v, r, s).
+    function allocateRequestBuffer(address provider, address token, bytes32 separator)
+        internal
+        pure
+        returns (uint256 buffer)
+    {
         assembly ("memory-safe") {
             buffer := mload(0x40)
-            mstore(0x40, add(buffer, 0x120)) // claim the 9 words of a Request struct encoding
+            mstore(0x40, add(buffer, 0x200)) // claim 9 + 3 + 4 words
             mstore(buffer, REQUEST_TYPEHASH)
             mstore(add(buffer, 0x40), provider)
             mstore(add(buffer, 0x60), token)
+            mstore(add(buffer, 0x120), 0x1901) // lands in bytes 30..31 of the word
+            mstore(add(buffer, 0x140), separator)
         }
     }
 
