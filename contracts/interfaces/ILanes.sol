@@ -11,9 +11,10 @@ import {LaneVoucher} from "./IPreflightTypes.sol";
 /// its earnings with `collectLanes` (any time, for many lanes at once), so the claim does not touch
 /// the provider's earnings slot. The payer gets the remaining funds only by closing the lane,
 /// `NOTICE_PERIOD` after asking, within `WITHDRAWAL_WINDOW` (then the close request lapses); the
-/// close never takes what was claimed. Funding a lane cancels a pending close, so a close cannot be
-/// armed before a deposit. A lane's claimed total never decreases, even across a close and a
-/// re-opening, so no voucher pays twice.
+/// close never takes what was claimed. Funding a lane never cancels a pending close, and a close
+/// cannot be armed before a deposit: it returns at most the lane's funds when it was requested (see
+/// `requestLaneClose`), so funds added later stay in the lane. A lane's claimed total never
+/// decreases, even across a close and a re-opening, so no voucher pays twice.
 ///
 /// LOGS. `LanesClaimed` data is NOT ABI-encoded: it is packed claims back to back, big-endian:
 ///
