@@ -192,10 +192,15 @@ export function gapNotes(rows: Row[]): string {
       );
       continue;
     }
+    const why = t.scenario.includes("delegate")
+      ? "A delegate's item takes the shared Solidity rules (the grant check reads and writes the grant's hot slot: the `permission` step); " +
+        "what stands between is the `rest` step around them (dispatch, ABI decoding, the stack and control flow of the shared check functions)."
+      : "Payer-signed items already settle in one assembly loop (`PayerSignedRun`); what stands between is the `rest` step's fixed cost per call and per group " +
+        "(dispatch and ABI decoding, section and group header parsing, the account slot's key, and the Solidity frame around the loop, whose variables via-IR " +
+        "moves to memory for stack depth), which only moving the group handling into assembly as well would shrink (see docs/lanes.md).";
     notes.push(
       `- **${t.scenario}**: measured ${t.figure}, target ${t.target}, floor ${floors[t.scenario] ?? "-"}${gap}. ${steps}. ` +
-        "Storage, signature recovery and calldata are at their floor; what stands between is the `rest` step (Solidity dispatch, stack and control flow of the shared check functions), " +
-        "which a hand-written assembly loop for the payer-signed case would shrink (see docs/lanes.md).",
+        "Storage, signature recovery and calldata are at their floor. " + why,
     );
   }
   return notes.join("\n");
