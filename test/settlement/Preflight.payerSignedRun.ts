@@ -91,7 +91,7 @@ describe("Preflight settlePacked: the payer-signed fast path accepts exactly wha
     for (let n = 130n; n < 133n; n++) items.push(await f.item(f.payer, { nonce: n }));
     const { reasons, state } = await f.bothWays(items);
     expect(reasons).to.deep.equal(Array(3).fill(SETTLED));
-    expect(state[4]).to.equal(0b111n); // word 2: nonces 130..132
+    expect(state[4]).to.equal(0b11100n); // word 2: nonces 130..132 (bits 2..4)
   });
 
   it("hands a stranger's or a delegate's item in a run to the rules, then resumes", async function () {
