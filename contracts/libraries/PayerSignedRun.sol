@@ -34,6 +34,10 @@ library PayerSignedRun {
     /// @return updated `account` with the settled items' nonces used and prices debited
     /// @return signer the ECDSA signer of the first item not settled, 0 for a high s or a failed
     /// recovery (meaningless when all were settled); its digest is `stoppedDigest(buffer)`
+    /// @dev The loop checks neither balance nor window: `limit` bounds it by both, computed once.
+    /// Nonces are consecutive, so they stay in the window's word for 64 - (nonce % 64) items, and the
+    /// balance pays floor(balance / price) of them (any number at price 0). No item is within the
+    /// limit when the payer is zero or the nonce is not in the window's word (bits 128..191).
     function run(uint256 start, uint256 last, uint256 buffer, address payer, uint256 price, uint256 account, uint256 nonce, uint256 log)
         internal
         view
@@ -41,14 +45,10 @@ library PayerSignedRun {
     {
         assembly ("memory-safe") {
             let bits := shr(192, account) // bits 192..255: the window's used nonces
-            // How many items balance and nonce window allow at most, so the loop checks neither:
-            // nonces are consecutive, so they stay in the window's word for 64 - (nonce % 64) items,
-            // and the balance pays floor(funds / price) of them (any number at price 0). None when
-            // the payer is zero or the nonce is not in the window's word (bits 128..191).
             let limit := start // items at or past this stop the loop
-            if and(iszero(iszero(payer)), eq(shr(6, nonce), and(shr(128, account), FULL_WORD))) {
+            if and(iszero(iszero(payer)), eq(shr(6, nonce), and(shr(128, account), FULL_WORD))) { // a payer, nonce in the window
                 let allowed := sub(64, and(nonce, 63)) // items left in the window's word
-                if price {
+                if price { // at price 0 the balance bounds nothing
                     let affordable := div(and(account, BALANCE_MASK), price) // items the balance pays for
                     if lt(affordable, allowed) { allowed := affordable } // the smaller bound
                 }
@@ -56,7 +56,7 @@ library PayerSignedRun {
             }
             let mask := shl(and(nonce, 63), 1) // the first nonce's bit in the window word
             let p := start // the current item
-            for {} lt(p, last) {} {
+            for {} lt(p, last) {} { // every item of the group, unless one stops the run
                 mstore(add(buffer, 0xc0), nonce) // Request.nonce
                 mstore(add(buffer, 0x100), calldataload(p)) // Request.inputHash: item bytes 0..31
                 mstore(add(buffer, 0x160), keccak256(buffer, 0x120)) // hashStruct(Request)
@@ -72,12 +72,7 @@ library PayerSignedRun {
                 let newBits := or(bits, mask) // the window with this nonce used
                 // Accept only: signed by the payer (not zero, checked above) with a low s, within
                 // balance and window (`limit`), the nonce unused, and not filling the word.
-                if iszero(
-                    and(
-                        and(eq(signer, payer), lt(p, limit)), // the payer's signature, within bounds
-                        and(iszero(and(bits, mask)), lt(newBits, FULL_WORD)) // unused, word not filled
-                    )
-                ) { break }
+                if iszero(and(and(eq(signer, payer), lt(p, limit)), and(iszero(and(bits, mask)), lt(newBits, FULL_WORD)))) { break } // else the rules take it
                 bits := newBits // use the nonce
                 mask := shl(1, mask) // the next nonce's bit (the limit stops the loop past bit 63)
                 nonce := add(nonce, 1) // the group's next nonce; stays 64-bit (checked by the caller)
@@ -90,7 +85,7 @@ library PayerSignedRun {
             for { let q := tags } lt(q, add(tags, settled)) { q := add(q, 0x20) } { mstore(q, 0) } // zero words
             mstore(log, add(mload(log), settled)) // the log's new length
             // Cannot underflow: settled <= balance / price. The window's word index is unchanged.
-            updated := or(sub(and(account, not(shl(192, FULL_WORD))), mul(settled, price)), shl(192, bits))
+            updated := or(sub(and(account, not(shl(192, FULL_WORD))), mul(settled, price)), shl(192, bits)) // debited, new bitmap
         }
     }
 
