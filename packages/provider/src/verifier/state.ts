@@ -152,14 +152,17 @@ export class ChainState {
   setWord(payer: string, token: string, word: bigint, bits: bigint): void {
     const a = this.account(payer, token);
     const u = this.recording();
-    const k = accountKey(payer, token) + "|" + word.toString();
-    if (u !== undefined && !u.words.has(k)) u.words.set(k, a.words.get(word));
+    if (u !== undefined) {
+      const k = accountKey(payer, token) + "|" + word.toString();
+      if (!u.words.has(k)) u.words.set(k, a.words.get(word));
+    }
     a.words.set(word, bits);
   }
 
   /** Sets nonce bits known to be used on-chain (the word's other bits stay as known). */
   markNonces(payer: string, token: string, word: bigint, mask: bigint): void {
-    const known = this.accounts.get(accountKey(payer, token))?.words.get(word) ?? this.nonceWord(payer, token, word);
+    const a = this.accounts.get(accountKey(payer, token));
+    const known = a?.words.get(word) ?? (this.complete ? 0n : undefined);
     // An unknown word stays unknown: knowing some of its bits does not tell the others.
     if (known !== undefined) this.setWord(payer, token, word, known | mask);
   }
