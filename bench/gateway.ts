@@ -12,7 +12,9 @@
  * Each mode runs at full speed (throughput, latency under saturation), then at a fixed rate of half
  * of paid's maximum (added latency at half load). Each gateway is the CLI, in its own process,
  * against anvil; it settles in the background and on shutdown, and its settlement logs are read
- * back. Writes reports/gateway.json, reports/gateway.md and reports/gateway.svg.
+ * back. Writes cache/bench/gateway.{json,md,svg}; with BENCH_UPDATE=1 (`npm run bench:gateway:update`)
+ * the committed reports/gateway.json, reports/gateway.md and reports/gateway.svg instead. Prints each
+ * step as it starts ([k/n], with its duration) and its figures as it ends.
  *
  * Bounded: BENCH_GATEWAY_SECONDS per measured run (default 5), BENCH_GATEWAY_CONNECTIONS (32).
  */
@@ -63,6 +65,24 @@ function percentile(sorted: number[], q: number): number {
 }
 
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+
+// The measured runs and warm-ups of main(), for "[k/n]".
+const STEPS = 14;
+let step = 0;
+const runStarted = Date.now();
+
+/** One line per step, so a run of several minutes shows where it is. */
+function progress(label: string, seconds: number): void {
+  step++;
+  const elapsed = ((Date.now() - runStarted) / 1000).toFixed(0);
+  console.log(`[${step}/${STEPS}] ${label} (${seconds} s; ${elapsed} s elapsed)`);
+}
+
+/** `load` announced as one progress step. */
+function measured(label: string, url: string, body: string, seconds: number, rate: number | undefined, header?: (ctx: Record<string, unknown>) => string | undefined): Promise<RunResult> {
+  progress(label, seconds);
+  return load(url, body, seconds, rate, header);
+}
 
 /** One autocannon run; `headers()` gives each request's payment header (per connection context). */
 async function load(url: string, body: string, seconds: number, rate: number | undefined, header?: (ctx: Record<string, unknown>) => string | undefined): Promise<RunResult> {
@@ -213,6 +233,7 @@ async function main(): Promise<void> {
   }
   const digests = new DigestComputer({ chainId: 31337n, verifyingContract: contract });
   const perRun = MAX_RATE_GUESS * SECONDS;
+  console.log(`setup: anvil and deployment ready in ${((Date.now() - started) / 1000).toFixed(1)} s; pre-signing payments...`);
   const paidHeaders = presignRequests(payers[0]!, provider.address, token, digests, perRun * 2 + MAX_RATE_GUESS * WARMUP_SECONDS, 0n);
   const rpcHeaders = presignRequests(payers[1]!, provider.address, token, digests, 500 * (SECONDS * 2 + WARMUP_SECONDS), 0n);
   const laneVouchers = presignVouchers(payers[2]!, provider.address, token, digests, CONNECTIONS, Math.ceil((perRun * 2 + MAX_RATE_GUESS * WARMUP_SECONDS) / CONNECTIONS));
@@ -247,38 +268,38 @@ async function main(): Promise<void> {
   const meteredBody = BODY(METERED);
 
   // direct
-  await load(upstream.url, fixedBody, WARMUP_SECONDS, undefined);
-  max.direct = await load(upstream.url, fixedBody, SECONDS, undefined);
+  await measured("direct: warm-up", upstream.url, fixedBody, WARMUP_SECONDS, undefined);
+  max.direct = await measured("direct: max rate", upstream.url, fixedBody, SECONDS, undefined);
   console.log("direct", max.direct);
 
   // paid and metered: one gateway with payment on
   const paying = await spawnReady(gatewayArgs([]), env);
-  await load(paying.url, fixedBody, WARMUP_SECONDS, undefined, nextPaid);
-  max.paid = await load(paying.url, fixedBody, SECONDS, undefined, nextPaid);
+  await measured("paid: warm-up", paying.url, fixedBody, WARMUP_SECONDS, undefined, nextPaid);
+  max.paid = await measured("paid: max rate", paying.url, fixedBody, SECONDS, undefined, nextPaid);
   console.log("paid", max.paid);
-  max.metered = await load(paying.url, meteredBody, SECONDS, undefined, nextVoucher);
+  max.metered = await measured("metered: max rate", paying.url, meteredBody, SECONDS, undefined, nextVoucher);
   console.log("metered", max.metered);
   const halfRate = Math.max(1, Math.floor(max.paid.requestsPerSecond / 2));
-  half.paid = await load(paying.url, fixedBody, SECONDS, halfRate, nextPaid);
-  half.metered = await load(paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
+  half.paid = await measured(`paid: half load (${halfRate} req/s)`, paying.url, fixedBody, SECONDS, halfRate, nextPaid);
+  half.metered = await measured(`metered: half load (${halfRate} req/s)`, paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
   console.log("half load", halfRate, "paid", half.paid, "metered", half.metered);
   const payingExit = await paying.stop();
 
   // proxy: the same gateway with payment off
   const proxy = await spawnReady(gatewayArgs(["--payment", "off"]), env);
-  await load(proxy.url, fixedBody, WARMUP_SECONDS, undefined);
-  max.proxy = await load(proxy.url, fixedBody, SECONDS, undefined);
-  half.proxy = await load(proxy.url, fixedBody, SECONDS, halfRate);
+  await measured("proxy: warm-up", proxy.url, fixedBody, WARMUP_SECONDS, undefined);
+  max.proxy = await measured("proxy: max rate", proxy.url, fixedBody, SECONDS, undefined);
+  half.proxy = await measured(`proxy: half load (${halfRate} req/s)`, proxy.url, fixedBody, SECONDS, halfRate);
   console.log("proxy", max.proxy, "half", half.proxy);
   await proxy.stop();
-  half.direct = await load(upstream.url, fixedBody, SECONDS, halfRate);
+  half.direct = await measured(`direct: half load (${halfRate} req/s)`, upstream.url, fixedBody, SECONDS, halfRate);
 
   // rpcVerify: an eth_call simulation per call
   const facilitator = await spawnReady(gatewayArgs(["--preflight", "rpc"]), env);
-  await load(facilitator.url, fixedBody, WARMUP_SECONDS, undefined, nextRpc);
-  max.rpcVerify = await load(facilitator.url, fixedBody, SECONDS, undefined, nextRpc);
+  await measured("rpcVerify: warm-up", facilitator.url, fixedBody, WARMUP_SECONDS, undefined, nextRpc);
+  max.rpcVerify = await measured("rpcVerify: max rate", facilitator.url, fixedBody, SECONDS, undefined, nextRpc);
   const rpcHalfRate = Math.max(1, Math.floor(max.rpcVerify.requestsPerSecond / 2));
-  half.rpcVerify = await load(facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
+  half.rpcVerify = await measured(`rpcVerify: half load (${rpcHalfRate} req/s)`, facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
   console.log("rpcVerify", max.rpcVerify, "half", rpcHalfRate, half.rpcVerify);
   await facilitator.stop();
   await upstream.stop();
@@ -316,12 +337,19 @@ async function main(): Promise<void> {
     },
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
-  const dir = path.join(ROOT, "reports");
+  // Tracked files are rewritten only on request (npm run bench:gateway:update); otherwise cache/bench/.
+  const update = process.env.BENCH_UPDATE !== undefined;
+  const dir = update ? path.join(ROOT, "reports") : path.join(ROOT, "cache", "bench");
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, "gateway.json"), JSON.stringify(report, null, 2) + "\n");
   writeFileSync(path.join(dir, "gateway.md"), markdown(report));
   writeFileSync(path.join(dir, "gateway.svg"), svg(report));
   console.log(markdown(report));
+  console.log(
+    update
+      ? "Wrote reports/gateway.json, reports/gateway.md and reports/gateway.svg."
+      : "Wrote cache/bench/gateway.{json,md,svg}; tracked files are unchanged (npm run bench:gateway:update rewrites reports/gateway.*).",
+  );
 }
 
 type Report = {
