@@ -23,6 +23,7 @@ import {
   type PreflightScheme,
 } from "./protocol";
 import type { Hex, PaymentSigner } from "./signer";
+import { reasonSentence } from "../reasons";
 
 /** The `fetch` signature (what the `openai` client and others accept). */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -45,6 +46,12 @@ export interface PayingFetchOptions {
   now?: () => number;
   /** Called with every payment response the gateway sends (header or last stream event). */
   onPaymentResponse?: (response: PaymentResponse) => void;
+  /**
+   * What to do when the gateway refuses a payment this fetch signed (a 402/403 with a reason):
+   * `"return"` the response as it is (default), or `"throw"` a `PayingFetchError` `REFUSED` whose
+   * `refusal` names the reason code and its sentence (`readPaymentRefusal`).
+   */
+  onRefusal?: "return" | "throw";
 }
 
 /** What the paying fetch knows about one metered lane. */
@@ -66,12 +73,41 @@ export interface PayingFetch extends FetchLike {
 
 /** Why the paying fetch would not pay (the request was not sent with a payment). */
 export class PayingFetchError extends Error {
-  readonly code: "PRICE_ABOVE_LIMIT" | "LANE_LIMIT" | "UNSUPPORTED_BODY" | "NO_ACCEPTABLE_SCHEME" | "OVERCHARGED";
-  constructor(code: PayingFetchError["code"], message: string) {
+  readonly code: "PRICE_ABOVE_LIMIT" | "LANE_LIMIT" | "UNSUPPORTED_BODY" | "NO_ACCEPTABLE_SCHEME" | "OVERCHARGED" | "REFUSED";
+  /** `REFUSED`: what the gateway said (reason code, name, sentence). */
+  readonly refusal?: PaymentRefusal;
+  constructor(code: PayingFetchError["code"], message: string, refusal?: PaymentRefusal) {
     super(`${code}: ${message}`);
     this.name = "PayingFetchError";
     this.code = code;
+    this.refusal = refusal;
   }
+}
+
+/** Why a gateway refused a payment, as its 402/403 said. */
+export interface PaymentRefusal {
+  status: number;
+  /** The contract's reason code, or -1 for a reason the gateway decided itself (`name` says which). */
+  code: number;
+  name: string;
+  /** One sentence: the SDK's own for a contract code (`reasonSentence`), else the gateway's. */
+  message: string;
+}
+
+/**
+ * Reads a 402/403 of a Preflight gateway: why the payment was refused, or undefined when the
+ * response is not a refusal (a success, or a plain 402 asking for a first payment).
+ * @example
+ * const refusal = await readPaymentRefusal(response);
+ * if (refusal) console.error(`${refusal.name}: ${refusal.message}`);
+ */
+export async function readPaymentRefusal(response: Response): Promise<PaymentRefusal | undefined> {
+  if (response.status !== 402 && response.status !== 403) return undefined;
+  const required = await readRequired(response);
+  const reason = required?.reason;
+  if (!reason) return undefined;
+  const message = reason.code >= 0 ? reasonSentence(reason.code) : required.error;
+  return { status: response.status, code: reason.code, name: reason.name, message };
 }
 
 interface Lane {
@@ -254,8 +290,12 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
         if (owed > lane.owed) lane.owed = owed;
       }
       // A refusal (a reason code) of a payment that was already current is final: do not retry it.
-      if (upFront && required.reason && !(req.scheme === VOUCHER_SCHEME && lane && lane.owed > lane.signed)) return response;
-      response = await send(await paymentFor(key, req, body));
+      const final = upFront !== undefined && required.reason !== undefined && !(req.scheme === VOUCHER_SCHEME && lane && lane.owed > lane.signed);
+      if (!final) response = await send(await paymentFor(key, req, body));
+    }
+    if (options.onRefusal === "throw" && (response.status === 402 || response.status === 403)) {
+      const refusal = await readPaymentRefusal(response);
+      if (refusal) throw new PayingFetchError("REFUSED", `${refusal.name} (${refusal.code}): ${refusal.message}`, refusal);
     }
     return observe(key, response);
   };
