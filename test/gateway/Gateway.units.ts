@@ -28,12 +28,13 @@ describe("Gateway units", function () {
 
   describe("parsePayment", function () {
     const request = { payer: ADDRESS, token: ADDRESS, model: WORD, price: "10", nonce: "7", deadline: "99", inputHash: WORD, signature: SIG };
-    it("reads a request and a voucher into bigint items", function () {
+    it("reads a request and a lane voucher into bigint items", function () {
       const p = parsePayment(encodeHeader({ x402Version: 2, payload: { request } }));
       expect(p.scheme).to.equal("preflight-request");
       if (p.scheme === "preflight-request") expect(p.request).to.include({ price: 10n, nonce: 7n, deadline: 99n });
-      const v = parsePayment(encodeHeader({ x402Version: 2, payload: { voucher: { payer: ADDRESS, token: ADDRESS, model: WORD, channel: WORD, cumulativeAmount: "5", signature: SIG } } }));
-      expect(v.scheme).to.equal("preflight-voucher");
+      const v = parsePayment(encodeHeader({ x402Version: 2, payload: { laneVoucher: { payer: ADDRESS, token: ADDRESS, model: WORD, cumulativeAmount: "5", signature: SIG } } }));
+      expect(v.scheme).to.equal("preflight-lane");
+      if (v.scheme === "preflight-lane") expect(v.voucher).to.include({ cumulativeAmount: 5n });
     });
     it("names the malformed field instead of throwing", function () {
       for (const [field, value] of [["price", "-1"], ["price", "1e3"], ["nonce", "0x10"], ["payer", "0x12"], ["signature", "0x" + "11".repeat(63)]] as const) {

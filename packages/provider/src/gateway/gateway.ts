@@ -7,13 +7,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { keccak256Bytes, toHex } from "../crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import {
+  LANE_SCHEME,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   REQUEST_SCHEME,
   STREAM_PAYMENT_FIELD,
-  VOUCHER_SCHEME,
   X402_VERSION,
   caip2,
   encodeHeader,
@@ -24,6 +24,7 @@ import {
 } from "@preflight/sdk/fetch";
 import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
 import { GatewayMetrics } from "./metrics";
+import { laneFundsPool } from "./memoryStore";
 import { parsePayment } from "./payment";
 import { meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
@@ -48,7 +49,7 @@ export interface GatewayOptions {
   settlement: SettlementQueue;
   /** Metered: unpaid amount a lane may run up before new work is refused. */
   creditLimit: bigint;
-  /** Metered: smallest first voucher that opens a lane (default: the model's `holdPerCall`, at least 1). */
+  /** Metered: what the first voucher accepted on a lane must add over its total (default: the model's `holdPerCall`, at least 1). */
   openAmount?: bigint;
   /** Longest validity a signed request may ask for, in seconds (default 600). */
   maxTimeoutSeconds?: number;
@@ -114,6 +115,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       return;
     }
     metrics.settlementGas.inc({ kind }, Number(batch.gasUsed));
+    if (kind === "collect") {
+      log("info", "collected", { txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, lanes: batch.items.length, amount: batch.collected ?? 0n });
+      return;
+    }
     let settled = 0n;
     for (const item of batch.items) {
       metrics.settledItems.inc({ kind, reason: reasonLabel(item.reason) });
@@ -121,11 +126,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     metrics.settledAmount.inc({ kind }, Number(settled));
     metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
-    log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled });
+    log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled, attempts: batch.attempts ?? 1 });
     const release = (async () => {
       if (batch.blockNumber !== undefined) await options.preflighter.waitForBlock(batch.blockNumber);
       if (!closing && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
-      for (const item of batch.items) if (item.held > 0n) await options.store.releaseFunds(item.payer, item.token, item.held);
+      for (const item of batch.items) if (item.held > 0n) await options.store.releaseFunds(item.payer, item.kind === "lane" ? laneFundsPool(item.token) : item.token, item.held);
     })().catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
     releases.add(release);
     void release.finally(() => releases.delete(release));
@@ -141,7 +146,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       const due = lane && BigInt(lane.owed) > BigInt(lane.covered) ? BigInt(lane.owed) - BigInt(lane.covered) : 0n;
       accepts.push({
         ...base,
-        scheme: VOUCHER_SCHEME,
+        scheme: LANE_SCHEME,
         amount: due.toString(),
         extra: {
           ...extra,
@@ -214,12 +219,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (payment.scheme === undefined) return refuse(res, req, model, gatewayRefusal("MalformedPayment", payment.error), "none");
     const now = clock();
     if (payment.scheme === REQUEST_SCHEME) return paidByRequest(req, res, body, model, payment.request, now, started);
-    return paidByVoucher(req, res, body, parsed, model, payment.voucher, now, started);
+    return paidByLane(req, res, body, parsed, model, payment.voucher, now, started);
   }
 
   async function paidByRequest(req: IncomingMessage, res: ServerResponse, body: Uint8Array, model: PricedModel, item: SignedRequest, now: bigint, started: bigint): Promise<void> {
     const scheme = REQUEST_SCHEME;
-    if (model.perRequest === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} is metered: pay with a ${VOUCHER_SCHEME} voucher`), scheme);
+    if (model.perRequest === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} is metered: pay with a ${LANE_SCHEME} voucher`), scheme);
     if (item.token.toLowerCase() !== token || item.model.toLowerCase() !== model.id.toLowerCase() || item.price < model.perRequest) {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the request must be for ${model.name} in token ${options.token} at a price of at least ${model.perRequest}`), scheme);
     }
@@ -247,44 +252,48 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
   }
 
-  async function paidByVoucher(
+  async function paidByLane(
     req: IncomingMessage,
     res: ServerResponse,
     body: Uint8Array,
     parsed: { stream?: unknown; stream_options?: unknown },
     model: PricedModel,
-    voucher: SignedVoucher,
+    voucher: SignedLaneVoucher,
     now: bigint,
     started: bigint,
   ): Promise<void> {
-    const scheme = VOUCHER_SCHEME;
+    const scheme = LANE_SCHEME;
     if (model.perOutputToken === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} has a fixed price: pay with a ${REQUEST_SCHEME} request`), scheme);
     if (voucher.token.toLowerCase() !== token || voucher.model.toLowerCase() !== model.id.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the voucher must be for ${model.name} in token ${options.token}`), scheme);
     }
-    const laneKey = [voucher.payer, voucher.token, voucher.model, voucher.channel].join("|").toLowerCase();
-    const laneState = (t: LaneTotals): LaneState => ({ channel: voucher.channel, owed: t.owed.toString(), covered: t.covered.toString() });
+    // One lane per (payer, provider, token) on chain, with one cumulative total for every model.
+    const laneKey = `${voucher.payer}|${voucher.token}`.toLowerCase();
     let totals = await options.store.lane(laneKey);
+    // What the client should sign over: the store's totals, lifted to what the chain already claimed.
+    const laneState = (t: LaneTotals, claimed = 0n): LaneState => ({ owed: (t.owed > claimed ? t.owed : claimed).toString(), covered: (t.covered > claimed ? t.covered : claimed).toString() });
     let raised = false;
     if (voucher.cumulativeAmount > totals.covered) {
-      if (totals.covered === 0n && voucher.cumulativeAmount < openAmountOf(model)) {
-        return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `a lane opens with a voucher of at least ${openAmountOf(model)}`), scheme, laneState(totals));
+      const decision = await options.preflighter.checkLaneVoucher(voucher, now);
+      const claimed = decision.claimed ?? 0n;
+      const base = totals.owed > claimed ? totals.owed : claimed;
+      if (totals.signer === "" && voucher.cumulativeAmount < base + openAmountOf(model)) {
+        return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total of ${base}: sign one for ${base + openAmountOf(model)}`), scheme, laneState(totals, claimed));
       }
-      const decision = await options.preflighter.checkVoucher(voucher, now);
-      if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals));
-      const cover = await options.store.raiseCover(laneKey, voucher.payer, voucher.token, voucher.cumulativeAmount, decision.claimed ?? 0n, decision.balance, decision.signer ?? "");
-      if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals));
+      if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals, claimed));
+      const cover = await options.store.raiseCover(laneKey, voucher.payer, laneFundsPool(voucher.token), voucher.cumulativeAmount, claimed, decision.balance, decision.signer ?? "");
+      if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals, claimed));
       if (cover.status === "raised") {
         raised = true;
-        options.settlement.enqueueVoucher(voucher, cover.held);
+        options.settlement.enqueueLaneVoucher(voucher, cover.held);
       }
       totals = await options.store.lane(laneKey);
     }
     if (!raised) {
       // A voucher that adds nothing still proves who is calling: it must be signed by the key whose
       // voucher (checked with the contract's rules) last raised this lane.
-      if (totals.covered === 0n) return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `a lane opens with a voucher of at least ${openAmountOf(model)}`), scheme, laneState(totals));
-      const signer = options.preflighter.voucherSigner(voucher);
+      if (totals.signer === "") return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total`), scheme, laneState(totals));
+      const signer = options.preflighter.laneVoucherSigner(voucher);
       if (!signer || signer !== totals.signer) return refuse(res, req, model, gatewayRefusal("WrongLaneSigner", "the voucher is not signed by the key that opened this lane", 403), scheme, laneState(totals));
     }
     const admitted = await options.store.admit(laneKey, model.holdPerCall, options.creditLimit);
