@@ -6,7 +6,7 @@
  *   direct    the model server itself;
  *   proxy     the gateway with payment off (the same proxy code, nothing checked);
  *   paid      the gateway, every call carrying a distinct pre-signed request (in-process preflight);
- *   metered   the gateway, every call carrying a lane's next cumulative voucher;
+ *   metered   the gateway, every call carrying its lane's next cumulative lane voucher (lanes funded on chain);
  *   rpcVerify the gateway, every call's payment checked by a JSON-RPC `eth_call` simulation of the
  *             settlement against the local node before forwarding (what an x402 facilitator does).
  * Each mode runs at full speed (throughput, latency under saturation), then at a fixed rate of half
@@ -176,19 +176,18 @@ function presignRequests(payer: HDNodeWallet, provider: string, token: string, d
   return out;
 }
 
-/** Per lane, vouchers raising its total by more than a call costs, one per call. */
-function presignVouchers(payer: HDNodeWallet, provider: string, token: string, digests: DigestComputer, lanes: number, perLane: number): string[][] {
-  const key = getBytes(payer.privateKey);
+/** Per lane (one per payer), lane vouchers raising its total by more than a call costs, one per call. */
+function presignLaneVouchers(payers: HDNodeWallet[], provider: string, token: string, digests: DigestComputer, perLane: number): string[][] {
   const model = modelId(METERED);
   const step = 100n; // > one call's cost (a few prompt tokens + 8 completion tokens x 3)
-  return Array.from({ length: lanes }, (_, lane) => {
-    const channel = "0x" + (lane + 1).toString(16).padStart(64, "0");
+  return payers.map((payer) => {
+    const key = getBytes(payer.privateKey);
     return Array.from({ length: perLane }, (_, k) => {
       // The first voucher opens the lane: at least the model's hold per call (1,024 output tokens x 3).
-      const voucher = { payer: payer.address, token, model, channel, cumulativeAmount: 5_000n + BigInt(k) * step };
-      const { signature, recid } = secp256k1.ecdsaSign(digests.voucher(voucher, provider), key);
+      const voucher = { payer: payer.address, token, model, cumulativeAmount: 5_000n + BigInt(k) * step };
+      const { signature, recid } = secp256k1.ecdsaSign(digests.laneVoucher(voucher, provider), key);
       const sig = "0x" + Buffer.from(signature).toString("hex") + (27 + recid).toString(16);
-      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { voucher: { ...voucher, cumulativeAmount: voucher.cumulativeAmount.toString(), signature: sig } } });
+      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: { ...voucher, cumulativeAmount: voucher.cumulativeAmount.toString(), signature: sig } } });
     });
   });
 }
@@ -200,7 +199,7 @@ interface SettlementSummary {
   gasPerItem: number | null;
 }
 
-function settlementOf(lines: string[], kind: "request" | "voucher"): SettlementSummary {
+function settlementOf(lines: string[], kind: "request" | "lane"): SettlementSummary {
   let batches = 0;
   let items = 0;
   let gas = 0;
@@ -222,6 +221,8 @@ async function main(): Promise<void> {
   const deployer = devAccount(0, rpc);
   const provider = devAccount(1, rpc);
   const payers = [devAccount(2, rpc), devAccount(3, rpc), devAccount(4, rpc)];
+  // One lane per payer (a lane is per payer, provider and token): a few, shared by the connections.
+  const lanePayers = [devAccount(5, rpc), devAccount(6, rpc), devAccount(7, rpc), devAccount(8, rpc)];
   const preflight = await (await new Preflight__factory(deployer).deploy(24n * 3600n, 0, ZeroAddress)).waitForDeployment();
   const usdc = await (await new TestToken__factory(deployer).deploy("USD Coin", "USDC", 6)).waitForDeployment();
   const contract = await preflight.getAddress();
@@ -231,12 +232,17 @@ async function main(): Promise<void> {
     await (await usdc.connect(p).approve(contract, 2n ** 255n)).wait();
     await (await preflight.connect(p).deposit(p.address, token, 10n ** 15n)).wait();
   }
+  for (const p of lanePayers) {
+    await (await usdc.mint(p.address, 10n ** 15n)).wait();
+    await (await usdc.connect(p).approve(contract, 2n ** 255n)).wait();
+    await (await preflight.connect(p).depositToLane(p.address, provider.address, token, 10n ** 15n)).wait();
+  }
   const digests = new DigestComputer({ chainId: 31337n, verifyingContract: contract });
   const perRun = MAX_RATE_GUESS * SECONDS;
   console.log(`setup: anvil and deployment ready in ${((Date.now() - started) / 1000).toFixed(1)} s; pre-signing payments...`);
   const paidHeaders = presignRequests(payers[0]!, provider.address, token, digests, perRun * 2 + MAX_RATE_GUESS * WARMUP_SECONDS, 0n);
   const rpcHeaders = presignRequests(payers[1]!, provider.address, token, digests, 500 * (SECONDS * 2 + WARMUP_SECONDS), 0n);
-  const laneVouchers = presignVouchers(payers[2]!, provider.address, token, digests, CONNECTIONS, Math.ceil((perRun * 2 + MAX_RATE_GUESS * WARMUP_SECONDS) / CONNECTIONS));
+  const laneVouchers = presignLaneVouchers(lanePayers, provider.address, token, digests, Math.ceil((perRun * 2) / lanePayers.length));
   console.log(`setup: anvil, deployment and ${paidHeaders.length + rpcHeaders.length} signed requests, ${laneVouchers.length * laneVouchers[0]!.length} vouchers in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const upstream = await spawnReady([path.join(__dirname, "gatewayUpstream.ts")], { MOCK_SERVICE_TIME_MS: String(SERVICE_TIME_MS), MOCK_COMPLETION_TOKENS: String(COMPLETION_TOKENS) });
@@ -255,7 +261,8 @@ async function main(): Promise<void> {
   let lanesAssigned = 0;
   const laneCursor = laneVouchers.map(() => 0);
   const nextVoucher = (ctx: Record<string, unknown>) => {
-    // One lane per connection, as one client per lane would pay.
+    // Each connection pays on one lane; a lane's connections send its vouchers in turn, as one
+    // client with several calls in flight would (a voucher arriving after a higher one adds nothing).
     if (ctx.lane === undefined) ctx.lane = lanesAssigned++ % laneVouchers.length;
     const lane = ctx.lane as number;
     const list = laneVouchers[lane]!;
@@ -318,7 +325,7 @@ async function main(): Promise<void> {
   const paidOverProxy = round(max.paid.requestsPerSecond / max.proxy.requestsPerSecond);
   const paidOverRpc = round(max.paid.requestsPerSecond / max.rpcVerify.requestsPerSecond, 1);
   const report = {
-    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response as autocannon measured it (ms).",
+    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response as autocannon measured it (ms).",
     generatedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "", node: process.version, loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)) },
     config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
@@ -331,7 +338,7 @@ async function main(): Promise<void> {
       paidThroughputOverRpcVerify: { value: paidOverRpc, target: ">= 20", met: paidOverRpc >= 20 },
     },
     settlement: {
-      paidAndMeteredGateway: { exitCode: payingExit, requests: settlementOf(paying.stderr, "request"), vouchers: settlementOf(paying.stderr, "voucher") },
+      paidAndMeteredGateway: { exitCode: payingExit, requests: settlementOf(paying.stderr, "request"), lanes: settlementOf(paying.stderr, "lane") },
       rpcVerifyGateway: { requests: settlementOf(facilitator.stderr, "request") },
       providerEarningsOnChain: onChainEarnings.toString(),
     },
@@ -364,7 +371,7 @@ const LABELS: Record<string, string> = {
   direct: "direct (model server)",
   proxy: "proxy, payment off",
   paid: "paid per request",
-  metered: "metered vouchers",
+  metered: "metered, lane vouchers",
   rpcVerify: "eth_call per call (facilitator style)",
 };
 

@@ -7,7 +7,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { JsonRpcProvider, Wallet, type Signer } from "ethers";
 import { Preflight__factory } from "@preflight/sdk/typechain";
-import { ChainSettlementQueue } from "./chainSettlement";
+import { ChainSettlementQueue, type SettlementRetryOptions } from "./chainSettlement";
 import { createGateway, type Gateway, type GatewayOptions } from "./gateway";
 import type { Preflighter, ReservationStore, SettlementBatch } from "./interfaces";
 import { jsonLogger, type Logger } from "./log";
@@ -36,6 +36,10 @@ export interface StartGatewayOptions {
   /** Settlement batching (defaults 100 items, 10 s). */
   maxBatchSize?: number;
   maxAgeMs?: number;
+  /** Move claimed lanes into the provider's earnings this often (default 60,000 ms), and on close. */
+  collectEveryMs?: number;
+  /** Retries of settlement transactions that fail for a transient reason (default 8 tries, 250 ms doubling to 8 s). */
+  settlementRetry?: SettlementRetryOptions;
   /** Chain polling (default 1,000 ms) and depth (default 0). */
   pollMs?: number;
   confirmations?: number;
@@ -82,7 +86,15 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       confirmations: options.confirmations,
       onSyncError: (e) => log("warn", "sync-failed", { error: String((e as Error)?.message ?? e) }),
     }));
-  const settlement = new ChainSettlementQueue({ contract, token: options.token, store, maxBatchSize: options.maxBatchSize, maxAgeMs: options.maxAgeMs });
+  const settlement = new ChainSettlementQueue({
+    contract,
+    token: options.token,
+    store,
+    maxBatchSize: options.maxBatchSize,
+    maxAgeMs: options.maxAgeMs,
+    collectEveryMs: options.collectEveryMs,
+    retry: options.settlementRetry,
+  });
   const gateway = createGateway({
     upstream: options.upstream,
     upstreamOptions: options.upstreamOptions,
