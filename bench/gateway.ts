@@ -16,7 +16,8 @@
  * the committed reports/gateway.json, reports/gateway.md and reports/gateway.svg instead. Prints each
  * step as it starts ([k/n], with its duration) and its figures as it ends.
  *
- * Bounded: BENCH_GATEWAY_SECONDS per measured run (default 5), BENCH_GATEWAY_CONNECTIONS (32).
+ * Bounded: BENCH_GATEWAY_SECONDS per measured run (default 5), BENCH_GATEWAY_CONNECTIONS (32),
+ * BENCH_GATEWAY_WARMUP_SECONDS (15). BENCH_GATEWAY_CPU_PROF=<dir> profiles each gateway process.
  */
 import autocannon from "autocannon";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -39,7 +40,9 @@ const SERVICE_TIME_MS = 2;
 const COMPLETION_TOKENS = 8;
 // A fresh gateway process is many times slower for its first seconds (JIT tiers, undici's WASM
 // parser); on a busy 2-core machine that lasts over ten seconds. Every mode gets the same warm-up.
-const WARMUP_SECONDS = 15;
+const WARMUP_SECONDS = Number(process.env.BENCH_GATEWAY_WARMUP_SECONDS ?? 15);
+// A directory: each gateway process writes a V8 CPU profile there (node --cpu-prof) when it exits.
+const CPU_PROFILE_DIR = process.env.BENCH_GATEWAY_CPU_PROF;
 const PRICE = 1_000n;
 const PER_INPUT = 1n;
 const PER_OUTPUT = 3n;
@@ -129,8 +132,9 @@ interface Child {
   stop(): Promise<number>;
 }
 
-async function spawnReady(args: string[], env: Record<string, string>): Promise<Child> {
-  const child: ChildProcess = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", ...args], { cwd: ROOT, env: { ...process.env, ...env, TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(ROOT, "tsconfig.json") }, stdio: ["ignore", "pipe", "pipe"] });
+async function spawnReady(args: string[], env: Record<string, string>, profile = false): Promise<Child> {
+  const node = profile && CPU_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROFILE_DIR)}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...node, "-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", ...args], { cwd: ROOT, env: { ...process.env, ...env, TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(ROOT, "tsconfig.json") }, stdio: ["ignore", "pipe", "pipe"] });
   const stderr: string[] = [];
   let buffered = "";
   child.stderr!.on("data", (d: Buffer) => {
@@ -280,7 +284,7 @@ async function main(): Promise<void> {
   console.log("direct", max.direct);
 
   // paid and metered: one gateway with payment on
-  const paying = await spawnReady(gatewayArgs([]), env);
+  const paying = await spawnReady(gatewayArgs([]), env, true);
   await measured("paid: warm-up", paying.url, fixedBody, WARMUP_SECONDS, undefined, nextPaid);
   max.paid = await measured("paid: max rate", paying.url, fixedBody, SECONDS, undefined, nextPaid);
   console.log("paid", max.paid);
@@ -293,7 +297,7 @@ async function main(): Promise<void> {
   const payingExit = await paying.stop();
 
   // proxy: the same gateway with payment off
-  const proxy = await spawnReady(gatewayArgs(["--payment", "off"]), env);
+  const proxy = await spawnReady(gatewayArgs(["--payment", "off"]), env, true);
   await measured("proxy: warm-up", proxy.url, fixedBody, WARMUP_SECONDS, undefined);
   max.proxy = await measured("proxy: max rate", proxy.url, fixedBody, SECONDS, undefined);
   half.proxy = await measured(`proxy: half load (${halfRate} req/s)`, proxy.url, fixedBody, SECONDS, halfRate);

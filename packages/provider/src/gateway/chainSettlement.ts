@@ -99,7 +99,7 @@ export class ChainSettlementQueue implements SettlementQueue {
     this.store = options.store;
     this.maxBatchSize = options.maxBatchSize ?? 100;
     this.maxAgeMs = options.maxAgeMs ?? 10_000;
-    this.collectEveryMs = options.collectEveryMs ?? 60_000;
+    this.collectEveryMs = Math.max(100, options.collectEveryMs ?? 60_000);
     this.attempts = Math.max(1, options.retry?.attempts ?? 8);
     this.baseDelayMs = options.retry?.baseDelayMs ?? 250;
     this.maxDelayMs = options.retry?.maxDelayMs ?? 8_000;
