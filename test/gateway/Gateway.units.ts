@@ -9,6 +9,8 @@ import path from "node:path";
 import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/gateway";
 import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
+import { addressBytesCall } from "../../packages/provider/src/gateway/rawSender";
+import { Preflight__factory } from "@preflight/sdk/typechain";
 import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "@preflight/sdk/fetch";
 import { Reason } from "@preflight/sdk";
 
@@ -23,6 +25,16 @@ describe("Gateway units", function () {
       expect(decodeHeader(encodeHeader(value))).to.deep.equal(value);
       expect(() => decodeHeader("not base64 !")).to.throw(PaymentProtocolError);
       expect(() => decodeHeader(btoa("[1,2]"))).to.throw(PaymentProtocolError, /object/);
+    });
+  });
+
+  describe("settlement calldata", function () {
+    it("encodes settlePacked(address, bytes) exactly as the ABI does, for every padding", function () {
+      const i = Preflight__factory.createInterface();
+      for (const n of [0, 1, 31, 32, 33, 4801]) {
+        const bytes = "0x" + "07".repeat(n);
+        expect(addressBytesCall(i.getFunction("settlePacked").selector, ADDRESS, bytes)).to.equal(i.encodeFunctionData("settlePacked", [ADDRESS, bytes]));
+      }
     });
   });
 

@@ -14,7 +14,7 @@
  * retries run out go back to the queue, unless it is closing.
  */
 import { BatchSettler } from "../settler";
-import { RawTransactionSender, type RawReceipt } from "./rawSender";
+import { addressBytesCall, RawTransactionSender, type RawReceipt } from "./rawSender";
 import {
   LANES_CLAIMED_TOPIC,
   LANES_COLLECTED_TOPIC,
@@ -305,7 +305,7 @@ export class ChainSettlementQueue implements SettlementQueue {
       if (packed.length > 0) {
         // Consecutive nonces of one payer share a group header: cheaper calldata and gas.
         packed.sort((x, y) => (x.item.payer.toLowerCase() < y.item.payer.toLowerCase() ? -1 : x.item.payer.toLowerCase() > y.item.payer.toLowerCase() ? 1 : x.item.nonce < y.item.nonce ? -1 : 1));
-        const data = this.contract.interface.encodeFunctionData("settlePacked", [this.token, encodePacked(packed.map((b) => ({ request: { ...b.item, provider: this.sender!.address }, signature: b.item.signature })))]);
+        const data = addressBytesCall(this.contract.interface.getFunction("settlePacked").selector, this.token, encodePacked(packed.map((b) => ({ request: { ...b.item, provider: this.sender!.address }, signature: b.item.signature }))));
         const receipt = await this.sender!.send(this.contractAddress(), data);
         const records = this.logsOf(receipt, REQUESTS_SETTLED_TOPIC).flatMap((l) => decodeRequestsSettled(l).records);
         if (records.length !== packed.length) throw new Error(`${receipt.hash} logged ${records.length} requests, sent ${packed.length}`);
@@ -359,7 +359,7 @@ export class ChainSettlementQueue implements SettlementQueue {
       const model = batch[0]!.item.model;
       const packed = encodeLaneClaims(model, batch.map((b) => ({ payer: b.item.payer, cumulativeAmount: b.item.cumulativeAmount, signature: b.item.signature })));
       let receipt: RawReceipt | TransactionReceipt | null;
-      if (this.sender) receipt = await this.sender.send(this.contractAddress(), this.contract.interface.encodeFunctionData("claimLanesPacked", [this.token, packed]));
+      if (this.sender) receipt = await this.sender.send(this.contractAddress(), addressBytesCall(this.contract.interface.getFunction("claimLanesPacked").selector, this.token, packed));
       else {
         const tx = await this.contract.claimLanesPacked(this.token, packed);
         receipt = await tx.wait();

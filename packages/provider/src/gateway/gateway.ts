@@ -29,7 +29,7 @@ import { parsePayment } from "./payment";
 import { meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
-import { silentLogger, type Logger } from "./log";
+import { logsDebug, silentLogger, type Logger } from "./log";
 
 /** Everything a gateway needs. */
 export interface GatewayOptions {
@@ -94,6 +94,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const upstream = new Upstream(options.upstream, options.upstreamOptions);
   const metrics = new GatewayMetrics();
   const log = options.logger ?? silentLogger;
+  // Whether the logger keeps debug lines (asked once: the accepted path must not build them for nothing).
+  const debug = logsDebug(log);
   const clock = options.clock ?? (() => BigInt(Math.floor(Date.now() / 1000)));
   const network = caip2(options.chainId);
   const token = options.token.toLowerCase();
@@ -167,11 +169,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     return open > 0n ? open : 1n;
   }
 
+  // The accepted path's metrics, labelled once (prom-client hashes the labels on every call otherwise).
+  const acceptedMetrics = new Map<string, { latency: { observe(v: number): void }; decision: { inc(): void } }>();
   function accepted(scheme: string, started: bigint, payer: string, amount: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    metrics.preflightSeconds.observe({ scheme }, seconds);
-    metrics.decisions.inc({ scheme, reason: "Settled" });
-    log("debug", "accepted", { scheme, payer, amount, preflightUs: Math.round(seconds * 1e6) });
+    let m = acceptedMetrics.get(scheme);
+    if (!m) acceptedMetrics.set(scheme, (m = { latency: metrics.preflightSeconds.labels(scheme), decision: metrics.decisions.labels(scheme, "Settled") }));
+    m.latency.observe(seconds);
+    m.decision.inc();
+    if (debug) log("debug", "accepted", { scheme, payer, amount, preflightUs: Math.round(seconds * 1e6) });
   }
 
   function refuse(res: ServerResponse, req: IncomingMessage, model: PricedModel, refusal: Refusal, scheme: string, lane?: LaneState): void {
@@ -232,7 +238,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     if ("0x" + toHex(keccak256Bytes(body)) !== item.inputHash.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("InputMismatch", "inputHash is not the keccak-256 of this request's body: the payment was signed for another input"), scheme);
     }
-    const decision = await options.preflighter.checkRequest(item, now);
+    const pending = options.preflighter.checkRequest(item, now);
+    const decision = pending instanceof Promise ? await pending : pending;
     if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme);
     const reserved = await options.store.reserveRequest(item.payer, item.token, item.nonce, item.price, decision.balance, Number(item.deadline - now) + 60);
     if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(reserved === "nonce-used" ? Reason.NonceUsed : Reason.InsufficientBalance), scheme);
@@ -244,7 +251,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     } finally {
       if (served) {
         options.settlement.enqueueRequest(item, item.price);
-        metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
       } else {
         // Not served (the model server failed): the payment is not taken and its nonce is free again.
         await options.store.cancelRequest(item.payer, item.token, item.nonce, item.price);
@@ -274,7 +280,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     const laneState = (t: LaneTotals, claimed = 0n): LaneState => ({ owed: (t.owed > claimed ? t.owed : claimed).toString(), covered: (t.covered > claimed ? t.covered : claimed).toString() });
     let raised = false;
     if (voucher.cumulativeAmount > totals.covered) {
-      const decision = await options.preflighter.checkLaneVoucher(voucher, now);
+      const pending = options.preflighter.checkLaneVoucher(voucher, now);
+      const decision = pending instanceof Promise ? await pending : pending;
       const claimed = decision.claimed ?? 0n;
       const base = totals.owed > claimed ? totals.owed : claimed;
       if (totals.signer === "" && voucher.cumulativeAmount < base + openAmountOf(model)) {
@@ -414,13 +421,21 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   res.end(json);
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, `the request body is larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+/** The whole request body (one chunk in the common case), refusing more than `limit` bytes. */
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        return reject(new HttpError(413, `the request body is larger than ${limit} bytes`));
+      }
+      chunks.push(chunk);
+    });
+    req.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once("error", reject);
+  });
 }

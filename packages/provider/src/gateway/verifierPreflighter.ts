@@ -3,7 +3,7 @@
  * cache, no RPC per request. The verifier is asked never to reserve (`reserve: false`): the
  * gateway's `ReservationStore` holds what was accepted, shared across replicas.
  */
-import { PreflightVerifier } from "../verifier";
+import { PreflightVerifier, type Decision } from "../verifier";
 import { DigestComputer } from "../digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
 import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
@@ -53,12 +53,15 @@ export class VerifierPreflighter implements Preflighter {
     return new VerifierPreflighter(verifier, options.provider.toLowerCase(), digests, pollMs);
   }
 
-  async checkRequest(item: SignedRequest, now: bigint): Promise<PreflightDecision> {
-    let d = this.verifier.verify(item, { at: now, reserve: false });
-    if (this.mayBeNewer(d.reason)) {
-      await this.verifier.sync();
-      d = this.verifier.verify(item, { at: now, reserve: false });
-    }
+  /** Decided in-process, without a promise, unless the refusal may be cured by a newer block (then one sync first). */
+  checkRequest(item: SignedRequest, now: bigint): PreflightDecision | Promise<PreflightDecision> {
+    const options = { at: now, reserve: false };
+    const d = this.verifier.verify(item, options);
+    if (!this.mayBeNewer(d.reason)) return this.requestDecision(item, d);
+    return this.verifier.sync().then(() => this.requestDecision(item, this.verifier.verify(item, options)));
+  }
+
+  private requestDecision(item: SignedRequest, d: Decision): PreflightDecision {
     return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: this.verifier.accountOf(item.payer, item.token).balance };
   }
 
