@@ -11,6 +11,7 @@
  */
 export * from "./eip712";
 export * from "./types";
+export { reasonSentence } from "./reasons";
 export * from "./errors";
 export * from "./client";
 export { NonceAllocator, type BitmapReader, type NonceBitmapContract } from "./nonces";
