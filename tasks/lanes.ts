@@ -13,8 +13,8 @@ import {
   decodeLanesClaimed,
   decodeLanesCollected,
   encodeLaneClaims,
+  isPackable,
   signLaneVoucher,
-  toCompactSignature,
   type LaneVoucher,
 } from "@preflight/sdk";
 import { PreflightError, isUserError } from "./lib/errors";
@@ -303,14 +303,14 @@ interface Item {
   parsed: ParsedLaneVoucher;
 }
 
-/** Whether `claimLanesPacked` can carry the signature (64 bytes, or 65 with v = 27/28): contract-wallet signatures go through `claimLane`. */
-function packable(signature: string): boolean {
-  try {
-    toCompactSignature(signature);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * Whether `claimLanesPacked` carries the voucher's signature unchanged (the SDK's rule, `isPackable`):
+ * a 65-byte signature packs as 64 bytes only for a payer without code, since a contract payer's
+ * wallet would check the shortened bytes. Everything else goes through `claimLane`.
+ */
+async function packable(ctx: TaskContext, item: Item): Promise<boolean> {
+  const payerIsContract = (await ctx.hre.ethers.provider.getCode(item.parsed.voucher.payer)) !== "0x";
+  return isPackable(item.parsed.signature, payerIsContract);
 }
 
 /** Claims the pending items of one token: `claimLanesPacked` per model, `claimLane` for signatures it cannot carry. */
@@ -328,7 +328,7 @@ async function claimToken(ctx: TaskContext, token: TokenInfo, items: Item[]): Pr
 
   const models = new Map<string, Item[]>();
   for (const item of items) {
-    if (!packable(item.parsed.signature)) {
+    if (!(await packable(ctx, item))) {
       // A contract wallet's (ERC-1271) signature: the readable entry point, which reverts with the reason.
       try {
         const receipt = await send(ctx, `Lane claim of ${item.label}`, () => ctx.preflight.claimLane(toLaneVoucherStruct(item.parsed)), log);
@@ -362,6 +362,8 @@ async function claimToken(ctx: TaskContext, token: TokenInfo, items: Item[]): Pr
     const packed = encodeLaneClaims(
       model,
       group.map(({ parsed }) => ({ payer: parsed.voucher.payer, cumulativeAmount: parsed.voucher.cumulativeAmount, signature: parsed.signature })),
+      // Every payer here was found to have no code (`packable`), so 65-byte signatures pack as 64.
+      { isContract: () => false },
     );
     const receipt = await send(ctx, `Claim of ${group.length} ${token.symbol} lane voucher(s)`, () => ctx.preflight.claimLanesPacked(token.address, packed), log);
     // The receipt is the truth: one LanesClaimed log lists every claim in order, paid or skipped with its reason.

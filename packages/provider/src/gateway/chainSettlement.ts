@@ -25,6 +25,7 @@ import {
   decodeRequestsSettled,
   encodeLaneClaims,
   encodePacked,
+  isPackable,
   type SignedLaneVoucher,
   type SignedRequest,
 } from "@preflight/sdk";
@@ -305,7 +306,7 @@ export class ChainSettlementQueue implements SettlementQueue {
       if (packed.length > 0) {
         // Consecutive nonces of one payer share a group header: cheaper calldata and gas.
         packed.sort((x, y) => (x.item.payer.toLowerCase() < y.item.payer.toLowerCase() ? -1 : x.item.payer.toLowerCase() > y.item.payer.toLowerCase() ? 1 : x.item.nonce < y.item.nonce ? -1 : 1));
-        const data = addressBytesCall(this.contract.interface.getFunction("settlePacked").selector, this.token, encodePacked(packed.map((b) => ({ request: { ...b.item, provider: this.sender!.address }, signature: b.item.signature }))));
+        const data = addressBytesCall(this.contract.interface.getFunction("settlePacked").selector, this.token, encodePacked(packed.map((b) => ({ request: { ...b.item, provider: this.sender!.address }, signature: b.item.signature })), PAYERS_WITHOUT_CODE));
         const receipt = await this.sender!.send(this.contractAddress(), data);
         const records = this.logsOf(receipt, REQUESTS_SETTLED_TOPIC).flatMap((l) => decodeRequestsSettled(l).records);
         if (records.length !== packed.length) throw new Error(`${receipt.hash} logged ${records.length} requests, sent ${packed.length}`);
@@ -326,18 +327,29 @@ export class ChainSettlementQueue implements SettlementQueue {
     }
   }
 
-  /** Whether a request can go through `settlePacked`: a raw sender, a payer without code, a 64/65-byte signature with v 27/28. */
+  /**
+   * Whether a request can go through `settlePacked`: a raw sender, and a signature the packed form
+   * carries unchanged for this payer (the SDK's `isPackable`: a 65-byte one only for a payer without code).
+   */
   private async packable(item: SignedRequest): Promise<boolean> {
     if (!this.sender) return false;
-    const sig = item.signature;
-    if (sig.length !== 130 && !(sig.length === 132 && /1[bc]$/i.test(sig))) return false;
-    const payer = item.payer.toLowerCase();
-    let code = this.hasCode.get(payer);
-    if (code === undefined) {
-      code = (await this.rpc().getCode(payer)) !== "0x";
-      this.hasCode.set(payer, code);
+    return isPackable(item.signature, await this.payerHasCode(item.payer));
+  }
+
+  /**
+   * Whether `payer` has code. Only "has code" is remembered (bounded): a payer without code today may
+   * gain some later (a counterfactual wallet deployed, an EIP-7702 delegation), and its wallet would
+   * then check a 65-byte signature packed as 64 bytes.
+   */
+  private async payerHasCode(payer: string): Promise<boolean> {
+    const key = payer.toLowerCase();
+    if (this.hasCode.has(key)) return true;
+    const code = (await this.rpc().getCode(payer)) !== "0x";
+    if (code) {
+      if (this.hasCode.size >= 10_000) this.hasCode.clear();
+      this.hasCode.set(key, true);
     }
-    return !code;
+    return code;
   }
 
   private async sendViaSettler(batch: QueuedRequest[]): Promise<Attempt<QueuedRequest>> {
@@ -357,21 +369,62 @@ export class ChainSettlementQueue implements SettlementQueue {
   private async sendLanes(batch: QueuedLane[]): Promise<Attempt<QueuedLane>> {
     try {
       const model = batch[0]!.item.model;
-      const packed = encodeLaneClaims(model, batch.map((b) => ({ payer: b.item.payer, cumulativeAmount: b.item.cumulativeAmount, signature: b.item.signature })));
-      let receipt: RawReceipt | TransactionReceipt | null;
-      if (this.sender) receipt = await this.sender.send(this.contractAddress(), addressBytesCall(this.contract.interface.getFunction("claimLanesPacked").selector, this.token, packed));
-      else {
-        const tx = await this.contract.claimLanesPacked(this.token, packed);
-        receipt = await tx.wait();
-        if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
+      // claimLanesPacked carries only signatures it keeps unchanged (`isPackable`); a contract payer's
+      // 65-byte (or longer) signature goes through the readable claimLane, one voucher at a time.
+      const packed: QueuedLane[] = [];
+      const single: QueuedLane[] = [];
+      const hasCode = new Map<string, boolean>();
+      for (const b of batch) {
+        const code = await this.payerHasCode(b.item.payer);
+        hasCode.set(b.item.payer.toLowerCase(), code);
+        (isPackable(b.item.signature, code) ? packed : single).push(b);
       }
-      // The one LanesClaimed log lists every claim of the call in order: paid (reason 0, with the
-      // amount) or skipped with its reason (docs/log-format.md). Nothing is read from calldata.
-      const records = this.logsOf(receipt, LANES_CLAIMED_TOPIC).flatMap((l) => decodeLanesClaimed(l).records);
-      if (records.length !== batch.length) throw new Error(`${receipt.hash} logged ${records.length} lane claims, sent ${batch.length}`);
-      const items = batch.map((b, index) => laneItem(b.item, records[index]!.reason as Reason, records[index]!.amount, b.held));
+      const items: SettledItem[] = [];
+      let last: { hash: string; blockNumber: number } | undefined;
+      let gasUsed = 0n;
+      if (packed.length > 0) {
+        const data = encodeLaneClaims(
+          model,
+          packed.map((b) => ({ payer: b.item.payer, cumulativeAmount: b.item.cumulativeAmount, signature: b.item.signature })),
+          { isContract: (payer) => hasCode.get(payer.toLowerCase()) === true },
+        );
+        let receipt: RawReceipt | TransactionReceipt | null;
+        if (this.sender) receipt = await this.sender.send(this.contractAddress(), addressBytesCall(this.contract.interface.getFunction("claimLanesPacked").selector, this.token, data));
+        else {
+          const tx = await this.contract.claimLanesPacked(this.token, data);
+          receipt = await tx.wait();
+          if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
+        }
+        // The one LanesClaimed log lists every claim of the call in order: paid (reason 0, with the
+        // amount) or skipped with its reason (docs/log-format.md). Nothing is read from calldata.
+        const records = this.logsOf(receipt, LANES_CLAIMED_TOPIC).flatMap((l) => decodeLanesClaimed(l).records);
+        if (records.length !== packed.length) throw new Error(`${receipt.hash} logged ${records.length} lane claims, sent ${packed.length}`);
+        packed.forEach((b, index) => items.push(laneItem(b.item, records[index]!.reason as Reason, records[index]!.amount, b.held)));
+        last = receipt;
+        gasUsed += receipt.gasUsed;
+      }
+      for (const b of single) {
+        const voucher = { payer: b.item.payer, token: this.token, model, cumulativeAmount: b.item.cumulativeAmount, signature: b.item.signature };
+        // A refusal is the contract's custom error, named as the batch reason codes are; anything
+        // else (the RPC, gas) is transient: the attempt fails and is retried, reconciled from the logs.
+        const refused = await this.contract.claimLane.staticCall(voucher).then(
+          () => undefined,
+          (error: unknown) => refusalReason(this.contract, error),
+        );
+        if (refused !== undefined) {
+          items.push(laneItem(b.item, refused, 0n, b.held));
+          continue;
+        }
+        const tx = await this.contract.claimLane(voucher);
+        const receipt = await tx.wait();
+        if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
+        const record = this.logsOf(receipt, LANES_CLAIMED_TOPIC).flatMap((l) => decodeLanesClaimed(l).records)[0];
+        items.push(laneItem(b.item, (record?.reason ?? Reason.Settled) as Reason, record?.amount ?? 0n, b.held));
+        last = receipt;
+        gasUsed += receipt.gasUsed;
+      }
       for (const item of items) if (item.amount > 0n) this.uncollected.add(item.payer.toLowerCase());
-      return { done: items, rest: [], txHash: receipt.hash, blockNumber: receipt.blockNumber, gasUsed: receipt.gasUsed };
+      return { done: items, rest: [], txHash: last?.hash, blockNumber: last?.blockNumber, gasUsed };
     } catch (error) {
       return { error };
     }
@@ -505,4 +558,20 @@ export function isTransient(error: unknown): boolean {
   if (["NETWORK_ERROR", "SERVER_ERROR", "TIMEOUT", "NONCE_EXPIRED", "REPLACEMENT_UNDERPRICED", "ECONNREFUSED", "ECONNRESET", "EPIPE", "UND_ERR_SOCKET"].includes(String(e.code))) return true;
   const text = `${String(e.message ?? "")} ${JSON.stringify(e.error ?? "")} ${String((e.cause as { message?: unknown })?.message ?? "")}`;
   return /nonce too low|nonce has already been used|underpriced|already known|ECONNREFUSED|ECONNRESET|socket hang up|fetch failed|timeout|timed out|rate limit|\b(429|502|503|504)\b|bad response|missing response|connection/i.test(text);
+}
+
+/** For `encodePacked` of items `packable` let through: a 65-byte signature only passes it for a payer without code. */
+const PAYERS_WITHOUT_CODE = { isContract: () => false };
+
+/**
+ * The batch reason code of a contract refusal (a custom error named like a `Reason`, e.g.
+ * `InvalidSigner()`), or `undefined` for anything else (a transient failure, to be retried).
+ */
+function refusalReason(contract: Preflight, error: unknown): Reason | undefined {
+  const data = (error as { data?: unknown }).data;
+  if (typeof data !== "string") return undefined;
+  const parsed = contract.interface.parseError(data);
+  if (parsed === null) return undefined;
+  const code = (Reason as unknown as Record<string, number | undefined>)[parsed.name];
+  return typeof code === "number" ? (code as Reason) : undefined;
 }
