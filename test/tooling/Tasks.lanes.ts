@@ -4,12 +4,12 @@ import path from "node:path";
 import { ethers } from "hardhat";
 import { expect } from "chai";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { hashLaneVoucher } from "@preflight/sdk";
+import { hashLaneVoucher, signLaneVoucher } from "@preflight/sdk";
 import type { SignedDataDescription } from "@preflight/provider";
 import type { Preflight, TestToken } from "../../typechain-types";
 import { expectTaskError, runTask, useTempRegistry } from "../helpers/tasks";
 import type { DeploymentRecord } from "../../tasks/lib/registry";
-import type { SignedLaneVoucherJson } from "../../tasks/lib/signed";
+import { laneVoucherToJson, type SignedLaneVoucherJson } from "../../tasks/lib/signed";
 import { DEFAULT_LANE_VOUCHER_FILE, type LaneOutcome } from "../../tasks/lanes";
 
 const USDC = 10n ** 6n;
@@ -124,6 +124,27 @@ describe("Tasks: lane-fund, lane-status, sign-lane-voucher, lane-claim, lane-col
     const nothing = await runTask<{ requested: boolean }>("lane-request-close", { from: "1", provider: provider.address, token: "test" });
     expect(nothing.result.requested).to.equal(false);
     expect(nothing.output).to.match(/^Nothing to do: your lane for provider 0x[0-9a-fA-F]{40} holds no tUSDC/);
+  });
+
+  it("claims a contract wallet's 65-byte voucher with claimLane beside an ordinary payer's (a packed claim would shorten what the wallet checks)", async function () {
+    const { preflight, token, provider } = await loadFixture(fundedLaneFixture);
+    const owner = (await ethers.getSigners())[5]!;
+    const wallet = await ethers.deployContract("ERC1271Wallet", [owner.address]);
+    const walletAddress = await wallet.getAddress();
+    await runTask("lane-fund", { from: "4", provider: provider.address, token: "test", amount: "2", deposit: true, payer: walletAddress });
+    const eoa = await signLane("1", provider.address, "1", "eoa.json");
+    const domain = { chainId: BigInt(eoa.result.chainId), verifyingContract: await preflight.getAddress() };
+    const voucher = { payer: walletAddress, provider: provider.address, token, model: eoa.result.model, cumulativeAmount: 1_500_000n };
+    // The wallet's owner signs in the ordinary 65-byte form, as most wallets do.
+    const signature = await signLaneVoucher(owner, domain, voucher);
+    expect(ethers.dataLength(signature)).to.equal(65);
+    fs.writeFileSync(file("wallet.json"), JSON.stringify(laneVoucherToJson(domain, voucher, signature, owner.address)));
+    const claimed = await runTask<LaneOutcome[]>("lane-claim", { from: "2", file: `${file("eoa.json")},${file("wallet.json")}` });
+    const byPayer = new Map(claimed.result.map((o) => [o.payer.toLowerCase(), [o.reason, o.paid]]));
+    expect(byPayer.get(walletAddress.toLowerCase())).to.deep.equal(["Settled", 1_500_000n]);
+    expect(byPayer.size).to.equal(2);
+    expect([...byPayer.values()].every(([reason]) => reason === "Settled")).to.equal(true);
+    expect((await preflight.laneOf(walletAddress, provider.address, token))[0]).to.equal(1_500_000n);
   });
 
   it("refuses a claim by another provider, and a close not requested, not ready or lapsed", async function () {
