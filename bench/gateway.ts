@@ -6,15 +6,18 @@
  *   direct    the model server itself;
  *   proxy     the gateway with payment off (the same proxy code, nothing checked);
  *   paid      the gateway, every call carrying a distinct pre-signed request (in-process preflight);
- *   metered   the gateway, every call carrying a lane's next cumulative voucher;
+ *   metered   the gateway, every call carrying its lane's next cumulative lane voucher (lanes funded on chain);
  *   rpcVerify the gateway, every call's payment checked by a JSON-RPC `eth_call` simulation of the
  *             settlement against the local node before forwarding (what an x402 facilitator does).
  * Each mode runs at full speed (throughput, latency under saturation), then at a fixed rate of half
  * of paid's maximum (added latency at half load). Each gateway is the CLI, in its own process,
  * against anvil; it settles in the background and on shutdown, and its settlement logs are read
- * back. Writes reports/gateway.json, reports/gateway.md and reports/gateway.svg.
+ * back. Writes cache/bench/gateway.{json,md,svg}; with BENCH_UPDATE=1 (`npm run bench:gateway:update`)
+ * the committed reports/gateway.json, reports/gateway.md and reports/gateway.svg instead. Prints each
+ * step as it starts ([k/n], with its duration) and its figures as it ends.
  *
- * Bounded: BENCH_GATEWAY_SECONDS per measured run (default 5), BENCH_GATEWAY_CONNECTIONS (32).
+ * Bounded: BENCH_GATEWAY_SECONDS per measured run (default 5), BENCH_GATEWAY_CONNECTIONS (32),
+ * BENCH_GATEWAY_WARMUP_SECONDS (15). BENCH_GATEWAY_CPU_PROF=<dir> profiles each gateway process.
  */
 import autocannon from "autocannon";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -37,7 +40,9 @@ const SERVICE_TIME_MS = 2;
 const COMPLETION_TOKENS = 8;
 // A fresh gateway process is many times slower for its first seconds (JIT tiers, undici's WASM
 // parser); on a busy 2-core machine that lasts over ten seconds. Every mode gets the same warm-up.
-const WARMUP_SECONDS = 15;
+const WARMUP_SECONDS = Number(process.env.BENCH_GATEWAY_WARMUP_SECONDS ?? 15);
+// A directory: each gateway process writes a V8 CPU profile there (node --cpu-prof) when it exits.
+const CPU_PROFILE_DIR = process.env.BENCH_GATEWAY_CPU_PROF;
 const PRICE = 1_000n;
 const PER_INPUT = 1n;
 const PER_OUTPUT = 3n;
@@ -63,6 +68,24 @@ function percentile(sorted: number[], q: number): number {
 }
 
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+
+// The measured runs and warm-ups of main(), for "[k/n]".
+const STEPS = 14;
+let step = 0;
+const runStarted = Date.now();
+
+/** One line per step, so a run of several minutes shows where it is. */
+function progress(label: string, seconds: number): void {
+  step++;
+  const elapsed = ((Date.now() - runStarted) / 1000).toFixed(0);
+  console.log(`[${step}/${STEPS}] ${label} (${seconds} s; ${elapsed} s elapsed)`);
+}
+
+/** `load` announced as one progress step. */
+function measured(label: string, url: string, body: string, seconds: number, rate: number | undefined, header?: (ctx: Record<string, unknown>) => string | undefined): Promise<RunResult> {
+  progress(label, seconds);
+  return load(url, body, seconds, rate, header);
+}
 
 /** One autocannon run; `headers()` gives each request's payment header (per connection context). */
 async function load(url: string, body: string, seconds: number, rate: number | undefined, header?: (ctx: Record<string, unknown>) => string | undefined): Promise<RunResult> {
@@ -109,8 +132,9 @@ interface Child {
   stop(): Promise<number>;
 }
 
-async function spawnReady(args: string[], env: Record<string, string>): Promise<Child> {
-  const child: ChildProcess = spawn(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", ...args], { cwd: ROOT, env: { ...process.env, ...env, TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(ROOT, "tsconfig.json") }, stdio: ["ignore", "pipe", "pipe"] });
+async function spawnReady(args: string[], env: Record<string, string>, profile = false): Promise<Child> {
+  const node = profile && CPU_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROFILE_DIR)}`] : [];
+  const child: ChildProcess = spawn(process.execPath, [...node, "-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", ...args], { cwd: ROOT, env: { ...process.env, ...env, TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(ROOT, "tsconfig.json") }, stdio: ["ignore", "pipe", "pipe"] });
   const stderr: string[] = [];
   let buffered = "";
   child.stderr!.on("data", (d: Buffer) => {
@@ -156,19 +180,18 @@ function presignRequests(payer: HDNodeWallet, provider: string, token: string, d
   return out;
 }
 
-/** Per lane, vouchers raising its total by more than a call costs, one per call. */
-function presignVouchers(payer: HDNodeWallet, provider: string, token: string, digests: DigestComputer, lanes: number, perLane: number): string[][] {
-  const key = getBytes(payer.privateKey);
+/** Per lane (one per payer), lane vouchers raising its total by more than a call costs, one per call. */
+function presignLaneVouchers(payers: HDNodeWallet[], provider: string, token: string, digests: DigestComputer, perLane: number): string[][] {
   const model = modelId(METERED);
   const step = 100n; // > one call's cost (a few prompt tokens + 8 completion tokens x 3)
-  return Array.from({ length: lanes }, (_, lane) => {
-    const channel = "0x" + (lane + 1).toString(16).padStart(64, "0");
+  return payers.map((payer) => {
+    const key = getBytes(payer.privateKey);
     return Array.from({ length: perLane }, (_, k) => {
       // The first voucher opens the lane: at least the model's hold per call (1,024 output tokens x 3).
-      const voucher = { payer: payer.address, token, model, channel, cumulativeAmount: 5_000n + BigInt(k) * step };
-      const { signature, recid } = secp256k1.ecdsaSign(digests.voucher(voucher, provider), key);
+      const voucher = { payer: payer.address, token, model, cumulativeAmount: 5_000n + BigInt(k) * step };
+      const { signature, recid } = secp256k1.ecdsaSign(digests.laneVoucher(voucher, provider), key);
       const sig = "0x" + Buffer.from(signature).toString("hex") + (27 + recid).toString(16);
-      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { voucher: { ...voucher, cumulativeAmount: voucher.cumulativeAmount.toString(), signature: sig } } });
+      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: { ...voucher, cumulativeAmount: voucher.cumulativeAmount.toString(), signature: sig } } });
     });
   });
 }
@@ -180,7 +203,7 @@ interface SettlementSummary {
   gasPerItem: number | null;
 }
 
-function settlementOf(lines: string[], kind: "request" | "voucher"): SettlementSummary {
+function settlementOf(lines: string[], kind: "request" | "lane"): SettlementSummary {
   let batches = 0;
   let items = 0;
   let gas = 0;
@@ -202,6 +225,8 @@ async function main(): Promise<void> {
   const deployer = devAccount(0, rpc);
   const provider = devAccount(1, rpc);
   const payers = [devAccount(2, rpc), devAccount(3, rpc), devAccount(4, rpc)];
+  // One lane per payer (a lane is per payer, provider and token): a few, shared by the connections.
+  const lanePayers = [devAccount(5, rpc), devAccount(6, rpc), devAccount(7, rpc), devAccount(8, rpc)];
   const preflight = await (await new Preflight__factory(deployer).deploy(24n * 3600n, 0, ZeroAddress)).waitForDeployment();
   const usdc = await (await new TestToken__factory(deployer).deploy("USD Coin", "USDC", 6)).waitForDeployment();
   const contract = await preflight.getAddress();
@@ -211,11 +236,17 @@ async function main(): Promise<void> {
     await (await usdc.connect(p).approve(contract, 2n ** 255n)).wait();
     await (await preflight.connect(p).deposit(p.address, token, 10n ** 15n)).wait();
   }
+  for (const p of lanePayers) {
+    await (await usdc.mint(p.address, 10n ** 15n)).wait();
+    await (await usdc.connect(p).approve(contract, 2n ** 255n)).wait();
+    await (await preflight.connect(p).depositToLane(p.address, provider.address, token, 10n ** 15n)).wait();
+  }
   const digests = new DigestComputer({ chainId: 31337n, verifyingContract: contract });
   const perRun = MAX_RATE_GUESS * SECONDS;
+  console.log(`setup: anvil and deployment ready in ${((Date.now() - started) / 1000).toFixed(1)} s; pre-signing payments...`);
   const paidHeaders = presignRequests(payers[0]!, provider.address, token, digests, perRun * 2 + MAX_RATE_GUESS * WARMUP_SECONDS, 0n);
   const rpcHeaders = presignRequests(payers[1]!, provider.address, token, digests, 500 * (SECONDS * 2 + WARMUP_SECONDS), 0n);
-  const laneVouchers = presignVouchers(payers[2]!, provider.address, token, digests, CONNECTIONS, Math.ceil((perRun * 2 + MAX_RATE_GUESS * WARMUP_SECONDS) / CONNECTIONS));
+  const laneVouchers = presignLaneVouchers(lanePayers, provider.address, token, digests, Math.ceil((perRun * 2) / lanePayers.length));
   console.log(`setup: anvil, deployment and ${paidHeaders.length + rpcHeaders.length} signed requests, ${laneVouchers.length * laneVouchers[0]!.length} vouchers in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
   const upstream = await spawnReady([path.join(__dirname, "gatewayUpstream.ts")], { MOCK_SERVICE_TIME_MS: String(SERVICE_TIME_MS), MOCK_COMPLETION_TOKENS: String(COMPLETION_TOKENS) });
@@ -234,7 +265,8 @@ async function main(): Promise<void> {
   let lanesAssigned = 0;
   const laneCursor = laneVouchers.map(() => 0);
   const nextVoucher = (ctx: Record<string, unknown>) => {
-    // One lane per connection, as one client per lane would pay.
+    // Each connection pays on one lane; a lane's connections send its vouchers in turn, as one
+    // client with several calls in flight would (a voucher arriving after a higher one adds nothing).
     if (ctx.lane === undefined) ctx.lane = lanesAssigned++ % laneVouchers.length;
     const lane = ctx.lane as number;
     const list = laneVouchers[lane]!;
@@ -247,38 +279,38 @@ async function main(): Promise<void> {
   const meteredBody = BODY(METERED);
 
   // direct
-  await load(upstream.url, fixedBody, WARMUP_SECONDS, undefined);
-  max.direct = await load(upstream.url, fixedBody, SECONDS, undefined);
+  await measured("direct: warm-up", upstream.url, fixedBody, WARMUP_SECONDS, undefined);
+  max.direct = await measured("direct: max rate", upstream.url, fixedBody, SECONDS, undefined);
   console.log("direct", max.direct);
 
   // paid and metered: one gateway with payment on
-  const paying = await spawnReady(gatewayArgs([]), env);
-  await load(paying.url, fixedBody, WARMUP_SECONDS, undefined, nextPaid);
-  max.paid = await load(paying.url, fixedBody, SECONDS, undefined, nextPaid);
+  const paying = await spawnReady(gatewayArgs([]), env, true);
+  await measured("paid: warm-up", paying.url, fixedBody, WARMUP_SECONDS, undefined, nextPaid);
+  max.paid = await measured("paid: max rate", paying.url, fixedBody, SECONDS, undefined, nextPaid);
   console.log("paid", max.paid);
-  max.metered = await load(paying.url, meteredBody, SECONDS, undefined, nextVoucher);
+  max.metered = await measured("metered: max rate", paying.url, meteredBody, SECONDS, undefined, nextVoucher);
   console.log("metered", max.metered);
   const halfRate = Math.max(1, Math.floor(max.paid.requestsPerSecond / 2));
-  half.paid = await load(paying.url, fixedBody, SECONDS, halfRate, nextPaid);
-  half.metered = await load(paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
+  half.paid = await measured(`paid: half load (${halfRate} req/s)`, paying.url, fixedBody, SECONDS, halfRate, nextPaid);
+  half.metered = await measured(`metered: half load (${halfRate} req/s)`, paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
   console.log("half load", halfRate, "paid", half.paid, "metered", half.metered);
   const payingExit = await paying.stop();
 
   // proxy: the same gateway with payment off
-  const proxy = await spawnReady(gatewayArgs(["--payment", "off"]), env);
-  await load(proxy.url, fixedBody, WARMUP_SECONDS, undefined);
-  max.proxy = await load(proxy.url, fixedBody, SECONDS, undefined);
-  half.proxy = await load(proxy.url, fixedBody, SECONDS, halfRate);
+  const proxy = await spawnReady(gatewayArgs(["--payment", "off"]), env, true);
+  await measured("proxy: warm-up", proxy.url, fixedBody, WARMUP_SECONDS, undefined);
+  max.proxy = await measured("proxy: max rate", proxy.url, fixedBody, SECONDS, undefined);
+  half.proxy = await measured(`proxy: half load (${halfRate} req/s)`, proxy.url, fixedBody, SECONDS, halfRate);
   console.log("proxy", max.proxy, "half", half.proxy);
   await proxy.stop();
-  half.direct = await load(upstream.url, fixedBody, SECONDS, halfRate);
+  half.direct = await measured(`direct: half load (${halfRate} req/s)`, upstream.url, fixedBody, SECONDS, halfRate);
 
   // rpcVerify: an eth_call simulation per call
   const facilitator = await spawnReady(gatewayArgs(["--preflight", "rpc"]), env);
-  await load(facilitator.url, fixedBody, WARMUP_SECONDS, undefined, nextRpc);
-  max.rpcVerify = await load(facilitator.url, fixedBody, SECONDS, undefined, nextRpc);
+  await measured("rpcVerify: warm-up", facilitator.url, fixedBody, WARMUP_SECONDS, undefined, nextRpc);
+  max.rpcVerify = await measured("rpcVerify: max rate", facilitator.url, fixedBody, SECONDS, undefined, nextRpc);
   const rpcHalfRate = Math.max(1, Math.floor(max.rpcVerify.requestsPerSecond / 2));
-  half.rpcVerify = await load(facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
+  half.rpcVerify = await measured(`rpcVerify: half load (${rpcHalfRate} req/s)`, facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
   console.log("rpcVerify", max.rpcVerify, "half", rpcHalfRate, half.rpcVerify);
   await facilitator.stop();
   await upstream.stop();
@@ -297,7 +329,7 @@ async function main(): Promise<void> {
   const paidOverProxy = round(max.paid.requestsPerSecond / max.proxy.requestsPerSecond);
   const paidOverRpc = round(max.paid.requestsPerSecond / max.rpcVerify.requestsPerSecond, 1);
   const report = {
-    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response as autocannon measured it (ms).",
+    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response as autocannon measured it (ms).",
     generatedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "", node: process.version, loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)) },
     config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
@@ -310,18 +342,25 @@ async function main(): Promise<void> {
       paidThroughputOverRpcVerify: { value: paidOverRpc, target: ">= 20", met: paidOverRpc >= 20 },
     },
     settlement: {
-      paidAndMeteredGateway: { exitCode: payingExit, requests: settlementOf(paying.stderr, "request"), vouchers: settlementOf(paying.stderr, "voucher") },
+      paidAndMeteredGateway: { exitCode: payingExit, requests: settlementOf(paying.stderr, "request"), lanes: settlementOf(paying.stderr, "lane") },
       rpcVerifyGateway: { requests: settlementOf(facilitator.stderr, "request") },
       providerEarningsOnChain: onChainEarnings.toString(),
     },
     wallSeconds: Math.round((Date.now() - started) / 1000),
   };
-  const dir = path.join(ROOT, "reports");
+  // Tracked files are rewritten only on request (npm run bench:gateway:update); otherwise cache/bench/.
+  const update = process.env.BENCH_UPDATE !== undefined;
+  const dir = update ? path.join(ROOT, "reports") : path.join(ROOT, "cache", "bench");
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, "gateway.json"), JSON.stringify(report, null, 2) + "\n");
   writeFileSync(path.join(dir, "gateway.md"), markdown(report));
   writeFileSync(path.join(dir, "gateway.svg"), svg(report));
   console.log(markdown(report));
+  console.log(
+    update
+      ? "Wrote reports/gateway.json, reports/gateway.md and reports/gateway.svg."
+      : "Wrote cache/bench/gateway.{json,md,svg}; tracked files are unchanged (npm run bench:gateway:update rewrites reports/gateway.*).",
+  );
 }
 
 type Report = {
@@ -336,7 +375,7 @@ const LABELS: Record<string, string> = {
   direct: "direct (model server)",
   proxy: "proxy, payment off",
   paid: "paid per request",
-  metered: "metered vouchers",
+  metered: "metered, lane vouchers",
   rpcVerify: "eth_call per call (facilitator style)",
 };
 

@@ -1,13 +1,15 @@
 /**
  * `npm run demo:gateway`: pay-per-inference over HTTP, end to end, on a local node.
  *
- *  1. start anvil, deploy Preflight and a test USDC; the payer deposits and grants an agent's
+ *  1. start anvil, deploy Preflight and a test USDC; the payer deposits, funds a lane for the
+ *     provider (funds only that provider can claim, for metered calls) and grants an agent's
  *     session key (this provider, these two models, a price cap and a daily budget)
  *  2. start a mock OpenAI-compatible model server and the gateway in front of it
  *  3. the agent (the official `openai` client with the paying fetch, viem session key) calls a
  *     fixed-price model per request (plain and streamed), then a metered model per token (streamed)
- *  4. shut the gateway down: it settles what it queued; print each call's preflight latency, the
- *     settlement transactions with their gas per settled request, and the balances
+ *  4. shut the gateway down: it settles what it queued (settleBatch for the requests,
+ *     claimLanesPacked for the lane's latest voucher, then collectLanes); print each call's preflight
+ *     latency, the settlement transactions with their gas per settled item, and the balances
  */
 import { ZeroAddress, formatUnits, type JsonRpcProvider } from "ethers";
 import OpenAI from "openai";
@@ -23,7 +25,7 @@ const FIXED = "llama-3.1-8b";
 const METERED = "qwen-2.5-7b";
 
 async function main(): Promise<void> {
-  console.log("1. local node, deployment, deposit and grant");
+  console.log("1. local node, deployment, deposit, lane and grant");
   const anvil = await startAnvil(await freePort());
   const rpc: JsonRpcProvider = providerFor(anvil.url, 31337);
   const [deployer, provider, payer] = [devAccount(0, rpc), devAccount(1, rpc), devAccount(2, rpc)];
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
   await (await token.mint(payer.address, 100_000_000n)).wait();
   await (await token.connect(payer).approve(contract, 100_000_000n)).wait();
   await (await preflight.connect(payer).deposit(payer.address, tokenAddress, 20_000_000n)).wait();
+  await (await preflight.connect(payer).fundLane(provider.address, tokenAddress, 5_000_000n)).wait();
   const sessionKey = privateKeyToAccount(generatePrivateKey());
   const now = BigInt((await rpc.getBlock("latest"))!.timestamp);
   await (
@@ -47,15 +50,15 @@ async function main(): Promise<void> {
       models: [modelId(FIXED), modelId(METERED)],
     })
   ).wait();
-  console.log(`   payer ${payer.address} deposited ${usdc(20_000_000n)}; session key ${sessionKey.address} may spend ${usdc(5_000_000n)} a day with provider ${provider.address}`);
+  console.log(`   payer ${payer.address} deposited ${usdc(20_000_000n)} and moved ${usdc(5_000_000n)} of it into a lane for the provider; session key ${sessionKey.address} may spend ${usdc(5_000_000n)} a day with provider ${provider.address}`);
 
   console.log("2. mock model server and gateway");
   const upstream = await startMockModelServer({ serviceTimeMs: 20, completionTokens: 12, tokenIntervalMs: 5, models: [FIXED, METERED] });
   const accepted: { scheme: string; preflightUs: number }[] = [];
-  const settled: { kind: string; txHash: string; gasUsed: string; items: number; amount: string }[] = [];
+  const settled: { kind: string; txHash: string; gasUsed: string; items?: number; lanes?: number; amount: string }[] = [];
   const logger: Logger = (_level, event, fields) => {
     if (event === "accepted") accepted.push(fields as { scheme: string; preflightUs: number });
-    if (event === "settled") settled.push(JSON.parse(JSON.stringify(fields, (_, v) => (typeof v === "bigint" ? v.toString() : v))));
+    if (event === "settled" || event === "collected") settled.push({ kind: "collect", ...JSON.parse(JSON.stringify(fields, (_, v) => (typeof v === "bigint" ? v.toString() : v))) });
   };
   const gateway = await startGateway({
     upstream: upstream.url,
@@ -103,11 +106,15 @@ async function main(): Promise<void> {
   accepted.forEach((a, i) => console.log(`   #${String(i + 1).padStart(2)} ${a.scheme.padEnd(18)} ${String(a.preflightUs).padStart(6)} us`));
   console.log("\n   settlement transactions:");
   for (const s of settled) {
-    console.log(`   ${s.kind.padEnd(8)} ${s.txHash}  ${String(s.items).padStart(2)} items  ${usdc(BigInt(s.amount)).padStart(14)}  gas ${s.gasUsed} (${Math.round(Number(s.gasUsed) / Math.max(1, s.items))} per settled item)`);
+    const what = s.kind === "collect" ? `${s.lanes} lane  collected` : `${String(s.items).padStart(2)} items ${s.kind === "lane" ? "  claimed" : "  settled"}`;
+    const per = s.kind === "collect" ? "" : ` (${Math.round(Number(s.gasUsed) / Math.max(1, s.items ?? 0))} per settled item)`;
+    console.log(`   ${s.kind.padEnd(8)} ${s.txHash}  ${what}  ${usdc(BigInt(s.amount)).padStart(14)}  gas ${s.gasUsed}${per}`);
   }
   const after = await preflight.balanceOf(payer.address, tokenAddress);
   console.log("\n   balances:");
-  console.log(`   payer escrow        ${usdc(after)} (deposited ${usdc(20_000_000n)}, settled ${usdc(20_000_000n - after)})`);
+  const [claimed, funds, uncollected] = await preflight.laneOf(payer.address, provider.address, tokenAddress);
+  console.log(`   payer escrow        ${usdc(after)} (deposited ${usdc(20_000_000n)}, ${usdc(5_000_000n)} into the lane, settled ${usdc(20_000_000n - 5_000_000n - after)})`);
+  console.log(`   payer's lane        ${usdc(funds)} left, ${usdc(claimed)} claimed by the provider, ${usdc(uncollected)} not yet collected`);
   console.log(`   provider earnings   ${usdc(await preflight.earningsOf(provider.address, tokenAddress))}`);
   const lane = pay.lanes()[0]!;
   console.log(`   charged for service ${usdc(receipts.reduce((s, r) => s + BigInt(r.amount), 0n))}: per request, plus ${usdc(lane.owed)} metered against a voucher of ${usdc(lane.signed)} (the opening voucher pays ahead; the lane's next calls use it up)`);

@@ -25,6 +25,6 @@ task("advance-time", "Local chains only: moves the chain's clock forward, by def
     await hre.network.provider.send("evm_mine", []);
     const now = await latestTimestamp(hre);
     console.log(`Chain time moved by ${formatDuration(now - before)}: now ${formatTime(now)} (block mined).`);
-    if (args.by === undefined) console.log("Every withdrawal requested before this command is now past its notice period: run withdraw.");
+    if (args.by === undefined) console.log("Every withdrawal and lane close requested before this command is now past its notice period: run withdraw or lane-close.");
     return { before, now };
   });

@@ -5,16 +5,25 @@
 import { task } from "hardhat/config";
 import { Contract, Signature, type ContractTransactionResponse } from "ethers";
 import { PreflightError } from "./lib/errors";
-import { ETH, commandFor, common, erc20, latestTimestamp, loadContext, resolveToken, send, type Common, type TaskContext, type TokenInfo } from "./lib/context";
+import {
+  ETH,
+  approveIfNeeded,
+  commandFor,
+  common,
+  latestTimestamp,
+  loadContext,
+  requireWalletBalance,
+  resolveToken,
+  send,
+  walletBalance,
+  type Common,
+  type TaskContext,
+  type TokenInfo,
+} from "./lib/context";
 import { isLocalChain } from "./lib/networks";
 import { formatAmount, formatDuration, formatTime, parseAddress, parseAmount } from "./lib/input";
 
 const log = (line: string): void => console.log(line);
-
-async function walletBalance(ctx: TaskContext, token: TokenInfo, account: string): Promise<bigint> {
-  if (token.address === ETH) return ctx.hre.ethers.provider.getBalance(account);
-  return (await erc20(ctx.hre, token.address).balanceOf(account)) as bigint;
-}
 
 /** Signs an EIP-2612 permit for `spender` (the escrow). */
 async function signPermit(ctx: TaskContext, token: TokenInfo, value: bigint, deadline: bigint): Promise<Signature> {
@@ -69,13 +78,7 @@ common(task("deposit", "Deposits ERC-20 tokens or ETH into a payer's escrow bala
     const token = await resolveToken(ctx, args.token);
     const amount = parseAmount("--amount", args.amount, token.decimals, token.symbol);
     const payer = args.payer === undefined ? ctx.signer.address : parseAddress("--payer", args.payer);
-    const held = await walletBalance(ctx, token, ctx.signer.address);
-    if (held < amount) {
-      throw new PreflightError(
-        `${ctx.signer.address} holds ${formatAmount(held, token.decimals, token.symbol)}, less than the ${formatAmount(amount, token.decimals, token.symbol)} to deposit.`,
-      );
-    }
-    const escrow = await ctx.preflight.getAddress();
+    await requireWalletBalance(ctx, token, amount, "deposit");
     if (token.address === ETH) {
       if (args.permit) throw new PreflightError("--permit applies to ERC-20 tokens; ETH deposits need no approval.");
       await send(ctx, `Deposit of ${formatAmount(amount, 18, "ETH")}`, () => ctx.preflight.depositETH(payer, { value: amount }), log);
@@ -89,11 +92,7 @@ common(task("deposit", "Deposits ERC-20 tokens or ETH into a payer's escrow bala
         log,
       );
     } else {
-      const contract = erc20(hre, token.address, ctx.signer);
-      const allowance = (await contract.allowance(ctx.signer.address, escrow)) as bigint;
-      if (allowance < amount) {
-        await send(ctx, `Approval of ${formatAmount(amount, token.decimals, token.symbol)}`, () => contract.approve(escrow, amount) as Promise<ContractTransactionResponse>, log);
-      }
+      await approveIfNeeded(ctx, token, amount, log);
       await send(ctx, `Deposit of ${formatAmount(amount, token.decimals, token.symbol)}`, () => ctx.preflight.deposit(payer, token.address, amount), log);
     }
     const balance = await ctx.preflight.balanceOf(payer, token.address);

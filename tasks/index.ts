@@ -11,6 +11,7 @@ require("./chain");
 require("./deploy");
 require("./escrow");
 require("./grants");
+require("./lanes");
 require("./requests");
 require("./signedData");
 require("./vouchers");

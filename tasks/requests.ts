@@ -5,13 +5,14 @@
 import { REQUESTS_SETTLED_TOPIC, decodeRequestsSettled } from "@preflight/sdk";
 import fs from "node:fs";
 import { task } from "hardhat/config";
-import { ZeroAddress, getAddress, id } from "ethers";
+import { getAddress, id } from "ethers";
 import { signRequest, type Request } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, latestTimestamp, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
-import { formatAmount, formatTime, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
+import { formatAmount, parseAddress, parseAmount, parseDuration, parseInteger, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
 import { parseRequests, requestToJson, toRequestStruct, type ParsedRequest, type SignedRequestJson } from "./lib/signed";
 import { reasonName, refusedItems } from "./lib/reasons";
+import { checkDelegateScope } from "./lib/delegate";
 
 const log = (line: string): void => console.log(line);
 const MAX_UINT96 = (1n << 96n) - 1n;
@@ -77,21 +78,8 @@ common(task("sign-request", "Signs inference request(s) as the payer or a delega
     const inputHash = args.inputHash !== undefined ? parseModel("--input-hash", args.inputHash) : id(args.input ?? "");
     if (args.append && args.out === undefined) throw new PreflightError("--append needs --out, the file to add to.");
 
-    // Warn early about what would make the provider's settlement fail.
-    if (payer !== ctx.signer.address) {
-      const grant = await ctx.preflight.grantOf(payer, token.address, ctx.signer.address);
-      if (grant.expiry === 0n) {
-        throw new PreflightError(`${ctx.signer.address} has no ${token.symbol} grant from ${payer}: the payer must first run npx hardhat grant --delegate ${ctx.signer.address} ...`);
-      }
-      if (grant.provider !== ZeroAddress && getAddress(grant.provider) !== provider) {
-        throw new PreflightError(`The grant allows only provider ${grant.provider}, not ${provider}.`);
-      }
-      if (price > grant.maxPrice) throw new PreflightError(`--price is above the grant's cap of ${formatAmount(grant.maxPrice, token.decimals, token.symbol)} per request.`);
-      if (BigInt(grant.expiry) <= (await latestTimestamp(hre))) throw new PreflightError(`The grant from ${payer} expired at ${formatTime(grant.expiry)}: the payer must grant again.`);
-      if (!(await ctx.preflight.isModelAllowed(payer, token.address, ctx.signer.address, model))) {
-        throw new PreflightError(`The grant does not cover model "${args.model}": sign for a model the payer allowed (npx hardhat grant-info shows the grant).`);
-      }
-    }
+    // Say early what would make the provider's settlement fail.
+    await checkDelegateScope(ctx, { payer, token, provider, model, modelName: args.model, price });
     const balance = await ctx.preflight.balanceOf(payer, token.address);
     if (balance < price * BigInt(count)) {
       // To stderr, so that printing the signed JSON to stdout stays valid JSON.

@@ -4,13 +4,13 @@
  */
 import { VOUCHERS_CLAIMED_TOPIC, decodeVouchersClaimed } from "@preflight/sdk";
 import { task } from "hardhat/config";
-import { ZeroAddress, getAddress } from "ethers";
 import { signVoucher, type Voucher } from "@preflight/sdk";
 import { PreflightError } from "./lib/errors";
 import { common, loadContext, resolveToken, send, tokenInfo, type Common, type TaskContext } from "./lib/context";
 import { formatAmount, parseAddress, parseAmount, parseBytes32, parseModel, readJsonFile, stringify, writeJsonFile } from "./lib/input";
 import { parseVouchers, toVoucherStruct, voucherToJson, type ParsedVoucher } from "./lib/signed";
 import { reasonName, refusedItems } from "./lib/reasons";
+import { checkDelegateScope } from "./lib/delegate";
 
 const log = (line: string): void => console.log(line);
 const MAX_UINT128 = (1n << 128n) - 1n;
@@ -51,14 +51,7 @@ common(task("sign-voucher", "Signs a cumulative voucher: the total owed to a pro
           `sign a total above that (the voucher pays the difference).`,
       );
     }
-    if (payer !== ctx.signer.address) {
-      const grant = await ctx.preflight.grantOf(payer, token.address, ctx.signer.address);
-      if (grant.expiry === 0n) throw new PreflightError(`${ctx.signer.address} has no ${token.symbol} grant from ${payer}.`);
-      if (grant.provider !== ZeroAddress && getAddress(grant.provider) !== provider) throw new PreflightError(`The grant allows only provider ${grant.provider}, not ${provider}.`);
-      if (!(await ctx.preflight.isModelAllowed(payer, token.address, ctx.signer.address, model))) {
-        throw new PreflightError(`The grant does not cover model "${args.model}": sign for a model the payer allowed (npx hardhat grant-info shows the grant).`);
-      }
-    }
+    await checkDelegateScope(ctx, { payer, token, provider, model, modelName: args.model });
     const voucher: Voucher = { payer, provider, token: token.address, model, channel, cumulativeAmount };
     const signature = await signVoucher(ctx.signer, ctx.domain, voucher, args.compact);
     const json = voucherToJson(ctx.domain, voucher, signature, ctx.signer.address);

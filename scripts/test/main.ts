@@ -1,14 +1,22 @@
 /**
- * `npm test`: every check the project makes, in order, each with a banner, stopping at the first
- * failure, ending with a summary (the verdict is the last thing printed and the exit code).
+ * `npm test`: every check the project makes, each with a banner, two at a time where their
+ * prerequisites allow, stopping at the first failure, ending with a summary (the verdict is the last
+ * thing printed and the exit code).
  *
  *   npm test                              # all stages
- *   npm run coverage                      # the coverage stages only (coverage, gate)
- *   npx ts-node scripts/test/main.ts tests lint   # any stages by name
+ *   npm run coverage                      # compile, then the coverage stages (coverage, gate)
+ *   npx ts-node scripts/test/main.ts tests lint   # any stages by name (their prerequisites are not rerun)
  *
- * The coverage run measures the same tests on instrumented contracts; the long property-based and
- * differential runs are sized down there (they find bugs at full size in the `tests` stage; coverage
- * only needs every branch reached), and its build goes to cache/coverage/ so `artifacts/` stays valid.
+ * The order: compile and lint start together; typecheck needs the typechain types, so it follows
+ * compile; the coverage run (its own instrumented build) starts beside typecheck; the tests follow
+ * typecheck and lint. On two cores the whole run costs about the tests plus the compile.
+ *
+ * The coverage run measures the contract suites on instrumented contracts: the suites that exercise
+ * the contracts (core, security, settlement, invariants) reach every line and branch the whole suite
+ * reaches, so the verifier, SDK, tooling, gateway and node suites, which only run the contracts as any
+ * client does, are not repeated there. Its property-based runs are sized down (they find bugs at full
+ * size in the `tests` stage; coverage only needs every branch reached), and its build goes to
+ * cache/coverage/ so `artifacts/` stays valid.
  */
 import os from "node:os";
 import path from "node:path";
@@ -18,25 +26,30 @@ import type { Timing } from "./timings";
 const bin = (name: string): string => path.join(ROOT, "node_modules", ".bin", name);
 const TIMINGS = path.join(ROOT, "cache", "test-timings");
 
-/** Sizes of the property-based and differential runs in the coverage stage (env overrides). */
-const COVERAGE_SIZES = { FC_RUNS: process.env.FC_RUNS ?? "6", DIFF_ROUNDS: process.env.DIFF_ROUNDS ?? "5" };
+/** Size of the property-based runs in the coverage stage (env override). */
+const COVERAGE_SIZES = { FC_RUNS: process.env.FC_RUNS ?? "6" };
+
+/** The suites the coverage run measures: those that exercise the contracts themselves. */
+export const COVERAGE_SUITES = "test/{core,security,settlement,invariants}/**/*.ts";
 
 export const STAGES: Stage[] = [
-  { name: "compile", what: "build the contracts and their typechain types (a first build takes a few minutes)", command: bin("hardhat"), args: ["compile"] },
-  { name: "typecheck", what: "type-check every TypeScript file (tsc --noEmit)", command: bin("tsc"), args: ["--noEmit", "-p", "tsconfig.json"] },
-  { name: "lint", what: "lint the Solidity sources (solhint, no warnings allowed)", command: bin("solhint"), args: ["--max-warnings", "0", "contracts/**/*.sol"] },
+  { name: "compile", what: "build the contracts and their typechain types (a first build takes a few minutes)", command: bin("hardhat"), args: ["compile"], after: [] },
+  { name: "typecheck", what: "type-check every TypeScript file (tsc --noEmit)", command: bin("tsc"), args: ["--noEmit", "-p", "tsconfig.json"], after: ["compile"] },
+  { name: "lint", what: "lint the Solidity sources (solhint, no warnings allowed)", command: bin("solhint"), args: ["--max-warnings", "0", "contracts/**/*.sol"], after: [] },
   {
     name: "tests",
     what: "every test: unit, adversarial, property-based, differential, gas snapshot, README, real nodes",
     command: bin("hardhat"),
     args: ["test", "--no-compile"],
+    after: ["typecheck", "lint"],
     env: { PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "tests.json") },
   },
   {
     name: "coverage",
-    what: `the tests again on instrumented contracts (no gas or node tests; property runs FC_RUNS=${COVERAGE_SIZES.FC_RUNS}, differential DIFF_ROUNDS=${COVERAGE_SIZES.DIFF_ROUNDS})`,
+    what: `the contract suites (${COVERAGE_SUITES}) on instrumented contracts; property runs FC_RUNS=${COVERAGE_SIZES.FC_RUNS}`,
     command: bin("hardhat"),
-    args: ["coverage", "--testfiles", "test/!(gas|integration|packages|gateway)/**/*.ts"],
+    args: ["coverage", "--testfiles", COVERAGE_SUITES],
+    after: ["compile"],
     env: { ...COVERAGE_SIZES, PREFLIGHT_COVERAGE: "1", PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "coverage.json") },
   },
   {
@@ -44,6 +57,7 @@ export const STAGES: Stage[] = [
     what: "100% of lines and >= 95% of branches of the deployable contracts",
     command: bin("ts-node"),
     args: ["--transpile-only", "scripts/check-coverage.ts"],
+    after: ["coverage"],
   },
 ];
 

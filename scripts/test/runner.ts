@@ -1,12 +1,15 @@
 /**
- * The stage runner behind `npm test`: runs each stage in order with a banner saying what it does,
- * streams its output, stops at the first failure, and always ends with a summary, so the last thing
- * on the screen is the verdict (a failure names the stage, its exit code and the failing tests) and
- * the exit code is that verdict.
+ * The stage runner behind `npm test`: runs the stages in the order their prerequisites allow, at most
+ * `jobs` at a time (two on a 2-core machine: compiling and type-checking wait on nothing the linter
+ * or the coverage build does), each announced by a banner saying what it does. While two stages run,
+ * each line of their output is prefixed with the stage's name. The first failure stops everything:
+ * stages still running are stopped, stages not started are skipped. It always ends with a summary,
+ * so the last thing on the screen is the verdict (a failure names the stage, its exit code and the
+ * failing tests) and the exit code is that verdict.
  *
- * Pure of any project knowledge: `scripts/test/stages.ts` says which stages `npm test` runs.
+ * Pure of any project knowledge: `scripts/test/main.ts` says which stages `npm test` runs.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -19,10 +22,16 @@ export interface Stage {
   command: string;
   args: string[];
   env?: Record<string, string>;
+  /** stages that must pass before this one starts (those not among the stages run are ignored) */
+  after?: string[];
 }
+
+export type StageStatus = "ok" | "FAIL" | "stop" | "skip";
 
 export interface StageResult {
   stage: Stage;
+  /** "stop": it was running when another stage failed (or the run was interrupted), and was stopped */
+  status: StageStatus;
   code: number;
   seconds: number;
   /** the stage's output (stdout and stderr, interleaved as printed) */
@@ -35,6 +44,8 @@ export interface RunOptions {
   cwd?: string;
   /** written after the stages' results, before the verdict (e.g. the slowest tests) */
   epilogue?: (results: StageResult[]) => string;
+  /** how many stages may run at once (default: 2, or 1 on a single CPU) */
+  jobs?: number;
 }
 
 const fmtSeconds = (s: number): string => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
@@ -51,72 +62,197 @@ export function mochaFailures(log: string, maxLines = 40): string {
   return out.join("\n").trimEnd() + (end > start + maxLines ? "\n  ..." : "");
 }
 
-function runStage(stage: Stage, index: number, total: number, opts: Required<Pick<RunOptions, "write" | "cwd">>): Promise<StageResult> {
-  const load = os.loadavg()[0].toFixed(1);
-  opts.write(`\n==> [${index}/${total}] ${stage.name}: ${stage.what}\n    $ ${[stage.command, ...stage.args].join(" ")}   (load ${load})\n`);
-  const started = Date.now();
-  return new Promise((resolve) => {
-    let log = "";
-    const child = spawn(stage.command, stage.args, {
-      cwd: opts.cwd,
-      env: { ...process.env, ...stage.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const take = (chunk: Buffer): void => {
-      const text = chunk.toString();
-      log += text;
-      opts.write(text);
-    };
-    child.stdout.on("data", take);
-    child.stderr.on("data", take);
-    child.on("error", (e) => {
-      log += `\n${e.message}\n`;
-      opts.write(`\n${e.message}\n`);
-    });
-    child.on("close", (code, signal) => {
-      // A stage killed by a signal (out of memory, Ctrl-C, someone's kill) exits as a shell would say: 128 + its number.
-      if (signal !== null) {
-        const note = `\n(stage "${stage.name}" was killed by ${signal})\n`;
-        log += note;
-        opts.write(note);
-      }
-      const bySignal = signal !== null ? 128 + (os.constants.signals[signal] ?? 0) : 1;
-      resolve({ stage, code: code ?? bySignal, seconds: (Date.now() - started) / 1000, log });
-    });
-  });
+/** Checks the stage graph: unique names, known prerequisites, no cycle. Throws on the first problem. */
+export function checkStages(stages: Stage[]): void {
+  const names = new Set<string>();
+  for (const s of stages) {
+    if (names.has(s.name)) throw new Error(`Two stages are named "${s.name}".`);
+    names.add(s.name);
+  }
+  // Prerequisites outside the selection are dropped (running `tests` alone does not rerun `compile`),
+  // so a cycle can only be among selected stages: walk them depth-first.
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (s: Stage, trail: string[]): void => {
+    if (state.get(s.name) === "done") return;
+    if (state.get(s.name) === "visiting") throw new Error(`The stages wait on each other: ${[...trail, s.name].join(" -> ")}.`);
+    state.set(s.name, "visiting");
+    for (const dep of s.after ?? []) {
+      const d = byName.get(dep);
+      if (d !== undefined) visit(d, [...trail, s.name]);
+    }
+    state.set(s.name, "done");
+  };
+  for (const s of stages) visit(s, []);
+}
+
+/** A running stage: its child process (in a process group of its own) and its output so far. */
+interface Running {
+  stage: Stage;
+  child: ChildProcess;
+  started: number;
+  log: string;
+  /** the unfinished last line of each stream, held back while output is prefixed */
+  pending: { out: string; err: string };
+  stopped: boolean;
+  done: Promise<StageResult>;
+}
+
+// A stop asks nicely first (SIGTERM lets hardhat and the nodes tests start shut down), then insists.
+const STOP_GRACE_MS = 5_000;
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    // Negative pid: the whole group, so a stage's own children (hardhat nodes, redis, browsers) go too.
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+  }
 }
 
 /**
- * Runs `stages` in order and returns the exit code: 0 when every stage passed, else the failing
- * stage's code. The summary is the last output.
+ * Runs `stages` (each when its prerequisites have passed, at most `jobs` at once) and returns the exit
+ * code: 0 when every stage passed, else the failing stage's code. The summary is the last output.
  */
 export async function runStages(stages: Stage[], options: RunOptions = {}): Promise<number> {
+  checkStages(stages);
   const write = options.write ?? ((t: string) => void process.stdout.write(t));
   const cwd = options.cwd ?? process.cwd();
+  const jobs = Math.max(1, options.jobs ?? Math.min(2, os.cpus().length));
+  const selected = new Set(stages.map((s) => s.name));
+  const width = Math.max(...stages.map((s) => s.name.length));
   const started = Date.now();
-  const results: StageResult[] = [];
-  for (const [i, stage] of stages.entries()) {
-    const result = await runStage(stage, i + 1, stages.length, { write, cwd });
-    results.push(result);
-    if (result.code !== 0) break;
+  const results = new Map<string, StageResult>();
+  const running = new Map<string, Running>();
+  let failed: StageResult | undefined;
+  let interrupted: NodeJS.Signals | undefined;
+  let announced = 0;
+
+  // Output of a stage: as it comes while it runs alone; line by line with a "[name] " prefix while
+  // another stage runs beside it, so the two never interleave within a line.
+  const prefixing = (): boolean => running.size > 1;
+  const emit = (r: Running, stream: "out" | "err", text: string): void => {
+    r.log += text;
+    if (!prefixing() && r.pending[stream] === "") {
+      write(text);
+      return;
+    }
+    const lines = (r.pending[stream] + text).split("\n");
+    r.pending[stream] = lines.pop() ?? "";
+    const tag = `[${r.stage.name.padEnd(width)}] `;
+    if (lines.length > 0) write(lines.map((l) => `${tag}${l}\n`).join(""));
+  };
+  const flush = (r: Running): void => {
+    for (const stream of ["out", "err"] as const) {
+      if (r.pending[stream] !== "") write(`[${r.stage.name.padEnd(width)}] ${r.pending[stream]}\n`);
+      r.pending[stream] = "";
+    }
+  };
+
+  const start = (stage: Stage): Running => {
+    announced++;
+    const beside = [...running.keys()];
+    const load = os.loadavg()[0].toFixed(1);
+    write(
+      `\n==> [${announced}/${stages.length}] ${stage.name}: ${stage.what}\n    $ ${[stage.command, ...stage.args].join(" ")}   (load ${load}${beside.length > 0 ? `; beside ${beside.join(", ")}` : ""})\n`,
+    );
+    const child = spawn(stage.command, stage.args, {
+      cwd,
+      env: { ...process.env, ...stage.env },
+      stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group, so stopping it stops everything it started.
+      detached: true,
+    });
+    const r: Running = { stage, child, started: Date.now(), log: "", pending: { out: "", err: "" }, stopped: false, done: undefined as never };
+    r.done = new Promise<StageResult>((resolve) => {
+      child.stdout?.on("data", (c: Buffer) => emit(r, "out", c.toString()));
+      child.stderr?.on("data", (c: Buffer) => emit(r, "err", c.toString()));
+      child.on("error", (e) => emit(r, "err", `\n${e.message}\n`));
+      child.on("close", (code, signal) => {
+        flush(r);
+        // A stage killed by a signal (out of memory, Ctrl-C, someone's kill) exits as a shell would say: 128 + its number.
+        if (signal !== null && !r.stopped) emit(r, "err", `\n(stage "${stage.name}" was killed by ${signal})\n`);
+        flush(r);
+        const bySignal = signal !== null ? 128 + (os.constants.signals[signal] ?? 0) : 1;
+        const exit = code ?? bySignal;
+        const status: StageStatus = exit === 0 ? "ok" : r.stopped ? "stop" : "FAIL";
+        resolve({ stage, status, code: exit, seconds: (Date.now() - r.started) / 1000, log: r.log });
+      });
+    });
+    running.set(stage.name, r);
+    return r;
+  };
+
+  const stopAll = (signal: NodeJS.Signals = "SIGTERM"): void => {
+    for (const r of running.values()) {
+      if (r.stopped) continue;
+      r.stopped = true;
+      killGroup(r.child, signal);
+      setTimeout(() => killGroup(r.child, "SIGKILL"), STOP_GRACE_MS).unref();
+    }
+  };
+
+  // Ctrl-C (or a CI runner's SIGTERM) reaches this process only, since each stage has its own process
+  // group: pass it on, let the stages end, and still print the summary.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted ??= signal;
+    stopAll(signal);
+  };
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const s of signals) process.on(s, onSignal);
+
+  try {
+    const ready = (s: Stage): boolean => (s.after ?? []).every((d) => !selected.has(d) || results.get(d)?.status === "ok");
+    for (;;) {
+      if (failed === undefined && interrupted === undefined) {
+        for (const s of stages) {
+          if (running.size >= jobs) break;
+          if (!results.has(s.name) && !running.has(s.name) && ready(s)) start(s);
+        }
+      }
+      if (running.size === 0) break;
+      const result = await Promise.race([...running.values()].map((r) => r.done));
+      running.delete(result.stage.name);
+      results.set(result.stage.name, result);
+      if (result.status === "FAIL" && failed === undefined && interrupted === undefined) {
+        failed = result;
+        stopAll();
+      }
+    }
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
   }
-  const failed = results.find((r) => r.code !== 0);
-  const lines = ["", "==> Summary", ...results.map((r) => `    ${r.code === 0 ? "ok  " : "FAIL"}  ${r.stage.name.padEnd(14)} ${fmtSeconds(r.seconds).padStart(12)}`)];
-  for (const s of stages.slice(results.length)) lines.push(`    skip  ${s.name}`);
-  const epilogue = options.epilogue?.(results) ?? "";
+
+  const ordered = stages.map((s) => results.get(s.name)).filter((r): r is StageResult => r !== undefined);
+  const lines = ["", "==> Summary"];
+  for (const s of stages) {
+    const r = results.get(s.name);
+    lines.push(r === undefined ? `    skip  ${s.name}` : `    ${r.status.padEnd(4)}  ${s.name.padEnd(14)} ${fmtSeconds(r.seconds).padStart(12)}`);
+  }
+  const epilogue = options.epilogue?.(ordered) ?? "";
   if (epilogue !== "") lines.push("", epilogue.trimEnd());
   const total = fmtSeconds((Date.now() - started) / 1000);
   const load = os.loadavg().map((l) => l.toFixed(1)).join(" ");
-  if (failed === undefined) {
-    lines.push("", `npm test passed: ${results.length} stages in ${total} (load average ${load}).`);
-  } else {
+  let code = 0;
+  if (failed !== undefined) {
     const failures = mochaFailures(failed.log);
     if (failures !== "") lines.push("", `Failing tests in ${failed.stage.name}:`, failures);
     else lines.push("", `Last lines of ${failed.stage.name}:`, ...failed.log.trimEnd().split("\n").slice(-15).map((l) => `    ${l}`));
     lines.push("", `npm test FAILED at stage "${failed.stage.name}" (exit code ${failed.code}) after ${total}. Re-run it alone with: ${[failed.stage.command, ...failed.stage.args].join(" ")}`);
+    code = failed.code;
+  } else if (interrupted !== undefined) {
+    code = 128 + (os.constants.signals[interrupted] ?? 0);
+    lines.push("", `npm test INTERRUPTED by ${interrupted} after ${total}: the stages marked "stop" were stopped, "skip" never started.`);
+  } else {
+    lines.push("", `npm test passed: ${ordered.length} stages in ${total} (load average ${load}).`);
   }
   write(lines.join("\n") + "\n");
-  return failed?.code ?? 0;
+  return code;
 }
 
 /** Reads a JSON file if it exists. */

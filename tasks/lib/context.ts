@@ -8,7 +8,7 @@ import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signer
 import type { Preflight } from "../../typechain-types";
 import type { PreflightDomain } from "@preflight/sdk";
 import { PreflightError } from "./errors";
-import { parseAddress } from "./input";
+import { formatAmount, parseAddress } from "./input";
 import { readRegistry, recordIsInMemory, registryLocation, type DeploymentRecord } from "./registry";
 
 export const ETH = ZeroAddress;
@@ -199,6 +199,39 @@ export async function resolveToken(ctx: TaskContext, value: string | undefined):
   } catch {
     throw new PreflightError(`--token ${address} does not answer decimals() and symbol(): it is not an ERC-20 token.`);
   }
+}
+
+/**
+ * The shortest `--token` value that names `token` in a printed command: ETH, the symbol of a token in
+ * the deployment record, or the address.
+ */
+export function tokenOption(ctx: TaskContext, token: TokenInfo): string {
+  if (token.address === ETH) return "ETH";
+  return recordedTokens(ctx).find((t) => t.address === token.address)?.symbol ?? token.address;
+}
+
+/** What `account` holds in its wallet (native ETH, or the ERC-20's balance). */
+export async function walletBalance(ctx: TaskContext, token: TokenInfo, account: string): Promise<bigint> {
+  if (token.address === ETH) return ctx.hre.ethers.provider.getBalance(account);
+  return (await erc20(ctx.hre, token.address).balanceOf(account)) as bigint;
+}
+
+/** Refuses when the sender's wallet holds less than `amount` of `token` to pay in. */
+export async function requireWalletBalance(ctx: TaskContext, token: TokenInfo, amount: bigint, what: string): Promise<void> {
+  const held = await walletBalance(ctx, token, ctx.signer.address);
+  if (held < amount) {
+    const f = (v: bigint): string => formatAmount(v, token.decimals, token.symbol);
+    throw new PreflightError(`${ctx.signer.address} holds ${f(held)}, less than the ${f(amount)} to ${what}.`);
+  }
+}
+
+/** Approves the escrow for `amount` of an ERC-20 when the sender's allowance is lower. */
+export async function approveIfNeeded(ctx: TaskContext, token: TokenInfo, amount: bigint, log: (line: string) => void): Promise<void> {
+  const escrow = await ctx.preflight.getAddress();
+  const contract = erc20(ctx.hre, token.address, ctx.signer);
+  const allowance = (await contract.allowance(ctx.signer.address, escrow)) as bigint;
+  if (allowance >= amount) return;
+  await send(ctx, `Approval of ${formatAmount(amount, token.decimals, token.symbol)}`, () => contract.approve(escrow, amount) as Promise<ContractTransactionResponse>, log);
 }
 
 /** Symbol and decimals of a token address seen in a file (ETH for the zero address). */

@@ -1,12 +1,13 @@
 /**
- * The JSON files `sign-request` / `sign-voucher` write and `settle` / `claim-vouchers` read: the
+ * The JSON files `sign-request` / `sign-voucher` / `sign-lane-voucher` write and `settle` /
+ * `claim-vouchers` / `lane-claim` read: the
  * signed EIP-712 message with its domain and signature, numbers as decimal strings. A file holds one
  * object or an array of them. Signatures are not judged here: the contract decides (ECDSA of the payer
  * or a delegate, or whatever an ERC-1271 smart-account payer accepts).
  */
 import { getAddress, isHexString } from "ethers";
-import type { GrantMessage, PreflightDomain, Request, Voucher } from "@preflight/sdk";
-import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
+import type { GrantMessage, LaneVoucher, PreflightDomain, Request, Voucher } from "@preflight/sdk";
+import type { LaneVoucherStruct, SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 import { PreflightError } from "./errors";
 
 export interface SignedRequestJson {
@@ -36,6 +37,19 @@ export interface SignedVoucherJson {
   token: string;
   model: string;
   channel: string;
+  cumulativeAmount: string;
+  signature: string;
+}
+
+export interface SignedLaneVoucherJson {
+  kind: "preflight.lane-voucher";
+  chainId: string;
+  verifyingContract: string;
+  signer: string;
+  payer: string;
+  provider: string;
+  token: string;
+  model: string;
   cumulativeAmount: string;
   signature: string;
 }
@@ -81,6 +95,27 @@ export function voucherToJson(domain: PreflightDomain, voucher: Voucher, signatu
     token: voucher.token,
     model: voucher.model,
     channel: voucher.channel,
+    cumulativeAmount: voucher.cumulativeAmount.toString(),
+    signature,
+  };
+}
+
+export interface ParsedLaneVoucher {
+  voucher: LaneVoucher;
+  signature: string;
+  signer: string;
+}
+
+export function laneVoucherToJson(domain: PreflightDomain, voucher: LaneVoucher, signature: string, signer: string): SignedLaneVoucherJson {
+  return {
+    kind: "preflight.lane-voucher",
+    chainId: domain.chainId.toString(),
+    verifyingContract: domain.verifyingContract,
+    signer,
+    payer: voucher.payer,
+    provider: voucher.provider,
+    token: voucher.token,
+    model: voucher.model,
     cumulativeAmount: voucher.cumulativeAmount.toString(),
     signature,
   };
@@ -181,6 +216,22 @@ export function parseVouchers(file: string, data: unknown, domain: PreflightDoma
   });
 }
 
+/** Parses and checks a file of signed lane vouchers for `domain`. */
+export function parseLaneVouchers(file: string, data: unknown, domain: PreflightDomain): ParsedLaneVoucher[] {
+  return items(file, data, "preflight.lane-voucher").map((item, i) => {
+    const where = Array.isArray(data) ? `${file} item ${i}` : file;
+    checkDomain(where, item, domain);
+    const voucher: LaneVoucher = {
+      payer: addressField(where, item, "payer"),
+      provider: addressField(where, item, "provider"),
+      token: addressField(where, item, "token"),
+      model: bytes32Field(where, item, "model"),
+      cumulativeAmount: uintField(where, item, "cumulativeAmount"),
+    };
+    return { voucher, signature: signatureField(where, item), signer: String(item.signer ?? "") };
+  });
+}
+
 export function toRequestStruct(parsed: ParsedRequest): SignedRequestStruct {
   const { payer, token, model, price, nonce, deadline, inputHash } = parsed.request;
   return { payer, token, model, price, nonce, deadline, inputHash, signature: parsed.signature };
@@ -189,6 +240,11 @@ export function toRequestStruct(parsed: ParsedRequest): SignedRequestStruct {
 export function toVoucherStruct(parsed: ParsedVoucher): SignedVoucherStruct {
   const { payer, token, model, channel, cumulativeAmount } = parsed.voucher;
   return { payer, token, model, channel, cumulativeAmount, signature: parsed.signature };
+}
+
+export function toLaneVoucherStruct(parsed: ParsedLaneVoucher): LaneVoucherStruct {
+  const { payer, token, model, cumulativeAmount } = parsed.voucher;
+  return { payer, token, model, cumulativeAmount, signature: parsed.signature };
 }
 
 export interface SignedGrantJson {

@@ -8,8 +8,8 @@ import OpenAI from "openai";
 import { Wallet } from "ethers";
 import { privateKeyToAccount } from "viem/accounts";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
-import { fundedWallet, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
-import { createPayingFetch, fromEthers, fromViem, PAYMENT_REQUIRED_HEADER, decodeHeader, type PaymentRequired, type PaymentResponse } from "@preflight/sdk/fetch";
+import { fundedLane, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
+import { createPayingFetch, fromEthers, fromViem, PAYMENT_REQUIRED_HEADER, PayingFetchError, decodeHeader, readPaymentRefusal, reasonSentence, type PaymentRequired, type PaymentResponse } from "@preflight/sdk/fetch";
 
 const MESSAGES = [{ role: "user" as const, content: "say eight tokens" }];
 // The mock answers 8 completion tokens; the prompt above is 3 words = 3 prompt tokens.
@@ -59,9 +59,9 @@ describe("Gateway with the openai client", function () {
     expect(await f.preflight.balanceOf(f.payer.address, token)).to.equal(before - 2n * PRICE);
   });
 
-  it("meters usage on a lane (viem account): the next call's voucher covers the reported total, streamed or not", async function () {
-    const wallet = await fundedWallet(f, 1_000_000n);
-    const pay = createPayingFetch({ now: chainNow, signer: fromViem(privateKeyToAccount(wallet.privateKey as `0x${string}`)), maxPricePerRequest: 0n, maxLaneTotal: 100_000n, prefer: "preflight-voucher" });
+  it("meters usage on a lane (viem account): the next call's voucher covers the reported total, streamed or not; claimed and collected on close", async function () {
+    const wallet = await fundedLane(f, 1_000_000n);
+    const pay = createPayingFetch({ now: chainNow, signer: fromViem(privateKeyToAccount(wallet.privateKey as `0x${string}`)), maxPricePerRequest: 0n, maxLaneTotal: 100_000n, prefer: "preflight-lane" });
     const openai = new OpenAI({ baseURL: `${gw.running.url}/v1`, apiKey: "unused", fetch: pay, maxRetries: 0 });
 
     await openai.chat.completions.create({ model: METERED, messages: MESSAGES });
@@ -81,18 +81,40 @@ describe("Gateway with the openai client", function () {
 
     const token = await f.usdc.getAddress();
     const batches = await gw.running.gateway.close();
-    const claims = batches.filter((b) => b.kind === "voucher").flatMap((b) => b.items);
+    const claims = batches.filter((b) => b.kind === "lane").flatMap((b) => b.items);
     expect(claims).to.have.length(1);
     expect(claims[0]!.amount).to.equal(3n * CALL_COST);
+    // The claim paid from the lane's own funds; collectLanes moved it into the provider's earnings.
+    const [claimed, funds, uncollected] = await f.preflight.laneOf(wallet.address, f.provider.address, token);
+    expect([claimed, funds, uncollected]).to.deep.equal([3n * CALL_COST, 1_000_000n - 3n * CALL_COST, 0n]);
+    expect(batches.filter((b) => b.kind === "collect").map((b) => b.collected)).to.deep.equal([3n * CALL_COST]);
     expect(await f.preflight.earningsOf(f.provider.address, token)).to.equal(3n * CALL_COST);
   });
 
+  it("a new session on a lane the chain already claimed from starts from the chain's total", async function () {
+    const wallet = await fundedLane(f, 1_000_000n);
+    const token = await f.usdc.getAddress();
+    const session = () => createPayingFetch({ now: chainNow, signer: fromEthers(wallet), maxPricePerRequest: 0n, maxLaneTotal: 100_000n, prefer: "preflight-lane" });
+    const call = (pay: ReturnType<typeof session>) => pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: METERED, messages: MESSAGES }) });
+    expect((await call(session())).status).to.equal(200);
+    await gw.close(); // claims the opening voucher (100)
+    gw = await startTestGateway(f); // a fresh gateway: its store knows nothing of the lane
+    const second = session();
+    expect((await call(second)).status).to.equal(200);
+    // Its first voucher was refused for not adding to the chain's 100; the 402 said so, and it re-signed 100 + 100.
+    expect(second.lanes()[0]).to.deep.include({ signed: 200n, owed: 100n + CALL_COST });
+    await gw.close();
+    gw = undefined as unknown as TestGateway;
+    const [claimed] = await f.preflight.laneOf(wallet.address, f.provider.address, token);
+    expect(claimed).to.equal(200n);
+  });
+
   it("refuses new metered work past the credit limit, with the reason and what to pay", async function () {
-    const wallet = await fundedWallet(f, 1_000_000n);
+    const wallet = await fundedLane(f, 1_000_000n);
     await gw.close();
     gw = await startTestGateway(f, { creditLimit: CALL_COST });
     // A client that never signs more than the opening voucher (100, the model's hold per call).
-    const stingy = createPayingFetch({ now: chainNow, signer: fromEthers(wallet), maxPricePerRequest: 0n, maxLaneTotal: 100n, prefer: "preflight-voucher" });
+    const stingy = createPayingFetch({ now: chainNow, signer: fromEthers(wallet), maxPricePerRequest: 0n, maxLaneTotal: 100n, prefer: "preflight-lane" });
     const call = () => stingy(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: METERED, messages: MESSAGES }) });
     expect((await call()).status).to.equal(200); // covered 100, owed 46
     expect((await call()).status).to.equal(200); // owed 92: 92 + 100 held <= 100 + 46 credit was still true before it
@@ -111,11 +133,22 @@ describe("Gateway with the openai client", function () {
     expect(res.status).to.equal(402);
     const body = (await res.json()) as PaymentRequired;
     expect(body.reason).to.deep.equal({ code: 12, name: "InsufficientBalance" });
-    expect(body.error).to.match(/deposit/);
+    // The sentence is the SDK's, read back the same way by the paying fetch.
+    expect(body.error).to.equal(reasonSentence(12));
+    expect(await readPaymentRefusal(res)).to.deep.equal({ status: 402, code: 12, name: "InsufficientBalance", message: reasonSentence(12) });
 
     const impostor = createPayingFetch({ now: chainNow, signer: fromEthers(broke), payer: f.payer.address, maxPricePerRequest: PRICE });
     const forged = await impostor(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: MESSAGES }) });
     expect(forged.status).to.equal(403);
     expect(((await forged.json()) as PaymentRequired).reason).to.deep.equal({ code: 4, name: "InvalidSigner" });
+
+    // Asked to, the paying fetch throws instead, with the same code and sentence.
+    const strict = createPayingFetch({ now: chainNow, signer: fromEthers(broke), payer: f.payer.address, maxPricePerRequest: PRICE, onRefusal: "throw" });
+    const error = await strict(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: MESSAGES }) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(PayingFetchError);
+    expect((error as PayingFetchError).refusal).to.deep.equal({ status: 403, code: 4, name: "InvalidSigner", message: reasonSentence(4) });
   });
 });

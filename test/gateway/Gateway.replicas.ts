@@ -1,15 +1,15 @@
 /**
  * Two gateway replicas of one provider behind a load balancer share one real Redis: duplicate
  * submissions of the same payment raced at both are accepted once, a payer's funds are never
- * accepted twice across them, and what they settle adds up on chain.
+ * accepted twice across them, a lane voucher is claimed once, and what they settle adds up on chain.
  */
 import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { keccak256, toUtf8Bytes, Wallet } from "ethers";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
-import { fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
+import { fundedLane, fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
 import { startRedis, type RedisServer } from "../helpers/redis";
-import { createSignedRequest, createSignedVoucher, modelId } from "@preflight/sdk";
+import { createSignedRequest, modelId, signLaneVoucher } from "@preflight/sdk";
 import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
 
 const BODY = JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] });
@@ -91,17 +91,25 @@ describe("Gateway replicas sharing one Redis", function () {
     expect(await f.preflight.balanceOf(payer.address, token)).to.equal(0n);
   });
 
-  it("opens a lane's funds once: two channels raced at both replicas cannot hold the same escrow", async function () {
-    const payer = await fundedWallet(f, 150n);
-    const voucher = async (channel: string) => {
-      const v = await createSignedVoucher(payer, f.domain, { payer: payer.address, provider: f.provider.address, token, model: modelId(METERED), channel, cumulativeAmount: 100n });
-      const wire = Object.fromEntries(Object.entries(v).map(([k, x]) => [k, typeof x === "bigint" ? x.toString() : x]));
-      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { voucher: wire } });
+  it("claims a lane voucher raced at both replicas once, and never covers more than the lane's funds", async function () {
+    const payer = await fundedLane(f, 150n);
+    const voucher = async (cumulativeAmount: bigint) => {
+      const model = modelId(METERED);
+      const signature = await signLaneVoucher(payer, f.domain, { payer: payer.address, provider: f.provider.address, token, model, cumulativeAmount });
+      const wire = { payer: payer.address, token, model, cumulativeAmount: cumulativeAmount.toString(), signature };
+      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: wire } });
     };
-    const [one, two] = await Promise.all([voucher("0x" + "01".repeat(32)), voucher("0x" + "02".repeat(32))]);
-    const statuses = await Promise.all([post(a, one!, METERED_BODY), post(b, two!, METERED_BODY), post(b, one!, METERED_BODY), post(a, two!, METERED_BODY)]);
-    // One channel opened (its voucher is accepted at both replicas); the other found the funds held.
-    expect(statuses.filter((s) => s === 200)).to.have.length(2);
-    expect(statuses.filter((s) => s === 402)).to.have.length(2);
+    const [open, tooMuch] = await Promise.all([voucher(100n), voucher(200n)]);
+    // The same opening voucher four times at each replica at once: it raises the lane's cover once
+    // (the other calls ride on it); a voucher above the lane's funds is refused at both.
+    const statuses = await Promise.all([...Array.from({ length: 8 }, (_, i) => post(i % 2 ? a : b, open!, METERED_BODY)), post(a, tooMuch!, METERED_BODY), post(b, tooMuch!, METERED_BODY)]);
+    expect(statuses.slice(0, 8)).to.deep.equal(Array(8).fill(200));
+    expect(statuses.slice(8)).to.deep.equal([402, 402]);
+
+    const batches = [...(await a.running.close()), ...(await b.running.close())];
+    const claims = batches.filter((x) => x.kind === "lane").flatMap((x) => x.items);
+    expect(claims.map((c) => [c.reason, c.amount])).to.deep.equal([[0, 100n]]); // queued once, claimed once, never skipped as a duplicate
+    const [claimed, funds] = await f.preflight.laneOf(payer.address, f.provider.address, token);
+    expect([claimed, funds]).to.deep.equal([100n, 50n]);
   });
 });

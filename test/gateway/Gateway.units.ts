@@ -9,6 +9,8 @@ import path from "node:path";
 import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/gateway";
 import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
+import { addressBytesCall } from "../../packages/provider/src/gateway/rawSender";
+import { Preflight__factory } from "@preflight/sdk/typechain";
 import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "@preflight/sdk/fetch";
 import { Reason } from "@preflight/sdk";
 
@@ -26,14 +28,25 @@ describe("Gateway units", function () {
     });
   });
 
+  describe("settlement calldata", function () {
+    it("encodes settlePacked(address, bytes) exactly as the ABI does, for every padding", function () {
+      const i = Preflight__factory.createInterface();
+      for (const n of [0, 1, 31, 32, 33, 4801]) {
+        const bytes = "0x" + "07".repeat(n);
+        expect(addressBytesCall(i.getFunction("settlePacked").selector, ADDRESS, bytes)).to.equal(i.encodeFunctionData("settlePacked", [ADDRESS, bytes]));
+      }
+    });
+  });
+
   describe("parsePayment", function () {
     const request = { payer: ADDRESS, token: ADDRESS, model: WORD, price: "10", nonce: "7", deadline: "99", inputHash: WORD, signature: SIG };
-    it("reads a request and a voucher into bigint items", function () {
+    it("reads a request and a lane voucher into bigint items", function () {
       const p = parsePayment(encodeHeader({ x402Version: 2, payload: { request } }));
       expect(p.scheme).to.equal("preflight-request");
       if (p.scheme === "preflight-request") expect(p.request).to.include({ price: 10n, nonce: 7n, deadline: 99n });
-      const v = parsePayment(encodeHeader({ x402Version: 2, payload: { voucher: { payer: ADDRESS, token: ADDRESS, model: WORD, channel: WORD, cumulativeAmount: "5", signature: SIG } } }));
-      expect(v.scheme).to.equal("preflight-voucher");
+      const v = parsePayment(encodeHeader({ x402Version: 2, payload: { laneVoucher: { payer: ADDRESS, token: ADDRESS, model: WORD, cumulativeAmount: "5", signature: SIG } } }));
+      expect(v.scheme).to.equal("preflight-lane");
+      if (v.scheme === "preflight-lane") expect(v.voucher).to.include({ cumulativeAmount: 5n });
     });
     it("names the malformed field instead of throwing", function () {
       for (const [field, value] of [["price", "-1"], ["price", "1e3"], ["nonce", "0x10"], ["payer", "0x12"], ["signature", "0x" + "11".repeat(63)]] as const) {

@@ -43,13 +43,13 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
     expect(await store.reserveRequest(PAYER, TOKEN, 3n, BIG - 10n ** 29n, BIG, 60)).to.equal("reserved");
   });
 
-  it("raises a lane's cover only upwards, holding the increase over what the channel paid", async function () {
+  it("raises a lane's cover only upwards, holding the increase over what the lane paid, which it counts as owed", async function () {
     expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xAB")).to.deep.equal({ status: "raised", held: 70n });
     expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "stale", covered: 100n });
     // 70 held + (BIG - 100) more would pass a balance of BIG - 31.
     expect(await store.raiseCover("lane", PAYER, TOKEN, BIG, 0n, BIG - 31n, "0xab")).to.deep.equal({ status: "insufficient-balance" });
     expect(await store.raiseCover("lane", PAYER, TOKEN, 250n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "raised", held: 150n });
-    expect(await store.lane("lane")).to.deep.equal({ owed: 0n, covered: 250n, held: 0n, signer: "0xab" });
+    expect(await store.lane("lane")).to.deep.equal({ owed: 30n, covered: 250n, held: 0n, signer: "0xab" });
   });
 
   it("admits calls within the credit limit, counting what is held for calls in flight", async function () {

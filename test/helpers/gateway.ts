@@ -76,3 +76,10 @@ export async function fundedWallet(f: PreflightFixture, amount: bigint): Promise
   await f.preflight.connect(f.payer).deposit(wallet.address, await f.usdc.getAddress(), amount);
   return new Wallet(wallet.privateKey);
 }
+
+/** A fresh payer key with a lane of `amount` of the fixture's token reserved for the fixture's provider (paid by the fixture's payer). */
+export async function fundedLane(f: PreflightFixture, amount: bigint): Promise<Wallet> {
+  const wallet = Wallet.createRandom();
+  await f.preflight.connect(f.payer).depositToLane(wallet.address, f.provider.address, await f.usdc.getAddress(), amount);
+  return new Wallet(wallet.privateKey);
+}

@@ -194,6 +194,14 @@ export class PreflightModel {
     return "ok";
   }
 
+  /** A fresh deposit (anyone pays) into lane (payer, provider, token); a pending close is unchanged. */
+  depositToLane(payer: string, provider: string, token: string, amount: bigint): "ok" | "ZeroAmount" {
+    if (amount === 0n) return "ZeroAmount";
+    this.lane(payer, provider, token).funds += amount;
+    this.held.set(token, this.holding(token) + amount);
+    return "ok";
+  }
+
   /** Claims a lane voucher (payer, provider, token, cumulative): into the lane's uncollected amount. */
   claimLane(a: Authorization & { cumulative: bigint }): { reason: ReasonCode; amount: bigint } {
     const l = this.lane(a.payer, a.provider, a.token);

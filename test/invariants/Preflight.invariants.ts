@@ -1,12 +1,13 @@
 /**
  * Property-based tests: random sequences of deposits, grants (by call and by signature), revocations,
  * signed requests (alone, in batches and in packed batches), voucher claims (alone and several), lanes
- * (funding, packed claims, collection, close), nonce invalidations, withdrawal requests, withdrawals,
+ * (funding from escrow and by fresh deposits, readable and packed claims, collection, close requests and
+ * closes, interleaved with everything else), nonce invalidations, withdrawal requests, withdrawals,
  * earnings withdrawals (with the deployment's fee), fee payouts and time jumps, over three payers, two
  * delegates, two providers and two tokens (6 and 18 decimals). A reference model
  * (test/helpers/model.ts) predicts every outcome; after every step the chain must agree with it and:
  *   - funds are conserved: per token, payer balances + lanes + earnings + accrued fees == tokens held;
- *   - no request (payer, token, nonce) is paid twice, and no voucher channel pays more than its
+ *   - no request (payer, token, nonce) is paid twice, and no voucher channel or lane pays more than its
  *     largest claimed cumulative amount;
  *   - no grant spends beyond its budget in a period;
  *   - every payer whose withdrawal matured can withdraw it; at the end every payer and provider
@@ -147,9 +148,12 @@ type Action =
   | { kind: "withdrawEarnings"; who: number; token: number }
   | { kind: "withdrawFees"; token: number }
   | { kind: "packed"; provider: number; token: number; items: ItemSpec[] }
-  | { kind: "lane"; payer: number; provider: number; token: number; fund: bigint; claims: { signer: Signer; delta: bigint; model: number }[] }
+  | { kind: "lane"; payer: number; provider: number; token: number; fund: bigint; readable: boolean; claims: { signer: Signer; delta: bigint; model: number }[] }
+  | { kind: "laneDeposit"; payer: number; by: number; provider: number; token: number; amount: bigint }
+  | { kind: "laneClaim"; payer: number; provider: number; token: number; signer: Signer; delta: bigint; model: number }
   | { kind: "collect"; provider: number; token: number }
-  | { kind: "closeLane"; payer: number; provider: number; token: number; waitForNotice: boolean }
+  | { kind: "requestLaneClose"; payer: number; provider: number; token: number }
+  | { kind: "closeLane"; payer: number; provider: number; token: number; request: boolean; wait: "none" | "notice" | "lapse" }
   | { kind: "warp"; seconds: number };
 
 const payerIx = fc.nat({ max: 2 });
@@ -237,16 +241,48 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
       provider: providerIx,
       token: tokenIx,
       fund: fc.bigInt({ min: 0n, max: 2_000n }),
+      readable: fc.boolean(),
       claims: fc.array(
         fc.record({ signer: fc.constantFrom<Signer>("payer", "payer", "delegate0", "delegate1", "otherPayer"), delta: fc.bigInt({ min: -100n, max: 1_500n }), model: fc.nat({ max: 2 }) }),
         { maxLength: 3 },
       ),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("collect" as const), provider: providerIx, token: tokenIx }) },
   {
-    weight: 1,
-    arbitrary: fc.record({ kind: fc.constant("closeLane" as const), payer: payerIx, provider: providerIx, token: tokenIx, waitForNotice: fc.boolean() }),
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("laneDeposit" as const),
+      payer: payerIx,
+      by: payerIx,
+      provider: providerIx,
+      token: tokenIx,
+      amount: fc.bigInt({ min: 0n, max: 2_000n }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("laneClaim" as const),
+      payer: payerIx,
+      provider: providerIx,
+      token: tokenIx,
+      signer: fc.constantFrom<Signer>("payer", "payer", "delegate0", "delegate1", "otherPayer"),
+      delta: fc.bigInt({ min: -100n, max: 400n }),
+      model: fc.nat({ max: 2 }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("collect" as const), provider: providerIx, token: tokenIx }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("requestLaneClose" as const), payer: payerIx, provider: providerIx, token: tokenIx }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("closeLane" as const),
+      payer: payerIx,
+      provider: providerIx,
+      token: tokenIx,
+      request: fc.boolean(),
+      wait: fc.constantFrom<"none" | "notice" | "lapse">("none", "notice", "notice", "notice", "lapse"),
+    }),
   },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("warp" as const), seconds: fc.integer({ min: 1, max: 1_500 }) }) },
 );
@@ -287,6 +323,8 @@ class Run {
   readonly paid = new Map<string, number>();
   /** Sum of what each voucher channel paid on-chain, from the events. */
   readonly channelPaid = new Map<string, bigint>();
+  /** Sum of what each lane (payer|provider|token) paid on-chain, from the LanesClaimed logs alone. */
+  readonly lanePaid = new Map<string, bigint>();
   readonly touched = { grants: new Set<string>(), words: new Set<string>(), channels: new Set<string>() };
 
   constructor(
@@ -400,6 +438,14 @@ class Run {
     this.touched.channels.add(`${spec.payer}|${provider}|${t}|${spec.channel}`);
     for (const d of [0, 1]) this.touched.grants.add(`${spec.payer}|${t}|${d}`);
     return { voucher, signed, signer: key.address };
+  }
+
+  /** Adds what each lane paid, read from a LanesClaimed log alone. */
+  private noteLanePaid(log: { provider: string; token: string; records: { payer: string; amount: bigint }[] }): void {
+    for (const r of log.records) {
+      const k = `${r.payer}|${log.provider}|${log.token}`;
+      this.lanePaid.set(k, (this.lanePaid.get(k) ?? 0n) + r.amount);
+    }
   }
 
   private notePaid(payer: string, token: string, nonce: bigint): void {
@@ -532,7 +578,7 @@ class Run {
         }
         if (total !== 0n) m.credit(PROVIDERS[a.provider].address, token, total);
         m.clock -= 1n;
-        const packed = encodePacked(built.map((b) => ({ request: b.request, signature: String(b.signed.signature) })));
+        const packed = encodePacked(built.map((b) => ({ request: b.request, signature: String(b.signed.signature) })), { isContract: () => false }); // every payer here is a key
         const receipt = this.expectOk(await this.send(() => p.connect(PROVIDERS[a.provider]).settlePacked(token, packed, { gasLimit: GAS })), "settlePacked");
         await this.expectRequestsLog(receipt, built, expected);
         return;
@@ -568,12 +614,65 @@ class Run {
         }
         m.clock -= 1n;
         for (const d of [0, 1]) this.touched.grants.add(`${a.payer}|${a.token}|${d}`);
+        if (a.readable && claims.length === 1) {
+          // One voucher through the readable entry point: it reverts where the packed one skips.
+          const [claim] = claims;
+          const result = await this.send(() => p.connect(provider).claimLane({ ...claim!, token, model }, { gasLimit: GAS }));
+          if (expected[0] === Reason.Settled) this.noteLanePaid(await lanesClaimed(this.expectOk(result, "claimLane")));
+          else this.expectError(result, ERROR_OF[String(expected[0])], `claimLane (reason ${expected[0]})`);
+          return;
+        }
         const receipt = this.expectOk(
           await this.send(() => p.connect(provider).claimLanesPacked(token, encodeLaneClaims(model, claims), { gasLimit: GAS })),
           "claimLanesPacked",
         );
         const log = await lanesClaimed(receipt);
         expect(log.records.map((r) => r.reason), "lane claim reasons").to.deep.equal(expected.map(Number));
+        this.noteLanePaid(log);
+        return;
+      }
+      case "laneDeposit": {
+        // A fresh deposit by anyone (here another payer's wallet, or its own) into the payer's lane.
+        const token = this.tokenAddresses[a.token];
+        const payer = PAYERS[a.payer];
+        const provider = PROVIDERS[a.provider];
+        const amount = a.amount * this.units[a.token];
+        const expected = m.depositToLane(payer.address, provider.address, token, amount);
+        count(`laneDeposit:${expected}`);
+        const result = await this.send(() => p.connect(PAYERS[a.by]).depositToLane(payer.address, provider.address, token, amount, { gasLimit: GAS }));
+        if (expected === "ok") this.expectOk(result, "depositToLane");
+        else this.expectError(result, expected, "depositToLane");
+        return;
+      }
+      case "laneClaim": {
+        // The readable entry point: one voucher, reverting with the rule's error where the packed one skips.
+        const token = this.tokenAddresses[a.token];
+        const payer = PAYERS[a.payer];
+        const provider = PROVIDERS[a.provider];
+        const model = MODELS[a.model];
+        let cumulative = m.lane(payer.address, provider.address, token).claimed + a.delta * this.units[a.token];
+        if (cumulative <= 0n) cumulative = 1n;
+        const { key } = this.sign(a.signer, a.payer);
+        const signature = await signLaneVoucher(key, this.domain, { payer: payer.address, provider: provider.address, token, model, cumulativeAmount: cumulative });
+        m.clock += 1n;
+        const { reason } = m.claimLane({ payer: payer.address, token, provider: provider.address, model, amount: 0n, signer: key.address, isRequest: false, cumulative });
+        m.clock -= 1n;
+        count(`laneClaim:${REASON_NAME[String(reason)]}`);
+        for (const d of [0, 1]) this.touched.grants.add(`${a.payer}|${a.token}|${d}`);
+        const result = await this.send(() => p.connect(provider).claimLane({ payer: payer.address, token, model, cumulativeAmount: cumulative, signature }, { gasLimit: GAS }));
+        if (reason === Reason.Settled) this.noteLanePaid(await lanesClaimed(this.expectOk(result, "claimLane")));
+        else this.expectError(result, ERROR_OF[String(reason)], `claimLane (reason ${reason})`);
+        return;
+      }
+      case "requestLaneClose": {
+        const token = this.tokenAddresses[a.token];
+        const payer = PAYERS[a.payer];
+        const provider = PROVIDERS[a.provider];
+        m.clock += 1n;
+        m.requestLaneClose(payer.address, provider.address, token);
+        m.clock -= 1n;
+        count("requestLaneClose");
+        this.expectOk(await this.send(() => p.connect(payer).requestLaneClose(provider.address, token, { gasLimit: GAS })), "requestLaneClose");
         return;
       }
       case "collect": {
@@ -587,19 +686,29 @@ class Run {
       }
       case "closeLane": {
         const token = this.tokenAddresses[a.token];
-        const payer = PAYERS[a.payer];
-        const provider = PROVIDERS[a.provider];
-        m.clock += 1n;
-        m.requestLaneClose(payer.address, provider.address, token);
-        m.clock -= 1n;
-        this.expectOk(await this.send(() => p.connect(payer).requestLaneClose(provider.address, token, { gasLimit: GAS })), "requestLaneClose");
-        if (a.waitForNotice) m.clock += NOTICE - 1n;
+        let payer = PAYERS[a.payer];
+        let provider = PROVIDERS[a.provider];
+        if (!a.request) {
+          // Close a lane whose close an earlier step requested, when there is one, so that the steps in
+          // between (claims, funding, time) run inside its notice period or window.
+          const pending = PAYERS.flatMap((w) => PROVIDERS.map((v) => [w, v] as const)).filter(([w, v]) => m.lane(w.address, v.address, token).closeReadyAt !== 0n);
+          if (pending.length > 0) [payer, provider] = pending[a.payer % pending.length]!;
+        }
+        if (a.request) {
+          m.clock += 1n;
+          m.requestLaneClose(payer.address, provider.address, token);
+          m.clock -= 1n;
+          this.expectOk(await this.send(() => p.connect(payer).requestLaneClose(provider.address, token, { gasLimit: GAS })), "requestLaneClose");
+        }
+        // Without a request of its own, the close meets whatever the sequence left: none, in notice, ready or lapsed.
+        if (a.wait === "notice") m.clock += NOTICE - 1n;
+        if (a.wait === "lapse") m.clock += NOTICE + WITHDRAWAL_WINDOW - 1n;
         m.clock += 1n;
         const expected = m.closeLane(payer.address, provider.address, token);
         m.clock -= 1n;
         const before = await this.tokens[a.token].balanceOf(payer.address);
         const result = await this.send(() => p.connect(payer).closeLane(provider.address, token, payer.address, { gasLimit: GAS }));
-        count(`closeLane:${typeof expected === "bigint" ? "closed" : expected}`);
+        count(`closeLane${a.request ? "" : "(interleaved)"}:${typeof expected === "bigint" ? "closed" : expected}`);
         if (typeof expected === "bigint") {
           this.expectOk(result, "closeLane");
           expect(await this.tokens[a.token].balanceOf(payer.address)).to.equal(before + expected);
@@ -763,6 +872,7 @@ class Run {
             expected.closeReadyAt,
           ]);
           accounted += lane.funds + lane.uncollected;
+          expect(this.lanePaid.get(`${payer.address}|${provider.address}|${token}`) ?? 0n, `lane ${payer.address}/${provider.address} paid in total`).to.equal(lane.claimed);
         }
       }
       const fees = await p.feesOf(token);

@@ -68,7 +68,7 @@ describe("@preflight/sdk browser budget", function () {
         const request = { payer: domain.verifyingContract, provider: domain.verifyingContract, token: domain.verifyingContract,
           model: sdk.modelId("llama-3.1-70b"), price: 20000n, nonce: 0n, deadline: 1700000000n, inputHash: sdk.keccak256("Hello") };
         const signature = "0x" + "11".repeat(32) + "22".repeat(32) + "1b";
-        return { digest: sdk.hashRequest(domain, request), packed: sdk.encodePacked([{ request, signature }]).length, reason: sdk.reasonName(11) };
+        return { digest: sdk.hashRequest(domain, request), packed: sdk.encodePacked([{ request, signature }], { isContract: () => false }).length, reason: sdk.reasonName(11) };
       })()`,
       realm,
     ) as { digest: string; packed: number; reason: string };
@@ -77,7 +77,7 @@ describe("@preflight/sdk browser budget", function () {
     const request = { payer: domain.verifyingContract, provider: domain.verifyingContract, token: domain.verifyingContract, model: sdk.modelId("llama-3.1-70b"), price: 20000n, nonce: 0n, deadline: 1700000000n, inputHash: sdk.keccak256("Hello") };
     const signature = "0x" + "11".repeat(32) + "22".repeat(32) + "1b";
     // The same encoding as in Node, whatever the packed layout is (a hex string of that many chars).
-    const packed = sdk.encodePacked([{ request, signature }]).length;
+    const packed = sdk.encodePacked([{ request, signature }], { isContract: () => false }).length;
     expect(check).to.deep.equal({ digest: sdk.hashRequest(domain, request), packed, reason: "NonceUsed" });
   });
 });

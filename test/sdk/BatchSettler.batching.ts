@@ -126,6 +126,58 @@ describe("BatchSettler", function () {
     });
   });
 
+  describe("contract payers and packed encoding", function () {
+    it("re-sends, once, a contract payer's items the contract refused without asking its wallet", async function () {
+      const { preflight, provider, token, owner, domain } = await loadFixture(deploySettlerFixture);
+      const walletOwner = await fundedWallet(4);
+      const wallet = await ethers.deployContract("HostileWallet1271", [walletOwner.address]);
+      const payer = await wallet.getAddress();
+      await preflight.connect(owner).deposit(payer, token, 10_000n);
+      const sign = async (signer: typeof walletOwner, nonce: bigint) => signRequestFast(signer, domain, await makeRequest({ payer, provider: provider.address, token, nonce }));
+      const stranger = await fundedWallet(5);
+      // The wallet refuses 0 (a stranger signed it), and is then not asked about 1 and 2 in that transaction.
+      const items = [await sign(stranger, 0n), await sign(walletOwner, 1n), await sign(stranger, 2n), await sign(walletOwner, 3n)];
+      const batches: BatchResult[] = [];
+      const settler = new BatchSettler({ contract: preflight.connect(provider), token, maxAgeMs: 60_000, onBatch: (b) => batches.push(b) });
+      const outcomes = items.map((item) => settler.add(item));
+      await settler.flush();
+      // Re-sent [1, 2, 3]: 1 settles, the wallet refuses 2, and 3 was not asked again; [3] is not re-sent twice.
+      expect(batches.map((b) => [b.settled.length, b.skipped.length, b.resent.length])).to.deep.equal([
+        [0, 1, 3],
+        [1, 2, 0],
+      ]);
+      const results = await Promise.all(outcomes);
+      expect(results.map((r) => [r.reason, r.retryable])).to.deep.equal([
+        [Reason.InvalidSigner, false],
+        [Reason.Settled, false],
+        [Reason.InvalidSigner, false],
+        [Reason.InvalidSigner, true],
+      ]);
+      await expectSdkError(() => settler.add(items[2]), "ALREADY_FINAL"); // the wallet was asked: final in this form
+      const last = settler.add(items[3]); // never asked: may come back, and settles alone
+      await settler.flush();
+      expect((await last).reason).to.equal(Reason.Settled);
+    });
+
+    it("packed encoding: key payers' items through settlePacked, what cannot be packed unchanged through settleBatch", async function () {
+      const { preflight, provider, token, request, payer, domain } = await loadFixture(deploySettlerFixture);
+      const batches: BatchResult[] = [];
+      const settler = new BatchSettler({ contract: preflight.connect(provider), token, maxAgeMs: 60_000, encoding: "packed", onBatch: (b) => batches.push(b) });
+      // 64-byte signatures, a key's 65-byte one (the same signer recovers from its packed form), and a nonce the layout cannot carry.
+      const long = signRequestFast(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 2n }));
+      const items = [await request(undefined, { nonce: 0n }), await request(undefined, { nonce: 1n }), long, await request(undefined, { nonce: 2n ** 64n })];
+      const outcomes = items.map((item) => settler.add(item));
+      await settler.flush();
+      expect((await Promise.all(outcomes)).map((o) => o.reason)).to.deep.equal([Reason.Settled, Reason.Settled, Reason.Settled, Reason.NonceOutOfRange]);
+      expect(batches.map((b) => [b.method, b.settled.length + b.skipped.length])).to.deep.equal([
+        ["settlePacked", 3],
+        ["settleBatch", 1],
+      ]);
+      expect(batches[0].calldataBytes).to.be.below(4 + 32 * 4 + 3 * 96 + 54 + 30 + 32);
+      await expectSdkError(() => new BatchSettler({ contract: preflight, token, encoding: "rlp" as "abi" }), "INVALID_OPTION");
+    });
+  });
+
   describe("bounds", function () {
     it("gives every contract payer's item its worst case, and splits a batch whose worst case exceeds maxGasPerTx", async function () {
       const { preflight, provider, token, request, owner, domain } = await loadFixture(deploySettlerFixture);

@@ -13,7 +13,7 @@ import { fundedWallet, grantBySignature, latestTimestamp, malleate, signRequestF
 
 const SEED = 0x5eed2026;
 /**
- * Batches of random requests: 24 by default; `npm test`'s coverage stage runs fewer (DIFF_ROUNDS). At
+ * Batches of random requests: 24 by default (DIFF_ROUNDS for a longer or shorter run). At
  * least 5: with this seed, fewer batches do not exercise every reason the test expects to see.
  */
 const ROUNDS = Math.max(5, Number(process.env.DIFF_ROUNDS ?? 24));

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { BatchSettler, PreflightVerifier, Reason, type SignedRequest } from "@preflight/provider";
+import { BatchSettler, encodePacked, isPackable, PreflightVerifier, Reason, toCompactSignature, type BatchResult, type SignedRequest } from "@preflight/provider";
 import { deployPreflightFixture, NOTICE_PERIOD } from "../helpers/fixtures";
 import { makeRequest, MODEL_A } from "../helpers/requests";
-import { fundedWallet, latestTimestamp, signRequestFast, signVoucherFast } from "../helpers/sdk";
+import { expectSdkError, fundedWallet, latestTimestamp, signRequestFast, signVoucherFast } from "../helpers/sdk";
 import { reasonsOf } from "../helpers/logs";
 
 /**
@@ -193,6 +193,38 @@ describe("PreflightVerifier security findings", function () {
     const outcomes = [settler.add(long), settler.add(short)];
     await settler.flush();
     expect((await Promise.all(outcomes)).map((o) => o.reason)).to.deep.equal([Reason.Settled, Reason.InvalidSigner]);
+  });
+
+  it("7 (packed): the packed encoder never shortens a contract payer's signature, and BatchSettler's packed encoding settles it through settleBatch", async function () {
+    const { preflight, domain, provider, token, payer, deposit } = await loadFixture(deployFindingsFixture);
+    const owner = await fundedWallet(708);
+    const wallet = await ethers.deployContract("HostileWallet1271", [owner.address]); // OpenZeppelin ECDSA: 65 bytes only
+    const walletPayer = await wallet.getAddress();
+    await deposit(walletPayer, 10_000n);
+    const request = await makeRequest({ payer: walletPayer, provider: provider.address, token, nonce: 0n });
+    const long = signRequestFast(owner, domain, request);
+    // The attack: what the old encoder sent (the 65 bytes shortened to 64) is skipped by settlePacked,
+    // while the request the verifier accepted settles through settleBatch.
+    const shortened = encodePacked([{ request: { ...request, nonce: 9n }, signature: toCompactSignature(signRequestFast(owner, domain, { ...request, nonce: 9n }).signature) }]);
+    expect(await reasonsOf(preflight.connect(provider).settlePacked(token, shortened))).to.deep.equal([Reason.InvalidSigner]);
+    expect(Number((await preflight.connect(provider).settleBatch.staticCall(token, [long]))[0])).to.equal(Reason.Settled);
+
+    // The encoder now refuses to change what the wallet would check, unless told the payer is a key.
+    expect([isPackable(long.signature, true), isPackable(long.signature, false), isPackable(toCompactSignature(long.signature), true)]).to.deep.equal([false, true, true]);
+    await expectSdkError(() => encodePacked([{ request, signature: long.signature }]), "SIGNATURE_NOT_PACKABLE");
+    await expectSdkError(() => encodePacked([{ request, signature: long.signature }], { isContract: () => true }), "SIGNATURE_NOT_PACKABLE");
+
+    // And the packed settler routes the contract payer to settleBatch, the key payer to settlePacked.
+    const fromKey = signRequestFast(payer, domain, await makeRequest({ payer: payer.address, provider: provider.address, token, nonce: 0n }));
+    const batches: BatchResult[] = [];
+    const settler = new BatchSettler({ contract: preflight.connect(provider), token, maxAgeMs: 60_000, encoding: "packed", onBatch: (b) => batches.push(b) });
+    const outcomes = [settler.add(long), settler.add(fromKey)];
+    await settler.flush();
+    expect((await Promise.all(outcomes)).map((o) => o.reason)).to.deep.equal([Reason.Settled, Reason.Settled]);
+    expect(batches.map((b) => [b.method, b.settled.map((r) => r.item.payer)])).to.deep.equal([
+      ["settlePacked", [payer.address]],
+      ["settleBatch", [walletPayer]],
+    ]);
   });
 
   it("8: a pending withdrawal that can execute before the provider settles is not spendable", async function () {

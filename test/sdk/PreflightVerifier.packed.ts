@@ -42,8 +42,9 @@ describe("settlePacked through the SDK", function () {
     const good = signRequestFast(payer, domain, request).signature;
     const lowV = good.slice(0, -2) + (parseInt(good.slice(-2), 16) - 27).toString(16).padStart(2, "0");
     await expect(preflight.connect(provider).settle({ ...request, signature: lowV })).to.be.revertedWithCustomError(preflight, "InvalidSigner");
-    await expectSdkError(() => encodePacked([{ request, signature: lowV }]), "INVALID_HEX");
-    expect(encodePacked([{ request, signature: good }])).to.match(/^0x/);
+    await expectSdkError(() => encodePacked([{ request, signature: lowV }], { isContract: () => false }), "SIGNATURE_NOT_PACKABLE");
+    await expectSdkError(() => encodePacked([{ request, signature: "0x12" }]), "SIGNATURE_NOT_PACKABLE");
+    expect(encodePacked([{ request, signature: good }], { isContract: () => false })).to.match(/^0x/);
   });
 
   it("the verifier follows a settlePacked batch from its logs: settled items debited and released, the skipped one too (its nonce was burned)", async function () {

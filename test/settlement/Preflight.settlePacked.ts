@@ -31,7 +31,7 @@ async function deployPackedFixture() {
   const base = { payer: f.payer.address, provider: f.provider.address, token };
   const item = async (signer: Signer, fields: Partial<Request>): Promise<SignedPackedItem> => {
     const request = await makeRequest({ ...base, ...fields });
-    return { request, signature: await signRequest(signer, f.domain, request) };
+    return { request, signature: await signRequest(signer, f.domain, request, true) };
   };
   const grant = (overrides: Partial<{ provider: string; maxPrice: bigint; budget: bigint; expiry: bigint; models: string[] }>) =>
     f.preflight.connect(f.payer).grant({
@@ -141,7 +141,7 @@ describe("Preflight settlePacked", function () {
         bad: async (f) => {
           const good = await f.item(f.payer, { nonce: 1n });
           const other = { ...good.request, token: f.other.address };
-          return { request: good.request, signature: await signRequest(f.payer, f.domain, other) };
+          return { request: good.request, signature: await signRequest(f.payer, f.domain, other, true) };
         },
       },
       {

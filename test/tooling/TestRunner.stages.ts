@@ -1,15 +1,32 @@
 import { expect } from "chai";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { mochaFailures, runStages, type Stage } from "../../scripts/test/runner";
-import { STAGES } from "../../scripts/test/main";
+import { COVERAGE_SUITES, STAGES } from "../../scripts/test/main";
 
 const node = (name: string, code: string): Stage => ({ name, what: `fake stage ${name}`, command: process.execPath, args: ["-e", code] });
 
-/** Runs the stages, capturing everything the runner prints. */
-async function run(stages: Stage[]): Promise<{ code: number; out: string }> {
+/** Runs the stages (one at a time unless told), capturing everything the runner prints. */
+async function run(stages: Stage[], jobs = 1): Promise<{ code: number; out: string }> {
   let out = "";
-  const code = await runStages(stages, { write: (t) => (out += t) });
+  const code = await runStages(stages, { write: (t) => (out += t), jobs });
   return { code, out };
 }
+
+/**
+ * A fake stage that writes `mine`, then waits (up to 20 s) for `theirs`: two of them can only both
+ * finish in time if they run at the same time.
+ */
+const rendezvous = (name: string, mine: string, theirs: string): Stage =>
+  node(
+    name,
+    `const fs = require("fs"); fs.writeFileSync(${JSON.stringify(mine)}, ""); const t0 = Date.now();
+     const poll = () => fs.existsSync(${JSON.stringify(theirs)}) ? console.log("met") : Date.now() - t0 > 20000 ? process.exit(7) : setTimeout(poll, 20);
+     poll();`,
+  );
+
+const tmpFile = (tag: string): string => path.join(os.tmpdir(), `runner-${process.pid}-${Date.now()}-${tag}`);
 
 describe("npm test's stage runner", function () {
   it("announces each stage, and ends with a summary when all pass (exit 0)", async function () {
@@ -57,13 +74,82 @@ describe("npm test's stage runner", function () {
     expect(mochaFailures("all good")).to.equal("");
   });
 
-  it("runs compile, typecheck, lint, tests, coverage and the coverage gate, sizing the coverage run down", function () {
+  it("runs two independent stages side by side, each output line tagged with its stage", async function () {
+    this.timeout(60_000);
+    const [a, b] = [tmpFile("a"), tmpFile("b")];
+    try {
+      const { code, out } = await run([rendezvous("left", a, b), rendezvous("right", b, a)], 2);
+      expect(code).to.equal(0);
+      // Whichever finishes second may be alone by then (untagged); the first is tagged for sure.
+      expect(out).to.match(/^\[(left |right)\] met$/m);
+      expect(out.match(/^(\[(left |right)\] )?met$/gm)).to.have.length(2);
+      expect(out).to.match(/beside left/);
+    } finally {
+      for (const f of [a, b]) fs.rmSync(f, { force: true });
+    }
+  });
+
+  it("starts a stage only after the stages it waits on passed", async function () {
+    this.timeout(60_000);
+    const marker = tmpFile("first");
+    const first = node("first", `setTimeout(() => require("fs").writeFileSync(${JSON.stringify(marker)}, ""), 300)`);
+    const second = { ...node("second", `process.exit(require("fs").existsSync(${JSON.stringify(marker)}) ? 0 : 9)`), after: ["first"] };
+    try {
+      const { code } = await run([second, first], 2);
+      expect(code).to.equal(0);
+    } finally {
+      fs.rmSync(marker, { force: true });
+    }
+    // A failed prerequisite means the stage never starts.
+    const { code, out } = await run([node("broken", "process.exit(4)"), { ...node("needs", "console.log('ran')"), after: ["broken"] }], 2);
+    expect(code).to.equal(4);
+    expect(out).to.not.contain("ran\n");
+    expect(out).to.match(/skip  needs/);
+  });
+
+  it("stops a stage running beside one that fails, and still ends with the failure's verdict", async function () {
+    this.timeout(60_000);
+    const slow = node("slow", "setTimeout(() => console.log('slow finished'), 30000)");
+    const started = Date.now();
+    const { code, out } = await run([slow, node("quick", "setTimeout(() => process.exit(5), 300)")], 2);
+    expect(code).to.equal(5);
+    expect(Date.now() - started).to.be.lessThan(20_000);
+    expect(out).to.not.match(/^(\[slow \] )?slow finished$/m);
+    expect(out).to.match(/stop  slow/);
+    expect(out.trimEnd().split("\n").pop()).to.match(/^npm test FAILED at stage "quick" \(exit code 5\)/);
+  });
+
+  it("refuses a stage graph that cannot run", async function () {
+    await expectRejection(run([{ ...node("a", ""), after: ["b"] }, { ...node("b", ""), after: ["a"] }]), /wait on each other: a -> b -> a/);
+    await expectRejection(run([node("a", ""), node("a", "")]), /Two stages are named "a"/);
+  });
+
+  it("runs compile and lint first, the tests after typecheck and lint, coverage beside them, on the contract suites", function () {
     expect(STAGES.map((s) => s.name)).to.deep.equal(["compile", "typecheck", "lint", "tests", "coverage", "coverage-gate"]);
+    const after = Object.fromEntries(STAGES.map((s) => [s.name, s.after ?? []]));
+    expect(after).to.deep.equal({
+      compile: [],
+      typecheck: ["compile"],
+      lint: [],
+      tests: ["typecheck", "lint"],
+      coverage: ["compile"],
+      "coverage-gate": ["coverage"],
+    });
     const coverage = STAGES.find((s) => s.name === "coverage")!;
     expect(Number(coverage.env?.FC_RUNS)).to.be.lessThan(40);
-    expect(Number(coverage.env?.DIFF_ROUNDS)).to.be.lessThan(24);
+    expect(coverage.args).to.include(COVERAGE_SUITES);
     // Instrumented artifacts go elsewhere, so nothing recompiles after npm test.
     expect(coverage.env?.PREFLIGHT_COVERAGE).to.equal("1");
     expect(STAGES.find((s) => s.name === "tests")!.args).to.include("--no-compile");
   });
 });
+
+async function expectRejection(p: Promise<unknown>, message: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    expect((e as Error).message).to.match(message);
+    return;
+  }
+  expect.fail("expected a rejection");
+}

@@ -1,16 +1,18 @@
 /**
- * Collects a provider's signed requests in one token and settles them with `settleBatch` when a
- * size or age threshold is reached (and on `flush`). Items the contract skipped are reported with
- * their reason (read from the batch's `RequestsSettled` log); nothing that settled or was refused
- * for good is ever submitted again.
+ * Collects a provider's signed requests in one token and settles them with `settleBatch` (or
+ * `settlePacked`) when a size or age threshold is reached (and on `flush`). Items the contract
+ * skipped are reported with their reason (read from the batch's `RequestsSettled` log); nothing that
+ * settled or was refused for good is ever submitted again.
  *
  * A contract (ERC-1271) payer's wallet decides at inclusion how much of its 200,000-gas allowance it
  * burns, so an estimate made while it was cheap proves nothing: every batch is sent with the
  * estimate plus each contract payer's worst case, and split so that worst case fits `maxGasPerTx`.
+ * Contract payers always settle through `settleBatch`, which hands their wallets the signature bytes
+ * they signed; `settlePacked` carries 64-byte signatures only.
  */
-import type { ContractTransactionReceipt, Provider } from "ethers";
+import type { ContractTransactionReceipt, ContractTransactionResponse, Provider } from "ethers";
 import type { Preflight } from "@preflight/sdk/typechain";
-import { PreflightSdkError } from "@preflight/sdk";
+import { encodePacked, isPackable, PreflightSdkError } from "@preflight/sdk";
 import { decodeRequestsSettled, isRetryable, Reason, REQUESTS_SETTLED_TOPIC, type SignedRequest } from "@preflight/sdk";
 import { ERC1271_GAS_LIMIT } from "./verifier/erc1271";
 
@@ -22,6 +24,10 @@ import { ERC1271_GAS_LIMIT } from "./verifier/erc1271";
 export const CONTRACT_PAYER_WORST_CASE_GAS = ERC1271_GAS_LIMIT + ERC1271_GAS_LIMIT / 63n + 2_600n + 1_000n;
 const DEFAULT_MAX_GAS_PER_TX = 15_000_000n;
 const DEFAULT_MAX_FINISHED = 100_000;
+/** Payers known to have code, remembered (a payer without code is looked up again for every batch: code can appear). */
+const MAX_CONTRACT_PAYERS = 10_000;
+const UINT64 = 2n ** 64n;
+const UINT96 = 2n ** 96n;
 
 /** How a settler batches. */
 export interface BatchSettlerOptions {
@@ -45,6 +51,13 @@ export interface BatchSettlerOptions {
    * forgotten first, and items past their deadline (which the contract refuses anyway) at once.
    */
   maxFinished?: number;
+  /**
+   * `"abi"` (default): every batch through `settleBatch`. `"packed"`: items of payers without code
+   * whose signature packs unchanged (`isPackable`) and whose fields fit the layout go through
+   * `settlePacked` (about a quarter of the calldata); contract payers, and any other item, through
+   * `settleBatch` in a transaction of their own.
+   */
+  encoding?: "abi" | "packed";
 }
 
 /** The outcome of one item. */
@@ -54,7 +67,11 @@ export interface ItemResult {
   reason: Reason;
   /** Index of the item in its batch. */
   index: number;
-  /** Whether a later attempt could succeed (`InsufficientBalance`, `BudgetExceeded`); the settler never retries on its own. */
+  /**
+   * Whether a later attempt could succeed: `InsufficientBalance`, `BudgetExceeded`, and a contract
+   * payer's item the contract refused without asking its wallet (see `BatchResult.resent`). The
+   * settler re-sends only the last kind, once, on its own; the caller decides for the others.
+   */
   retryable: boolean;
 }
 
@@ -74,6 +91,14 @@ export interface BatchResult {
   skipped: ItemResult[];
   /** Sum of the settled prices (debited from payers; the provider gets it less the fee). */
   total: bigint;
+  /**
+   * Items of contract payers the contract refused without asking their wallet: a wallet that refuses
+   * one item is not asked again in the same transaction, so its later items there tell nothing.
+   * They are sent again, once, in a transaction of their own (their outcome is in its result).
+   */
+  resent: SignedRequest[];
+  /** Which entry point the transaction called. */
+  method: "settleBatch" | "settlePacked";
   /** Set when the transaction could not be sent or reverted; its items may be added again. */
   error?: unknown;
 }
@@ -82,7 +107,12 @@ interface Pending {
   item: SignedRequest;
   resolve: (r: ItemResult) => void;
   reject: (e: unknown) => void;
+  /** Already re-sent once because its wallet was not asked. */
+  resent?: boolean;
 }
+
+/** A signature-shaped skip: for a contract payer, the wallet refused (or was not asked). */
+const SIGNATURE_REASONS = new Set<Reason>([Reason.SignatureLength, Reason.SignatureMalleable, Reason.InvalidSigner]);
 
 /**
  * Batches signed requests for `settleBatch`.
@@ -100,13 +130,15 @@ export class BatchSettler {
   private readonly onBatch?: (result: BatchResult) => void;
   private readonly maxGasPerTx: bigint;
   private readonly maxFinished: number;
+  private readonly encoding: "abi" | "packed";
+  private providerAddress: string | undefined;
   private queue: Pending[] = [];
   private readonly queued = new Set<string>();
   /** key -> how it ended, and until when that matters (its deadline); oldest first */
   private readonly final = new Map<string, { reason: Reason; deadline: bigint }>();
   private lastSweepMs = Number.NEGATIVE_INFINITY;
-  /** payer -> whether it has code */
-  private readonly contractPayers = new Map<string, boolean>();
+  /** payers known to have code (bounded; a payer without code is looked up again for each batch) */
+  private readonly contractPayers = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -126,6 +158,9 @@ export class BatchSettler {
     }
     const maxFinished = options.maxFinished ?? DEFAULT_MAX_FINISHED;
     if (!Number.isInteger(maxFinished) || maxFinished < 1) throw new PreflightSdkError("INVALID_OPTION", `maxFinished ${maxFinished}`);
+    const encoding = options.encoding ?? "abi";
+    if (encoding !== "abi" && encoding !== "packed") throw new PreflightSdkError("INVALID_OPTION", `encoding ${String(encoding)} (abi or packed)`);
+    this.encoding = encoding;
     this.maxGasPerTx = maxGasPerTx;
     this.maxFinished = maxFinished;
     this.contract = options.contract;
@@ -185,7 +220,7 @@ export class BatchSettler {
     while (this.queue.length > 0) batches.push(this.queue.splice(0, this.maxBatchSize));
     const run = this.chain.then(async () => {
       const results: BatchResult[] = [];
-      for (const batch of batches) for (const part of await this.splitForGas(batch)) results.push(await this.send(part.items, part.contractItems));
+      for (const batch of batches) results.push(...(await this.settle(batch)));
       return results;
     });
     this.chain = run.catch(() => undefined);
@@ -221,17 +256,41 @@ export class BatchSettler {
   }
 
   /**
+   * Settles one batch: with `encoding: "packed"`, what packs unchanged through `settlePacked`; the
+   * rest (and always every contract payer's item) through `settleBatch`, split for gas; then, once,
+   * the contract payers' items that were refused without their wallet being asked.
+   */
+  private async settle(batch: Pending[]): Promise<BatchResult[]> {
+    const results: BatchResult[] = [];
+    const contracts = await this.contractPayersOf(batch);
+    let rest = batch;
+    if (this.encoding === "packed") {
+      const packed = batch.filter((p) => !contracts.has(p.item.payer.toLowerCase()) && fitsPacked(p.item));
+      if (packed.length > 0) {
+        results.push(await this.sendPacked(packed));
+        const sent = new Set(packed);
+        rest = batch.filter((p) => !sent.has(p));
+      }
+    }
+    for (const part of this.splitForGas(rest, contracts)) {
+      const { result, again } = await this.send(part.items, part.contractItems, contracts);
+      results.push(result);
+      if (again.length > 0) results.push(...(await this.settle(again)));
+    }
+    return results;
+  }
+
+  /**
    * Splits a batch so that each part's worst case fits `maxGasPerTx`: every contract payer's item may
    * cost its whole ERC-1271 allowance at inclusion, whatever it cost at estimation.
    */
-  private async splitForGas(batch: Pending[]): Promise<{ items: Pending[]; contractItems: number }[]> {
-    const rpc = this.rpc();
+  private splitForGas(batch: Pending[], contracts: ReadonlySet<string>): { items: Pending[]; contractItems: number }[] {
     const parts: { items: Pending[]; contractItems: number }[] = [];
     // Leave room for everything but the wallets (a generous 200,000 for the batch's own gas).
     const perPart = Number((this.maxGasPerTx - 200_000n) / CONTRACT_PAYER_WORST_CASE_GAS);
     let current: { items: Pending[]; contractItems: number } = { items: [], contractItems: 0 };
     for (const p of batch) {
-      const isContract = await this.isContractPayer(rpc, p.item.payer);
+      const isContract = contracts.has(p.item.payer.toLowerCase());
       if (isContract && current.contractItems >= perPart) {
         parts.push(current);
         current = { items: [], contractItems: 0 };
@@ -243,12 +302,10 @@ export class BatchSettler {
     return parts;
   }
 
-  private async send(batch: Pending[], contractItems: number): Promise<BatchResult> {
+  private async send(batch: Pending[], contractItems: number, contracts: ReadonlySet<string>): Promise<{ result: BatchResult; again: Pending[] }> {
     const items = batch.map((p) => p.item);
-    let receipt: ContractTransactionReceipt | null;
-    let calldataBytes = 0;
     let gasLimit = 0n;
-    try {
+    return this.transact(batch, "settleBatch", () => gasLimit, async () => {
       const worstCase = BigInt(contractItems) * CONTRACT_PAYER_WORST_CASE_GAS;
       let estimate: bigint;
       try {
@@ -263,7 +320,43 @@ export class BatchSettler {
         estimate = this.maxGasPerTx - worstCase;
       }
       gasLimit = estimate + worstCase;
-      const tx = await this.contract.settleBatch(this.token, items, { gasLimit });
+      return this.contract.settleBatch(this.token, items, { gasLimit });
+    }, contracts);
+  }
+
+  /** Sends items of payers without code, each with a signature that packs unchanged, through `settlePacked`. */
+  private async sendPacked(batch: Pending[]): Promise<BatchResult> {
+    let gasLimit = 0n;
+    const { result } = await this.transact(batch, "settlePacked", () => gasLimit, async () => {
+      const provider = await this.provider();
+      // Every payer here was just seen without code, and every signature is 64 bytes or packs to
+      // exactly what ECDSA recovers from it: nothing the contract verifies changes.
+      const packed = encodePacked(
+        batch.map(({ item }) => ({ request: { ...item, provider }, signature: item.signature })),
+        { isContract: () => false },
+      );
+      gasLimit = await this.contract.settlePacked.estimateGas(this.token, packed);
+      return this.contract.settlePacked(this.token, packed, { gasLimit });
+    }, new Set());
+    return result;
+  }
+
+  /**
+   * Sends one transaction and resolves its items from its log. An item is remembered as final when
+   * it settled (its nonce is spent for every signature) or was refused for good in exactly this form;
+   * a contract payer's item refused without its wallet being asked is handed back to re-send once.
+   */
+  private async transact(
+    batch: Pending[],
+    method: BatchResult["method"],
+    gasLimitOf: () => bigint,
+    submit: () => Promise<ContractTransactionResponse>,
+    contracts: ReadonlySet<string>,
+  ): Promise<{ result: BatchResult; again: Pending[] }> {
+    let receipt: ContractTransactionReceipt | null;
+    let calldataBytes = 0;
+    try {
+      const tx = await submit();
       calldataBytes = (tx.data.length - 2) / 2;
       receipt = await tx.wait();
       if (!receipt) throw new PreflightSdkError("UNEXPECTED_TRANSACTION", `no receipt for ${tx.hash}`);
@@ -273,15 +366,28 @@ export class BatchSettler {
         this.queued.delete(itemKey(p.item));
         p.reject(error);
       }
-      const failed: BatchResult = { gasUsed: 0n, gasLimit, calldataBytes, settled: [], skipped: [], total: 0n, error };
+      const failed: BatchResult = { gasUsed: 0n, gasLimit: gasLimitOf(), calldataBytes, settled: [], skipped: [], resent: [], total: 0n, method, error };
       this.onBatch?.(failed);
-      return failed;
+      return { result: failed, again: [] };
     }
     const reasons = await this.reasonsOf(receipt, batch.length);
-    const result: BatchResult = { txHash: receipt.hash, gasUsed: receipt.gasUsed, gasLimit, calldataBytes, settled: [], skipped: [], total: 0n };
+    const result: BatchResult = { txHash: receipt.hash, gasUsed: receipt.gasUsed, gasLimit: gasLimitOf(), calldataBytes, settled: [], skipped: [], resent: [], total: 0n, method };
+    const again: Pending[] = [];
+    /** contract payers whose wallet refused an item of this transaction: it was not asked again */
+    const refusedBy = new Set<string>();
     batch.forEach((p, index) => {
       const reason = reasons[index];
-      const retryable = isRetryable(reason);
+      const payer = p.item.payer.toLowerCase();
+      const signatureSkip = contracts.has(payer) && SIGNATURE_REASONS.has(reason);
+      const walletNotAsked = signatureSkip && refusedBy.has(payer);
+      if (signatureSkip) refusedBy.add(payer);
+      if (walletNotAsked && !p.resent) {
+        p.resent = true; // stays queued: its outcome comes from the next transaction
+        result.resent.push(p.item);
+        again.push(p);
+        return;
+      }
+      const retryable = isRetryable(reason) || walletNotAsked;
       const key = itemKey(p.item);
       this.queued.delete(key);
       // A settled nonce is spent for every signature; a refused item is final in exactly this form.
@@ -297,7 +403,7 @@ export class BatchSettler {
       p.resolve(itemResult);
     });
     this.onBatch?.(result);
-    return result;
+    return { result, again };
   }
 
   /** Each item's outcome, from the batch's RequestsSettled log (item order is call order). */
@@ -335,15 +441,45 @@ export class BatchSettler {
     return rpc;
   }
 
-  private async isContractPayer(rpc: Provider, payer: string): Promise<boolean> {
-    const key = payer.toLowerCase();
-    let known = this.contractPayers.get(key);
-    if (known === undefined) {
-      known = (await rpc.getCode(key)) !== "0x";
-      this.contractPayers.set(key, known);
+  /** The provider's address (the signer's, `msg.sender`), which every packed item names. */
+  private async provider(): Promise<string> {
+    if (this.providerAddress === undefined) {
+      const runner = this.contract.runner as { getAddress?: () => Promise<string> } | null;
+      if (typeof runner?.getAddress !== "function") throw new PreflightSdkError("INVALID_OPTION", "the contract must be connected to the provider's signer");
+      this.providerAddress = await runner.getAddress();
     }
-    return known;
+    return this.providerAddress;
   }
+
+  /**
+   * The batch's payers that have code now. A payer seen with code is remembered (bounded); one seen
+   * without is looked up again for every batch, because code can appear at an address (a
+   * counterfactual wallet deployed, an EIP-7702 delegation set) after it first paid as a key.
+   */
+  private async contractPayersOf(batch: Pending[]): Promise<Set<string>> {
+    const rpc = this.rpc();
+    const payers = [...new Set(batch.map((p) => p.item.payer.toLowerCase()))];
+    const contracts = new Set<string>();
+    await Promise.all(
+      payers.map(async (payer) => {
+        if (this.contractPayers.has(payer) || (await rpc.getCode(payer)) !== "0x") contracts.add(payer);
+      }),
+    );
+    for (const payer of contracts) {
+      this.contractPayers.delete(payer);
+      this.contractPayers.add(payer);
+    }
+    for (const payer of this.contractPayers) {
+      if (this.contractPayers.size <= MAX_CONTRACT_PAYERS) break;
+      this.contractPayers.delete(payer);
+    }
+    return contracts;
+  }
+}
+
+/** Whether `item` fits `settlePacked`'s layout with its signature unchanged (its payer has no code). */
+function fitsPacked(item: SignedRequest): boolean {
+  return item.nonce >= 0n && item.nonce < UINT64 && item.deadline >= 0n && item.deadline < UINT64 && item.price >= 0n && item.price < UINT96 && isPackable(item.signature, false);
 }
 
 function itemKey(item: SignedRequest): string {

@@ -1,7 +1,7 @@
 /**
  * Everything a wallet or an integrator needs to compare its EIP-712 encoding with Preflight's,
  * without deploying a harness: the domain, the type table and type string, the typehash, the struct
- * hash, the domain separator and the digest of a request, a voucher or a grant, plus the
+ * hash, the domain separator and the digest of a request, a voucher, a lane voucher or a grant, plus the
  * `eth_signTypedData_v4` payload and, given a signature, the address it recovers to.
  *
  * The values are the ones the contract computes: test/sdk/eip712.typehash.ts checks each of them
@@ -10,31 +10,35 @@
 import { TypedDataEncoder, concat, id, keccak256, recoverAddress, type TypedDataDomain, type TypedDataField } from "ethers";
 import {
   GRANT_TYPES,
+  LANE_VOUCHER_TYPES,
   REQUEST_TYPES,
   VOUCHER_TYPES,
   buildDomain,
   domainSeparator,
   encodeType,
   type GrantMessage,
+  type LaneVoucher,
   type PreflightDomain,
   type Request,
   type Voucher,
   PreflightSdkError,
 } from "@preflight/sdk";
 
-/** The three messages Preflight verifies. */
-export type SignedDataKind = "request" | "voucher" | "grant";
+/** The four messages Preflight verifies. */
+export type SignedDataKind = "request" | "voucher" | "laneVoucher" | "grant";
 
 /** The message type of each kind. */
 export interface SignedDataMessages {
   request: Request;
   voucher: Voucher;
+  laneVoucher: LaneVoucher;
   grant: GrantMessage;
 }
 
 const TABLES = {
   request: { primaryType: "Request", types: REQUEST_TYPES },
   voucher: { primaryType: "Voucher", types: VOUCHER_TYPES },
+  laneVoucher: { primaryType: "LaneVoucher", types: LANE_VOUCHER_TYPES },
   grant: { primaryType: "Grant", types: GRANT_TYPES },
 } as const;
 
@@ -75,7 +79,7 @@ const jsonSafe = (value: unknown): unknown =>
   typeof value === "bigint" ? value.toString() : Array.isArray(value) ? value.map(jsonSafe) : value;
 
 /**
- * Every intermediate value of the EIP-712 encoding of a request, voucher or grant.
+ * Every intermediate value of the EIP-712 encoding of a request, voucher, lane voucher or grant.
  * @param signature optional: also recover the signer (ECDSA; a contract wallet's signature recovers to an unrelated address)
  * @example
  * const d = describeSignedData("request", { chainId: 31337n, verifyingContract }, request, signature);
@@ -88,7 +92,7 @@ export function describeSignedData<K extends SignedDataKind>(
   signature?: string,
 ): SignedDataDescription<K> {
   const table = TABLES[kind];
-  if (table === undefined) throw new PreflightSdkError("INVALID_OPTION", `unknown signed-data kind "${String(kind)}": use request, voucher or grant`);
+  if (table === undefined) throw new PreflightSdkError("INVALID_OPTION", `unknown signed-data kind "${String(kind)}": use request, voucher, laneVoucher or grant`);
   const types = Object.fromEntries(Object.entries(table.types).map(([k, v]) => [k, [...v]])) as Record<string, TypedDataField[]>;
   const encoder = TypedDataEncoder.from(types);
   const structHash = encoder.hashStruct(table.primaryType, message as unknown as Record<string, unknown>);

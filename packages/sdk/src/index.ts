@@ -11,10 +11,11 @@
  */
 export * from "./eip712";
 export * from "./types";
+export { reasonSentence } from "./reasons";
 export * from "./errors";
 export * from "./client";
 export { NonceAllocator, type BitmapReader, type NonceBitmapContract } from "./nonces";
-export { encodePacked, encodeLaneClaims, decodePacked, type SignedPackedItem, type SignedLaneClaim } from "./packed";
+export { encodePacked, encodeLaneClaims, decodePacked, isPackable, type PackOptions, type SignedPackedItem, type SignedLaneClaim } from "./packed";
 export * from "./settlementLogs";
 export * from "./signers";
 export { hashStruct, hashDomain, hashTypedData, type Eip712Domain, type TypedDataField, type TypedDataTypes } from "./typedData";

@@ -10,7 +10,10 @@ import type { Request } from "./eip712";
 import { PreflightSdkError } from "./errors";
 import type { SignedRequest } from "./types";
 
-/** A request with its signature (65-byte, or 64-byte EIP-2098; both are packed as 64 bytes). */
+/**
+ * A request with its signature. A 64-byte (EIP-2098) signature is packed as it is; a 65-byte one is
+ * packed as its 64-byte form only when its payer is known not to be a contract (see `isPackable`).
+ */
 export interface SignedPackedItem {
   request: Request;
   signature: string;
@@ -21,6 +24,17 @@ export interface SignedLaneClaim {
   payer: string;
   cumulativeAmount: bigint;
   signature: string;
+}
+
+/** What the packed encoders need to know to pack a signature without changing what is verified. */
+export interface PackOptions {
+  /**
+   * Whether `payer` is a contract (has code, e.g. an ERC-1271 wallet or an EIP-7702 account). Needed
+   * to pack any 65-byte signature: the contract hands a contract payer's wallet the signature bytes
+   * it was given, so shortening them changes what the wallet checks. Without it, only 64-byte
+   * signatures are packed.
+   */
+  isContract?: (payer: string) => boolean;
 }
 
 const UINT64 = 2n ** 64n;
@@ -41,11 +55,13 @@ const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCas
  * 54-byte section header; within it, consecutive items of one payer whose nonces follow each other
  * share a 30-byte group header; each item then costs 96 bytes. Every item must name the same token
  * and provider (the caller of `settlePacked`); deadlines and nonces must fit 64 bits, prices 96 bits.
+ * Packing never changes what the contract verifies: a signature that has no packed form with the
+ * same outcome (`isPackable`) throws `SIGNATURE_NOT_PACKABLE`; settle that item with `settleBatch`.
  * @example
- * const packed = encodePacked(requests.map((request, i) => ({ request, signature: signatures[i] })));
+ * const packed = encodePacked(requests.map((request, i) => ({ request, signature: signatures[i] })), { isContract: (payer) => codes.get(payer) });
  * await preflight.connect(provider).settlePacked(token, packed);
  */
-export function encodePacked(items: SignedPackedItem[]): Hex {
+export function encodePacked(items: SignedPackedItem[], options: PackOptions = {}): Hex {
   if (items.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodePacked: no items");
   const { token, provider } = items[0]!.request;
   for (const item of items) {
@@ -55,7 +71,7 @@ export function encodePacked(items: SignedPackedItem[]): Hex {
     if (r.deadline < 0n || r.deadline >= UINT64 || r.nonce < 0n || r.nonce >= UINT64 || r.price >= UINT96 || r.price < 0n) {
       throw new PreflightSdkError("INVALID_AMOUNT", "encodePacked: deadline and nonce must fit 64 bits, price 96 bits (use settleBatch)");
     }
-    assertPackableSignature(item.signature);
+    assertPackable(item.signature, r.payer, options, "encodePacked");
   }
   // Sections (same model, price, deadline) of groups (same payer, consecutive nonces).
   const sections: SignedPackedItem[][][] = [];
@@ -90,19 +106,20 @@ export function encodePacked(items: SignedPackedItem[]): Hex {
 
 /**
  * Packs lane vouchers of one model for `claimLanesPacked(token, packed)`: model (32), then per
- * claim payer (20), cumulativeAmount (16) and the 64-byte EIP-2098 signature.
+ * claim payer (20), cumulativeAmount (16) and the 64-byte EIP-2098 signature. Signatures follow
+ * `encodePacked`'s rule (`isPackable`); a claim that cannot be packed throws `SIGNATURE_NOT_PACKABLE`.
  * @example
  * const packed = encodeLaneClaims(model, [{ payer, cumulativeAmount: 5_000n, signature }]);
  * await preflight.connect(provider).claimLanesPacked(token, packed);
  */
-export function encodeLaneClaims(model: string, claims: SignedLaneClaim[]): Hex {
+export function encodeLaneClaims(model: string, claims: SignedLaneClaim[], options: PackOptions = {}): Hex {
   if (claims.length === 0) throw new PreflightSdkError("INVALID_OPTION", "encodeLaneClaims: no claims");
   const parts: Uint8Array[] = [bytes32(model, "model")];
   for (const claim of claims) {
     if (claim.cumulativeAmount <= 0n || claim.cumulativeAmount >= UINT128) {
       throw new PreflightSdkError("INVALID_AMOUNT", "encodeLaneClaims: cumulativeAmount must be above 0 and fit 128 bits");
     }
-    assertPackableSignature(claim.signature);
+    assertPackable(claim.signature, claim.payer, options, "encodeLaneClaims");
     parts.push(hexToBytes(checksumAddress(claim.payer, "payer")), bigintToBytes(claim.cumulativeAmount, 16), hexToBytes(toCompactSignature(claim.signature)));
   }
   return bytesToHex(concatBytes(parts));
@@ -165,16 +182,35 @@ export function decodePacked(token: string, packed: string): SignedRequest[] {
 }
 
 /**
- * Packing keeps r and s and folds v into the top bit of s (EIP-2098). ethers would also accept a
- * 65-byte signature with v = 0/1 or an EIP-155 v and quietly fix it, which `settle` and `settleBatch`
- * refuse: refuse it here too, so both entry points accept exactly the same signatures.
+ * Whether `signature` has a packed form (r ‖ vs, EIP-2098) that the contract verifies exactly as it
+ * verifies `signature` itself in `settle`/`settleBatch`:
+ * - a 64-byte signature: always (it is packed byte for byte);
+ * - a 65-byte signature with v = 27 or 28 and a low s: only when the payer is not a contract. ECDSA
+ *   recovers the same signer from both forms, but a contract payer's wallet (ERC-1271) is handed the
+ *   bytes themselves, and may accept 65 bytes only;
+ * - anything else (v = 0/1 or EIP-155, a high s, other lengths such as a wallet's own format): never;
+ *   ethers would quietly repair some of them, which `settle` and `settleBatch` refuse.
+ * @example
+ * const route = isPackable(item.signature, await hasCode(item.payer)) ? "settlePacked" : "settleBatch";
  */
-function assertPackableSignature(signature: string): void {
-  if (!isHexBytes(signature) || (signature.length !== 130 && signature.length !== 132)) {
-    throw new PreflightSdkError("INVALID_HEX", "encodePacked: signatures must be 64 or 65 bytes (contract-wallet signatures go through settleBatch)");
+export function isPackable(signature: string, payerIsContract: boolean): boolean {
+  if (!isHexBytes(signature)) return false;
+  if (signature.length === 130) return true;
+  if (signature.length !== 132 || payerIsContract) return false;
+  const v = parseInt(signature.slice(130), 16);
+  // The top bit of s must be clear: it is where the packed form keeps v.
+  return (v === 27 || v === 28) && parseInt(signature.slice(66, 67), 16) < 8;
+}
+
+function assertPackable(signature: string, payer: string, options: PackOptions, where: string): void {
+  if (!isHexBytes(signature)) throw new PreflightSdkError("INVALID_HEX", `${where}: a signature is not hex of whole bytes`);
+  if (signature.length === 132 && options.isContract === undefined) {
+    throw new PreflightSdkError(
+      "SIGNATURE_NOT_PACKABLE",
+      `${where}: a 65-byte signature is packed as 64 bytes, which a contract payer's wallet would check instead: pass { isContract } or sign compact (64 bytes)`,
+    );
   }
-  if (signature.length === 132) {
-    const v = parseInt(signature.slice(130), 16);
-    if (v !== 27 && v !== 28) throw new PreflightSdkError("INVALID_HEX", `encodePacked: a 65-byte signature needs v = 27 or 28, not ${v}`);
+  if (!isPackable(signature, signature.length === 132 && options.isContract!(payer))) {
+    throw new PreflightSdkError("SIGNATURE_NOT_PACKABLE", `${where}: the signature of ${payer} has no packed form the contract verifies the same way (settle it with settleBatch)`);
   }
 }

@@ -19,7 +19,7 @@ import { startGateway } from "./server";
 
 const USAGE = `usage: PREFLIGHT_PROVIDER_KEY=0x... preflight-gateway --upstream URL --rpc URL --contract ADDRESS --token ADDRESS --price MODEL=request:N|input:N,output:N [--price ...]
   [--listen 127.0.0.1:8402] [--credit-limit N] [--redis redis://127.0.0.1:6379] [--from-block N] [--batch-size 100] [--batch-age-ms 10000]
-  [--poll-ms 1000] [--confirmations 0] [--payment on|off] [--preflight local|rpc] [--log-level info] [--config FILE]`;
+  [--collect-every-ms 60000] [--poll-ms 1000] [--confirmations 0] [--payment on|off] [--preflight local|rpc] [--log-level info] [--config FILE]`;
 
 class UsageError extends Error {}
 
@@ -35,6 +35,7 @@ interface FileConfig {
   fromBlock?: number;
   batchSize?: number;
   batchAgeMs?: number;
+  collectEveryMs?: number;
   pollMs?: number;
   confirmations?: number;
   payment?: "on" | "off";
@@ -81,6 +82,7 @@ async function main(argv: string[]): Promise<void> {
       "from-block": { type: "string" },
       "batch-size": { type: "string" },
       "batch-age-ms": { type: "string" },
+      "collect-every-ms": { type: "string" },
       "poll-ms": { type: "string" },
       confirmations: { type: "string" },
       payment: { type: "string" },
@@ -149,6 +151,7 @@ async function main(argv: string[]): Promise<void> {
     fromBlock: integer("from-block", values["from-block"] ?? file.fromBlock),
     maxBatchSize: integer("batch-size", values["batch-size"] ?? file.batchSize),
     maxAgeMs: integer("batch-age-ms", values["batch-age-ms"] ?? file.batchAgeMs),
+    collectEveryMs: integer("collect-every-ms", values["collect-every-ms"] ?? file.collectEveryMs),
     pollMs: integer("poll-ms", values["poll-ms"] ?? file.pollMs),
     confirmations: integer("confirmations", values.confirmations ?? file.confirmations),
     payment: payment === "on",

@@ -7,13 +7,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { keccak256Bytes, toHex } from "../crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import {
+  LANE_SCHEME,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   REQUEST_SCHEME,
   STREAM_PAYMENT_FIELD,
-  VOUCHER_SCHEME,
   X402_VERSION,
   caip2,
   encodeHeader,
@@ -24,11 +24,12 @@ import {
 } from "@preflight/sdk/fetch";
 import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
 import { GatewayMetrics } from "./metrics";
+import { laneFundsPool } from "./memoryStore";
 import { parsePayment } from "./payment";
 import { meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
-import { silentLogger, type Logger } from "./log";
+import { logsDebug, silentLogger, type Logger } from "./log";
 
 /** Everything a gateway needs. */
 export interface GatewayOptions {
@@ -48,7 +49,7 @@ export interface GatewayOptions {
   settlement: SettlementQueue;
   /** Metered: unpaid amount a lane may run up before new work is refused. */
   creditLimit: bigint;
-  /** Metered: smallest first voucher that opens a lane (default: the model's `holdPerCall`, at least 1). */
+  /** Metered: what the first voucher accepted on a lane must add over its total (default: the model's `holdPerCall`, at least 1). */
   openAmount?: bigint;
   /** Longest validity a signed request may ask for, in seconds (default 600). */
   maxTimeoutSeconds?: number;
@@ -93,6 +94,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const upstream = new Upstream(options.upstream, options.upstreamOptions);
   const metrics = new GatewayMetrics();
   const log = options.logger ?? silentLogger;
+  // Whether the logger keeps debug lines (asked once: the accepted path must not build them for nothing).
+  const debug = logsDebug(log);
   const clock = options.clock ?? (() => BigInt(Math.floor(Date.now() / 1000)));
   const network = caip2(options.chainId);
   const token = options.token.toLowerCase();
@@ -114,6 +117,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       return;
     }
     metrics.settlementGas.inc({ kind }, Number(batch.gasUsed));
+    if (kind === "collect") {
+      log("info", "collected", { txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, lanes: batch.items.length, amount: batch.collected ?? 0n });
+      return;
+    }
     let settled = 0n;
     for (const item of batch.items) {
       metrics.settledItems.inc({ kind, reason: reasonLabel(item.reason) });
@@ -121,11 +128,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     metrics.settledAmount.inc({ kind }, Number(settled));
     metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
-    log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled });
+    log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled, attempts: batch.attempts ?? 1 });
     const release = (async () => {
       if (batch.blockNumber !== undefined) await options.preflighter.waitForBlock(batch.blockNumber);
       if (!closing && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
-      for (const item of batch.items) if (item.held > 0n) await options.store.releaseFunds(item.payer, item.token, item.held);
+      for (const item of batch.items) if (item.held > 0n) await options.store.releaseFunds(item.payer, item.kind === "lane" ? laneFundsPool(item.token) : item.token, item.held);
     })().catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
     releases.add(release);
     void release.finally(() => releases.delete(release));
@@ -141,7 +148,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       const due = lane && BigInt(lane.owed) > BigInt(lane.covered) ? BigInt(lane.owed) - BigInt(lane.covered) : 0n;
       accepts.push({
         ...base,
-        scheme: VOUCHER_SCHEME,
+        scheme: LANE_SCHEME,
         amount: due.toString(),
         extra: {
           ...extra,
@@ -162,11 +169,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     return open > 0n ? open : 1n;
   }
 
+  // The accepted path's metrics, labelled once (prom-client hashes the labels on every call otherwise).
+  const acceptedMetrics = new Map<string, { latency: { observe(v: number): void }; decision: { inc(): void } }>();
   function accepted(scheme: string, started: bigint, payer: string, amount: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    metrics.preflightSeconds.observe({ scheme }, seconds);
-    metrics.decisions.inc({ scheme, reason: "Settled" });
-    log("debug", "accepted", { scheme, payer, amount, preflightUs: Math.round(seconds * 1e6) });
+    let m = acceptedMetrics.get(scheme);
+    if (!m) acceptedMetrics.set(scheme, (m = { latency: metrics.preflightSeconds.labels(scheme), decision: metrics.decisions.labels(scheme, "Settled") }));
+    m.latency.observe(seconds);
+    m.decision.inc();
+    if (debug) log("debug", "accepted", { scheme, payer, amount, preflightUs: Math.round(seconds * 1e6) });
   }
 
   function refuse(res: ServerResponse, req: IncomingMessage, model: PricedModel, refusal: Refusal, scheme: string, lane?: LaneState): void {
@@ -214,12 +225,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (payment.scheme === undefined) return refuse(res, req, model, gatewayRefusal("MalformedPayment", payment.error), "none");
     const now = clock();
     if (payment.scheme === REQUEST_SCHEME) return paidByRequest(req, res, body, model, payment.request, now, started);
-    return paidByVoucher(req, res, body, parsed, model, payment.voucher, now, started);
+    return paidByLane(req, res, body, parsed, model, payment.voucher, now, started);
   }
 
   async function paidByRequest(req: IncomingMessage, res: ServerResponse, body: Uint8Array, model: PricedModel, item: SignedRequest, now: bigint, started: bigint): Promise<void> {
     const scheme = REQUEST_SCHEME;
-    if (model.perRequest === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} is metered: pay with a ${VOUCHER_SCHEME} voucher`), scheme);
+    if (model.perRequest === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} is metered: pay with a ${LANE_SCHEME} voucher`), scheme);
     if (item.token.toLowerCase() !== token || item.model.toLowerCase() !== model.id.toLowerCase() || item.price < model.perRequest) {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the request must be for ${model.name} in token ${options.token} at a price of at least ${model.perRequest}`), scheme);
     }
@@ -227,7 +238,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     if ("0x" + toHex(keccak256Bytes(body)) !== item.inputHash.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("InputMismatch", "inputHash is not the keccak-256 of this request's body: the payment was signed for another input"), scheme);
     }
-    const decision = await options.preflighter.checkRequest(item, now);
+    const pending = options.preflighter.checkRequest(item, now);
+    const decision = pending instanceof Promise ? await pending : pending;
     if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme);
     const reserved = await options.store.reserveRequest(item.payer, item.token, item.nonce, item.price, decision.balance, Number(item.deadline - now) + 60);
     if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(reserved === "nonce-used" ? Reason.NonceUsed : Reason.InsufficientBalance), scheme);
@@ -239,7 +251,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     } finally {
       if (served) {
         options.settlement.enqueueRequest(item, item.price);
-        metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
       } else {
         // Not served (the model server failed): the payment is not taken and its nonce is free again.
         await options.store.cancelRequest(item.payer, item.token, item.nonce, item.price);
@@ -247,44 +258,49 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
   }
 
-  async function paidByVoucher(
+  async function paidByLane(
     req: IncomingMessage,
     res: ServerResponse,
     body: Uint8Array,
     parsed: { stream?: unknown; stream_options?: unknown },
     model: PricedModel,
-    voucher: SignedVoucher,
+    voucher: SignedLaneVoucher,
     now: bigint,
     started: bigint,
   ): Promise<void> {
-    const scheme = VOUCHER_SCHEME;
+    const scheme = LANE_SCHEME;
     if (model.perOutputToken === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} has a fixed price: pay with a ${REQUEST_SCHEME} request`), scheme);
     if (voucher.token.toLowerCase() !== token || voucher.model.toLowerCase() !== model.id.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the voucher must be for ${model.name} in token ${options.token}`), scheme);
     }
-    const laneKey = [voucher.payer, voucher.token, voucher.model, voucher.channel].join("|").toLowerCase();
-    const laneState = (t: LaneTotals): LaneState => ({ channel: voucher.channel, owed: t.owed.toString(), covered: t.covered.toString() });
+    // One lane per (payer, provider, token) on chain, with one cumulative total for every model.
+    const laneKey = `${voucher.payer}|${voucher.token}`.toLowerCase();
     let totals = await options.store.lane(laneKey);
+    // What the client should sign over: the store's totals, lifted to what the chain already claimed.
+    const laneState = (t: LaneTotals, claimed = 0n): LaneState => ({ owed: (t.owed > claimed ? t.owed : claimed).toString(), covered: (t.covered > claimed ? t.covered : claimed).toString() });
     let raised = false;
     if (voucher.cumulativeAmount > totals.covered) {
-      if (totals.covered === 0n && voucher.cumulativeAmount < openAmountOf(model)) {
-        return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `a lane opens with a voucher of at least ${openAmountOf(model)}`), scheme, laneState(totals));
+      const pending = options.preflighter.checkLaneVoucher(voucher, now);
+      const decision = pending instanceof Promise ? await pending : pending;
+      const claimed = decision.claimed ?? 0n;
+      const base = totals.owed > claimed ? totals.owed : claimed;
+      if (totals.signer === "" && voucher.cumulativeAmount < base + openAmountOf(model)) {
+        return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total of ${base}: sign one for ${base + openAmountOf(model)}`), scheme, laneState(totals, claimed));
       }
-      const decision = await options.preflighter.checkVoucher(voucher, now);
-      if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals));
-      const cover = await options.store.raiseCover(laneKey, voucher.payer, voucher.token, voucher.cumulativeAmount, decision.claimed ?? 0n, decision.balance, decision.signer ?? "");
-      if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals));
+      if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals, claimed));
+      const cover = await options.store.raiseCover(laneKey, voucher.payer, laneFundsPool(voucher.token), voucher.cumulativeAmount, claimed, decision.balance, decision.signer ?? "");
+      if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals, claimed));
       if (cover.status === "raised") {
         raised = true;
-        options.settlement.enqueueVoucher(voucher, cover.held);
+        options.settlement.enqueueLaneVoucher(voucher, cover.held);
       }
       totals = await options.store.lane(laneKey);
     }
     if (!raised) {
       // A voucher that adds nothing still proves who is calling: it must be signed by the key whose
       // voucher (checked with the contract's rules) last raised this lane.
-      if (totals.covered === 0n) return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `a lane opens with a voucher of at least ${openAmountOf(model)}`), scheme, laneState(totals));
-      const signer = options.preflighter.voucherSigner(voucher);
+      if (totals.signer === "") return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total`), scheme, laneState(totals));
+      const signer = options.preflighter.laneVoucherSigner(voucher);
       if (!signer || signer !== totals.signer) return refuse(res, req, model, gatewayRefusal("WrongLaneSigner", "the voucher is not signed by the key that opened this lane", 403), scheme, laneState(totals));
     }
     const admitted = await options.store.admit(laneKey, model.holdPerCall, options.creditLimit);
@@ -405,13 +421,21 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   res.end(json);
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, `the request body is larger than ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+/** The whole request body (one chunk in the common case), refusing more than `limit` bytes. */
+function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners("data");
+        req.resume();
+        return reject(new HttpError(413, `the request body is larger than ${limit} bytes`));
+      }
+      chunks.push(chunk);
+    });
+    req.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once("error", reject);
+  });
 }

@@ -11,9 +11,9 @@ export { startGateway, providerSignerFrom, type StartGatewayOptions, type Runnin
 export type { Preflighter, PreflightDecision, ReservationStore, SettlementQueue, SettlementBatch, SettledItem, LaneTotals, CoverOutcome, RequestReservation } from "./interfaces";
 export { VerifierPreflighter, type VerifierPreflighterOptions } from "./verifierPreflighter";
 export { RpcSimulationPreflighter } from "./rpcPreflighter";
-export { MemoryReservationStore } from "./memoryStore";
+export { MemoryReservationStore, laneFundsPool } from "./memoryStore";
 export { RedisReservationStore, type RedisReservationStoreOptions } from "./redisStore";
-export { ChainSettlementQueue, type ChainSettlementQueueOptions } from "./chainSettlement";
+export { ChainSettlementQueue, isTransient, type ChainSettlementQueueOptions, type SettlementRetryOptions } from "./chainSettlement";
 export { priceTable, meteredCost, type ModelPrice, type PricedModel, type Usage } from "./pricing";
 export { contractRefusal, gatewayRefusal, type Refusal, type GatewayReason } from "./refusals";
 export { GatewayMetrics } from "./metrics";

@@ -1,6 +1,6 @@
 /**
  * The three narrow seams of the gateway. The HTTP side depends only on these, so a new verifier
- * (one that follows v2's logs), a new settlement path (lanes) or another shared store is one new
+ * (one that follows the chain differently), a new settlement path or another shared store is one new
  * implementation, not a change to the gateway:
  *
  * - `Preflighter`: the contract's answer for a signed item, decided in-process (accept, or refuse
@@ -10,20 +10,23 @@
  *   nonces, funds held per payer, and each lane's totals; every change is one atomic step.
  * - `SettlementQueue`: what was served, settled in the background in batches.
  */
-import type { Reason, SignedRequest, SignedVoucher } from "@preflight/sdk";
+import type { Reason, SignedLaneVoucher, SignedRequest } from "@preflight/sdk";
 
 /** The preflight's answer for one item. */
 export interface PreflightDecision {
   accepted: boolean;
   /** `Reason.Settled` (0) when accepted, else the contract's reason code. */
   reason: Reason;
-  /** What the item would debit: a request's price, or a voucher's excess over what its channel paid on chain. */
+  /** What the item would debit: a request's price, or a lane voucher's excess over what its lane paid on chain. */
   amount: bigint;
   /** The key that signed (lowercase), when the signature recovered. */
   signer?: string;
-  /** The payer's funds as the chain holds them (at the last followed block): the store reserves against this. */
+  /**
+   * The funds as the chain holds them (at the last followed block), that the store reserves
+   * against: the payer's escrow balance for a request, the lane's funds for a lane voucher.
+   */
   balance: bigint;
-  /** Vouchers: what the channel already paid on chain. */
+  /** Lane vouchers: what the lane already paid on chain (also on a refusal, when known). */
   claimed?: bigint;
 }
 
@@ -31,10 +34,10 @@ export interface PreflightDecision {
 export interface Preflighter {
   /** Decide a per-call request at unix time `now`, without reserving. */
   checkRequest(item: SignedRequest, now: bigint): PreflightDecision | Promise<PreflightDecision>;
-  /** Decide a voucher's increase over its channel's on-chain total, without reserving. */
-  checkVoucher(item: SignedVoucher, now: bigint): PreflightDecision | Promise<PreflightDecision>;
-  /** The key that signed a voucher (lowercase), or undefined: for vouchers that add nothing new. */
-  voucherSigner(item: SignedVoucher): string | undefined;
+  /** Decide a lane voucher's increase over what its lane (payer, this provider, token) paid on chain, without reserving. */
+  checkLaneVoucher(item: SignedLaneVoucher, now: bigint): PreflightDecision | Promise<PreflightDecision>;
+  /** The key that signed a lane voucher (lowercase), or undefined: for vouchers that add nothing new. */
+  laneVoucherSigner(item: SignedLaneVoucher): string | undefined;
   /** Resolves once the chain state the preflight reads includes `block` (so settled reservations may go). */
   waitForBlock(block: number): Promise<void>;
   /** Stop following the chain. */
@@ -49,7 +52,7 @@ export type CoverOutcome = { status: "raised"; held: bigint } | { status: "stale
 
 /** A lane's totals (atomic units). */
 export interface LaneTotals {
-  /** Charged for what was served. */
+  /** Charged for what was served (never below what the chain claimed from the lane). */
   owed: bigint;
   /** Highest cumulative voucher accepted. */
   covered: bigint;
@@ -61,7 +64,11 @@ export interface LaneTotals {
 
 /** Reservations shared by every replica of a provider's gateway; each method is atomic. */
 export interface ReservationStore {
-  /** Marks (payer, token, nonce) used and holds `amount` of the payer's funds, unless the nonce is taken or `balance` does not cover everything held. */
+  /**
+   * Marks (payer, token, nonce) used and holds `amount` of the payer's funds, unless the nonce is
+   * taken or `balance` does not cover everything held. Funds are held per (payer, pool): the pool
+   * is the token for escrow balances, `laneFundsPool(token)` for a lane's funds.
+   */
   reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number): Promise<RequestReservation>;
   /** Undoes `reserveRequest` for a call that was not served (the nonce is free again). */
   cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint): Promise<void>;
@@ -69,9 +76,10 @@ export interface ReservationStore {
   releaseFunds(payer: string, token: string, amount: bigint): Promise<void>;
   /**
    * Raises lane `lane`'s cover to `cumulative`, holding the increase over max(cover, `claimed`) of
-   * the payer's funds (returned as `held`); `stale` when the cover is already at or above it.
+   * the payer's funds in `pool` (returned as `held`), and lifts what the lane owes to at least
+   * `claimed` (what the chain paid was owed); `stale` when the cover is already at or above it.
    */
-  raiseCover(lane: string, payer: string, token: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome>;
+  raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome>;
   /** Admits a call holding `hold` on the lane, unless owed + held + hold would pass covered + `creditLimit`. */
   admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }>;
   /** Ends an admitted call: drops its hold and adds its `cost` to what the lane owes. */
@@ -85,7 +93,7 @@ export interface ReservationStore {
 
 /** One settled (or refused) item, as the settlement queue reports it. */
 export interface SettledItem {
-  kind: "request" | "voucher";
+  kind: "request" | "lane";
   payer: string;
   token: string;
   /** What the chain debited (0 when skipped). */
@@ -96,13 +104,20 @@ export interface SettledItem {
   held: bigint;
 }
 
-/** One settlement transaction. */
+/**
+ * One settlement transaction: signed requests (`settleBatch`), lane claims (`claimLanesPacked`), or
+ * the collection of claimed lanes into the provider's earnings (`collectLanes`, `collected`).
+ */
 export interface SettlementBatch {
-  kind: "request" | "voucher";
+  kind: "request" | "lane" | "collect";
   txHash?: string;
   blockNumber?: number;
   gasUsed: bigint;
   items: SettledItem[];
+  /** `collect`: what moved into the provider's earnings. */
+  collected?: bigint;
+  /** Sends tried for this batch (more than 1 after transient failures). */
+  attempts?: number;
   error?: unknown;
 }
 
@@ -110,13 +125,13 @@ export interface SettlementBatch {
 export interface SettlementQueue {
   /** Queue a served, reserved request. */
   enqueueRequest(item: SignedRequest, held: bigint): void;
-  /** Queue a lane's latest voucher (replaces any queued voucher of the same channel); `held` is the increase it covers. */
-  enqueueVoucher(item: SignedVoucher, held: bigint): void;
+  /** Queue a lane's latest voucher (replaces any queued voucher of the same lane); `held` is the increase it covers. */
+  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint): void;
   /** Calls `listener` after every settlement transaction (or failure). */
   subscribe(listener: (batch: SettlementBatch) => void): void;
   /** Settle everything queued now. */
   flush(): Promise<SettlementBatch[]>;
-  /** Settle everything queued and refuse more. */
+  /** Settle everything queued (and collect the claimed lanes), then refuse more. */
   close(): Promise<SettlementBatch[]>;
   /** Items and atomic units waiting. */
   readonly queuedCount: number;

@@ -43,15 +43,15 @@ export class MemoryReservationStore implements ReservationStore {
     this.subtract(fundsKey(payer, token), amount);
   }
 
-  async raiseCover(lane: string, payer: string, token: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
+  async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
     const totals = this.totals(lane);
     if (cumulative <= totals.covered) return { status: "stale", covered: totals.covered };
     const need = cumulative - (totals.covered > claimed ? totals.covered : claimed);
-    const fk = fundsKey(payer, token);
+    const fk = fundsKey(payer, pool);
     const held = this.funds.get(fk) ?? 0n;
     if (held + need > balance) return { status: "insufficient-balance" };
     this.funds.set(fk, held + need);
-    this.lanes.set(lane, { ...totals, covered: cumulative, signer: signer.toLowerCase() });
+    this.lanes.set(lane, { ...totals, owed: totals.owed > claimed ? totals.owed : claimed, covered: cumulative, signer: signer.toLowerCase() });
     return { status: "raised", held: need };
   }
 
@@ -105,6 +105,16 @@ export function nonceKey(payer: string, token: string, nonce: bigint): string {
   return `n:${payer.toLowerCase()}:${token.toLowerCase()}:${nonce.toString()}`;
 }
 
-export function fundsKey(payer: string, token: string): string {
-  return `f:${payer.toLowerCase()}:${token.toLowerCase()}`;
+export function fundsKey(payer: string, pool: string): string {
+  return `f:${payer.toLowerCase()}:${pool.toLowerCase()}`;
+}
+
+/**
+ * The funds pool of a lane in `token`: a lane's funds are reserved for the provider on chain, apart
+ * from the payer's escrow balance, so what is held against them is counted apart too.
+ * @example
+ * await store.raiseCover(lane, payer, laneFundsPool(token), cumulative, claimed, laneFunds, signer);
+ */
+export function laneFundsPool(token: string): string {
+  return `lane:${token.toLowerCase()}`;
 }

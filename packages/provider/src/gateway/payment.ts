@@ -3,14 +3,14 @@
  * (`undefined` with a sentence), never an exception that escapes the request.
  */
 import {
+  LANE_SCHEME,
   REQUEST_SCHEME,
-  VOUCHER_SCHEME,
   decodeHeader,
   type PaymentPayload,
+  type WireSignedLaneVoucher,
   type WireSignedRequest,
-  type WireSignedVoucher,
 } from "@preflight/sdk/fetch";
-import type { SignedRequest, SignedVoucher } from "@preflight/sdk";
+import type { SignedLaneVoucher, SignedRequest } from "@preflight/sdk";
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const BYTES32 = /^0x[0-9a-fA-F]{64}$/;
@@ -19,7 +19,7 @@ const UINT = /^(0|[1-9][0-9]{0,77})$/;
 
 export type ParsedPayment =
   | { scheme: typeof REQUEST_SCHEME; request: SignedRequest }
-  | { scheme: typeof VOUCHER_SCHEME; voucher: SignedVoucher }
+  | { scheme: typeof LANE_SCHEME; voucher: SignedLaneVoucher }
   | { scheme: undefined; error: string };
 
 /**
@@ -35,7 +35,7 @@ export function parsePayment(header: string): ParsedPayment {
   } catch (e) {
     return { scheme: undefined, error: (e as Error).message };
   }
-  const body = (payload as { payload?: unknown }).payload as { request?: WireSignedRequest; voucher?: WireSignedVoucher } | undefined;
+  const body = (payload as { payload?: unknown }).payload as { request?: WireSignedRequest; laneVoucher?: WireSignedLaneVoucher } | undefined;
   if (payload.x402Version !== 2) return { scheme: undefined, error: "x402Version must be 2" };
   if (body?.request) {
     const r = body.request;
@@ -46,16 +46,16 @@ export function parsePayment(header: string): ParsedPayment {
       request: { payer: r.payer, token: r.token, model: r.model, price: BigInt(r.price), nonce: BigInt(r.nonce), deadline: BigInt(r.deadline), inputHash: r.inputHash, signature: r.signature },
     };
   }
-  if (body?.voucher) {
-    const v = body.voucher;
-    const bad = check([["payer", v.payer, ADDRESS], ["token", v.token, ADDRESS], ["model", v.model, BYTES32], ["channel", v.channel, BYTES32], ["cumulativeAmount", v.cumulativeAmount, UINT], ["signature", v.signature, SIGNATURE]]);
+  if (body?.laneVoucher) {
+    const v = body.laneVoucher;
+    const bad = check([["payer", v.payer, ADDRESS], ["token", v.token, ADDRESS], ["model", v.model, BYTES32], ["cumulativeAmount", v.cumulativeAmount, UINT], ["signature", v.signature, SIGNATURE]]);
     if (bad) return { scheme: undefined, error: bad };
     return {
-      scheme: VOUCHER_SCHEME,
-      voucher: { payer: v.payer, token: v.token, model: v.model, channel: v.channel, cumulativeAmount: BigInt(v.cumulativeAmount), signature: v.signature },
+      scheme: LANE_SCHEME,
+      voucher: { payer: v.payer, token: v.token, model: v.model, cumulativeAmount: BigInt(v.cumulativeAmount), signature: v.signature },
     };
   }
-  return { scheme: undefined, error: "the payload holds neither a request nor a voucher" };
+  return { scheme: undefined, error: "the payload holds neither a request nor a laneVoucher" };
 }
 
 function check(fields: [string, unknown, RegExp][]): string | undefined {

@@ -77,7 +77,7 @@ local left = sub(redis.call('GET', KEYS[1]) or '0', ARGV[1])
 if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], left) end
 return 0`;
 
-/** KEYS: lane, funds. ARGV: cumulative, claimed, balance, signer. Returns {0, held} raised, {1, covered} stale, {2} insufficient. */
+/** KEYS: lane, funds. ARGV: cumulative, claimed, balance, signer. Returns {0, held} raised (owed lifted to claimed), {1, covered} stale, {2} insufficient. */
 const RAISE_COVER = `${BIGNUM_LUA}
 local covered = redis.call('HGET', KEYS[1], 'covered') or '0'
 if cmp(ARGV[1], covered) <= 0 then return {1, covered} end
@@ -86,7 +86,8 @@ local held = redis.call('GET', KEYS[2]) or '0'
 local after = add(held, need)
 if cmp(after, ARGV[3]) > 0 then return {2, covered} end
 redis.call('SET', KEYS[2], after)
-redis.call('HSET', KEYS[1], 'covered', ARGV[1], 'signer', ARGV[4])
+local owed = redis.call('HGET', KEYS[1], 'owed') or '0'
+redis.call('HSET', KEYS[1], 'owed', max(owed, ARGV[2]), 'covered', ARGV[1], 'signer', ARGV[4])
 return {0, need}`;
 
 /** KEYS: lane. ARGV: hold, credit limit. Returns {admitted 1/0, owed, covered, held, signer}. */
@@ -160,8 +161,8 @@ export class RedisReservationStore implements ReservationStore {
     await this.redis.pfRelease(1, this.key(fundsKey(payer, token)), amount.toString());
   }
 
-  async raiseCover(lane: string, payer: string, token: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
-    const [status, covered] = await this.redis.pfRaise(this.key(`l:${lane}`), this.key(fundsKey(payer, token)), cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase());
+  async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
+    const [status, covered] = await this.redis.pfRaise(this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase());
     if (status === 0) return { status: "raised", held: BigInt(covered) };
     return status === 1 ? { status: "stale", covered: BigInt(covered) } : { status: "insufficient-balance" };
   }

@@ -1,13 +1,13 @@
 /**
  * A `Preflighter` that asks the chain instead of deciding in-process: every item is simulated with
- * one JSON-RPC `eth_call` of `settleBatch` / `claimVouchers` as the provider, which is what an x402
+ * one JSON-RPC `eth_call` of `settleBatch` / `claimLane` as the provider, which is what an x402
  * facilitator's verify step does. The benchmark runs the gateway with it to measure what the
  * in-process preflight saves; it is correct, only slow (one round trip per call).
  */
 import { VoidSigner, type Provider } from "ethers";
 import { DigestComputer } from "../digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import { Preflight__factory, type Preflight } from "@preflight/sdk/typechain";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 
@@ -36,14 +36,22 @@ export class RpcSimulationPreflighter implements Preflighter {
     return { accepted: r === Reason.Settled, reason: r, amount: item.price, balance: UNBOUNDED };
   }
 
-  async checkVoucher(item: SignedVoucher): Promise<PreflightDecision> {
-    const [reason] = await this.contract.claimVouchers.staticCall(item.token, [item]);
-    const r = Number(reason) as Reason;
-    return { accepted: r === Reason.Settled, reason: r, amount: item.cumulativeAmount, signer: this.voucherSigner(item), balance: UNBOUNDED, claimed: 0n };
+  async checkLaneVoucher(item: SignedLaneVoucher): Promise<PreflightDecision> {
+    const signer = this.laneVoucherSigner(item);
+    try {
+      // claimLane reverts on any refusal, with the error named after the contract's reason.
+      const amount = await this.contract.claimLane.staticCall(item);
+      return { accepted: true, reason: Reason.Settled, amount, signer, balance: UNBOUNDED, claimed: item.cumulativeAmount - amount };
+    } catch (error) {
+      const data = (error as { data?: string }).data;
+      const name = data ? this.contract.interface.parseError(data)?.name : undefined;
+      const code = name !== undefined && name in Reason ? (Reason[name as keyof typeof Reason] as Reason) : Reason.InvalidSigner;
+      return { accepted: false, reason: code, amount: 0n, signer, balance: UNBOUNDED };
+    }
   }
 
-  voucherSigner(item: SignedVoucher): string | undefined {
-    const recovered = recoverSignature(this.digests.voucher(item, this.provider), hexToBytes(item.signature));
+  laneVoucherSigner(item: SignedLaneVoucher): string | undefined {
+    const recovered = recoverSignature(this.digests.laneVoucher(item, this.provider), hexToBytes(item.signature));
     return recovered.status === SignatureStatus.Ok && recovered.publicKey ? publicKeyToAddress(recovered.publicKey) : undefined;
   }
 

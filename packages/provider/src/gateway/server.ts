@@ -7,7 +7,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { JsonRpcProvider, Wallet, type Signer } from "ethers";
 import { Preflight__factory } from "@preflight/sdk/typechain";
-import { ChainSettlementQueue } from "./chainSettlement";
+import { ChainSettlementQueue, type SettlementRetryOptions } from "./chainSettlement";
+import { RawTransactionSender, type JsonRpcSend } from "./rawSender";
 import { createGateway, type Gateway, type GatewayOptions } from "./gateway";
 import type { Preflighter, ReservationStore, SettlementBatch } from "./interfaces";
 import { jsonLogger, type Logger } from "./log";
@@ -36,6 +37,10 @@ export interface StartGatewayOptions {
   /** Settlement batching (defaults 100 items, 10 s). */
   maxBatchSize?: number;
   maxAgeMs?: number;
+  /** Move claimed lanes into the provider's earnings this often (default 60,000 ms), and on close. */
+  collectEveryMs?: number;
+  /** Retries of settlement transactions that fail for a transient reason (default 8 tries, 250 ms doubling to 8 s). */
+  settlementRetry?: SettlementRetryOptions;
   /** Chain polling (default 1,000 ms) and depth (default 0). */
   pollMs?: number;
   confirmations?: number;
@@ -82,7 +87,16 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       confirmations: options.confirmations,
       onSyncError: (e) => log("warn", "sync-failed", { error: String((e as Error)?.message ?? e) }),
     }));
-  const settlement = new ChainSettlementQueue({ contract, token: options.token, store, maxBatchSize: options.maxBatchSize, maxAgeMs: options.maxAgeMs });
+  const settlement = new ChainSettlementQueue({
+    contract,
+    token: options.token,
+    store,
+    maxBatchSize: options.maxBatchSize,
+    maxAgeMs: options.maxAgeMs,
+    collectEveryMs: options.collectEveryMs,
+    retry: options.settlementRetry,
+    sender: rawSenderFor(options.providerSigner, chainId),
+  });
   const gateway = createGateway({
     upstream: options.upstream,
     upstreamOptions: options.upstreamOptions,
@@ -124,6 +138,18 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
         return batches;
       })()),
   };
+}
+
+/**
+ * A raw sender when the provider's key is in this process (an ethers `Wallet` on a JSON-RPC
+ * provider): settlements are then signed without ethers' transaction objects. Otherwise undefined
+ * (a remote or hardware signer sends through ethers).
+ */
+function rawSenderFor(signer: Signer, chainId: bigint): RawTransactionSender | undefined {
+  const key = (signer as { signingKey?: { privateKey?: string } }).signingKey?.privateKey;
+  const rpc = signer.provider as unknown as Partial<JsonRpcSend> | null;
+  if (!key || typeof rpc?.send !== "function") return undefined;
+  return new RawTransactionSender(rpc as JsonRpcSend, key, chainId);
 }
 
 /** A signer from a private key and an RPC URL. */

@@ -3,10 +3,10 @@
  * cache, no RPC per request. The verifier is asked never to reserve (`reserve: false`): the
  * gateway's `ReservationStore` holds what was accepted, shared across replicas.
  */
-import { PreflightVerifier } from "../verifier";
+import { PreflightVerifier, type Decision } from "../verifier";
 import { DigestComputer } from "../digest";
 import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
-import { Reason, type SignedRequest, type SignedVoucher } from "@preflight/sdk";
+import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
 import type { PreflightDecision, Preflighter } from "./interfaces";
 
@@ -53,41 +53,41 @@ export class VerifierPreflighter implements Preflighter {
     return new VerifierPreflighter(verifier, options.provider.toLowerCase(), digests, pollMs);
   }
 
-  async checkRequest(item: SignedRequest, now: bigint): Promise<PreflightDecision> {
-    let d = this.verifier.verify(item, { at: now, reserve: false });
-    if (this.mayBeNewer(d.reason)) {
-      await this.verifier.sync();
-      d = this.verifier.verify(item, { at: now, reserve: false });
-    }
+  /** Decided in-process, without a promise, unless the refusal may be cured by a newer block (then one sync first). */
+  checkRequest(item: SignedRequest, now: bigint): PreflightDecision | Promise<PreflightDecision> {
+    const options = { at: now, reserve: false };
+    const d = this.verifier.verify(item, options);
+    if (!this.mayBeNewer(d.reason)) return this.requestDecision(item, d);
+    return this.verifier.sync().then(() => this.requestDecision(item, this.verifier.verify(item, options)));
+  }
+
+  private requestDecision(item: SignedRequest, d: Decision): PreflightDecision {
     return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: this.verifier.accountOf(item.payer, item.token).balance };
   }
 
-  async checkVoucher(item: SignedVoucher, now: bigint): Promise<PreflightDecision> {
-    let d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+  async checkLaneVoucher(item: SignedLaneVoucher, now: bigint): Promise<PreflightDecision> {
+    const options = { at: now, reserve: false };
+    let d = this.verifier.verifyLaneVoucher(item, options);
+    // A lane never seen (funded before the followed range) or an ERC-1271 payer: one chain read.
+    if (d.needsChainRead || d.needsErc1271) d = await this.verifier.verifyLaneVoucherAsync(item, options);
     if (this.mayBeNewer(d.reason)) {
       await this.verifier.sync();
-      d = this.verifier.verifyVoucher(item, { at: now, reserve: false });
+      d = await this.verifier.verifyLaneVoucherAsync(item, options);
     }
-    return {
-      accepted: d.accepted,
-      reason: d.reason,
-      amount: d.amount,
-      signer: d.signer,
-      balance: this.verifier.accountOf(item.payer, item.token).balance,
-      claimed: d.accepted ? item.cumulativeAmount - d.amount : undefined,
-    };
+    const lane = this.verifier.laneOf(item.payer, item.token);
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: lane?.funds ?? 0n, claimed: lane?.claimed };
   }
 
   /**
-   * A refusal that a block newer than the last poll may cure (a deposit, a grant just made): read
+   * A refusal that a block newer than the last poll may cure (a deposit, a lane funded, a grant just made): read
    * the chain once before refusing. Concurrent reads share one sync; accepted calls never wait.
    */
   private mayBeNewer(reason: Reason): boolean {
     return reason === Reason.InsufficientBalance || reason === Reason.InvalidSigner;
   }
 
-  voucherSigner(item: SignedVoucher): string | undefined {
-    const recovered = recoverSignature(this.digests.voucher(item, this.provider), hexToBytes(item.signature));
+  laneVoucherSigner(item: SignedLaneVoucher): string | undefined {
+    const recovered = recoverSignature(this.digests.laneVoucher(item, this.provider), hexToBytes(item.signature));
     return recovered.status === SignatureStatus.Ok && recovered.publicKey ? publicKeyToAddress(recovered.publicKey) : undefined;
   }
 

@@ -7,15 +7,20 @@
  *   applies nothing; the next sync starts again at that block.
  * - Decoding never throws and never reads calldata. A log that cannot be decoded makes every cached
  *   state unknown (it is read from the chain before it is used again).
- * - Blocks newer than `confirmations` are not applied. The hash of the last applied block is checked
- *   on every sync: if the chain reorganised under it, every cached state is forgotten (and read from
- *   the chain before it is used again); reservations stay, and end as the new chain shows.
+ * - Blocks newer than `confirmations` are not applied. Each applied block is kept, for the last
+ *   `reorgDepth` blocks, with its hash, what it wrote to the cache (`StateUndo`) and the reservations
+ *   it ended. Every sync checks the newest kept block's hash; if the chain reorganised under it, the
+ *   fork point is the newest kept block still on the chain (by hash): every block above it is taken
+ *   back, newest first (the cache returns exactly to the fork point, the reservations those blocks
+ *   ended come back unless the provider gave them up), and the new chain is applied from there. A
+ *   reorg deeper than what is kept takes back everything kept and forgets every cached state (read
+ *   from the chain before it is used again).
  */
 import type { Log, Provider } from "ethers";
 import { effectsOf, needsBlockTime, type Effect } from "./events";
 import type { AccountRead, StateReader } from "./reader";
-import type { Reservations } from "./reservations";
-import { accountKey, grantKey, type ChainState } from "./state";
+import type { EndedHold, Reservations } from "./reservations";
+import { accountKey, channelKey, grantKey, type ChainState, type StateUndo } from "./state";
 import type { GrantFacts, LaneFacts } from "./types";
 
 const UINT32_MAX = (1n << 32n) - 1n;
@@ -27,6 +32,18 @@ export interface FollowerOptions {
   fromBlock: number;
   logChunk: number;
   confirmations: number;
+  /** How many recent blocks are kept to be taken back on a reorg. */
+  reorgDepth: number;
+}
+
+/** An applied block, kept while a reorg could still drop it. */
+interface BlockRecord {
+  number: number;
+  hash: string;
+  /** What it (and the reads inserted after it) wrote to the cache. */
+  undo: StateUndo;
+  /** The reservations it ended. */
+  ended: Map<string, EndedHold>;
 }
 
 /** State the block touches that the cache does not know: read at the block before applying it. */
@@ -53,7 +70,8 @@ export class ChainFollower {
   logsApplied = 0;
   /** Reorgs detected so far. */
   reorgs = 0;
-  private applied: { number: number; hash: string } | undefined;
+  /** Applied blocks a reorg could still drop, oldest first (blocks with logs and the last of each chunk). */
+  private readonly records: BlockRecord[] = [];
 
   constructor(
     private readonly rpc: Provider,
@@ -82,9 +100,13 @@ export class ChainFollower {
       const logs = await this.rpc.getLogs({ address: this.address, fromBlock: this.nextBlock, toBlock: to });
       const blocks = groupByBlock(logs, this.nextBlock, to, header.hash);
       if (blocks === undefined) break; // the logs and the header disagree (a reorg while fetching): retry
+      // The same tip after the logs as before: they are of the chain the header is of (a reorg below
+      // the tip would have changed it), so the hash kept for every block below is the chain's.
+      const after = await this.rpc.getBlock(to);
+      if (after === null || after.hash !== header.hash) break;
       for (const [number, blockLogs] of blocks) await this.applyBlock(number, blockLogs);
+      this.keep(to, header.hash);
       this.nextBlock = to + 1;
-      this.applied = { number: to, hash: header.hash };
       this.version++;
       // The chain's clock: a request whose deadline is before a synced block's timestamp can never settle.
       this.reservations.expire(BigInt(header.timestamp));
@@ -92,15 +114,55 @@ export class ChainFollower {
     return this.syncedBlock;
   }
 
-  /** If the last applied block is no longer on the chain, nothing cached can be trusted. */
+  /**
+   * If the newest kept block is no longer on the chain, takes back every block above the fork point
+   * (the newest kept block still on it), newest first, and follows the new chain from there.
+   */
   private async checkReorg(): Promise<void> {
-    if (this.applied === undefined) return;
-    const block = await this.rpc.getBlock(this.applied.number);
-    if (block !== null && block.hash === this.applied.hash) return;
-    this.state.forgetAll();
-    this.applied = undefined;
+    const records = this.records;
+    const newest = records.at(-1);
+    if (newest === undefined || (await this.onChain(newest))) return;
+    let fork = records.length - 2;
+    while (fork >= 0 && !(await this.onChain(records[fork]))) fork--;
+    // ---- from here on, synchronous
+    this.state.recordInto(undefined);
+    for (let i = records.length - 1; i > fork; i--) {
+      this.state.rollback(records[i].undo);
+      this.reservations.restore(records[i].ended);
+    }
+    if (fork >= 0) {
+      const base = records[fork];
+      records.length = fork + 1;
+      this.state.recordInto(base.undo);
+      this.reservations.noteInto(base.ended);
+      this.nextBlock = base.number + 1;
+    } else {
+      // Deeper than what is kept: the cache as of the oldest kept block is not known to be the
+      // chain's. Forget it (read before it is used again) and follow from there.
+      this.nextBlock = records[0].number;
+      records.length = 0;
+      this.state.forgetAll();
+      this.reservations.noteInto(undefined);
+    }
+    this.reservations.rederiveVouchers(this.state);
     this.version++;
     this.reorgs++;
+  }
+
+  private async onChain(record: BlockRecord): Promise<boolean> {
+    const block = await this.rpc.getBlock(record.number);
+    return block !== null && block.hash === record.hash;
+  }
+
+  /** Starts keeping block `number` (writes and ends from now on are recorded to it); drops what is too deep. */
+  private keep(number: number, hash: string): void {
+    const records = this.records;
+    const last = records.at(-1);
+    if (last !== undefined && last.number === number) return; // the chunk's last block had logs: kept already
+    records.push({ number, hash, undo: this.state.beginUndo(), ended: this.reservations.openLog() });
+    let drop = 0;
+    while (drop < records.length - 1 && records[drop].number <= number - this.options.reorgDepth) drop++;
+    for (const old of records.splice(0, drop)) this.reservations.closeLog(old.ended);
   }
 
   private async applyBlock(number: number, logs: Log[]): Promise<void> {
@@ -112,6 +174,7 @@ export class ChainFollower {
       plan === undefined ? Promise.resolve(undefined) : this.read(plan, number),
     ]);
     // ---- from here on, synchronous: the block is applied whole or not at all
+    this.keep(number, logs[0].blockHash);
     const touched = new Set<string>();
     if (forget) this.state.forgetAll();
     else {
@@ -120,7 +183,6 @@ export class ChainFollower {
     }
     this.reservations.settleFromChain(this.state, touched);
     this.nextBlock = number + 1;
-    this.applied = { number, hash: logs[0].blockHash };
     this.version++;
     this.logsApplied += logs.length;
   }
@@ -195,7 +257,7 @@ export class ChainFollower {
         // InferencePermissions._setGrant: remaining = budget, the first period starts now.
         let periodEnd = e.period === 0n ? UINT32_MAX : time + e.period;
         if (periodEnd > UINT32_MAX) periodEnd = UINT32_MAX;
-        state.grants.set(grantKey(e.payer, e.token, e.delegate), {
+        state.setGrant(grantKey(e.payer, e.token, e.delegate), {
           epoch: e.epoch,
           expiry: e.expiry,
           provider: e.provider,
@@ -212,16 +274,16 @@ export class ChainFollower {
       }
       case "grantRevoked": {
         const key = grantKey(e.payer, e.token, e.delegate);
-        const g = state.grants.get(key) ?? (state.complete ? revokedNeverGranted() : undefined);
+        const g = state.grantForWrite(key) ?? (state.complete ? revokedNeverGranted() : undefined);
         if (g === undefined) return; // read by the plan
         g.expiry = 0n;
         g.epoch = e.epoch;
-        state.grants.set(key, g);
+        state.setGrant(key, g);
         return;
       }
       case "grantSpent": {
         // InferencePermissions._checkGrant's rollover at the block's timestamp, then the spend.
-        const g = state.grants.get(grantKey(e.payer, e.token, e.delegate));
+        const g = state.grantForWrite(grantKey(e.payer, e.token, e.delegate));
         if (g === undefined) return; // read by the plan
         if (time >= g.periodEnd && g.period > 0n) {
           let periodEnd = g.periodEnd + ((time - g.periodEnd) / g.period + 1n) * g.period;
@@ -234,7 +296,7 @@ export class ChainFollower {
       }
       case "channel": {
         if (e.provider !== this.options.provider) return;
-        state.channels.set(e.payer + "|" + e.token + "|" + e.channel, e.cumulative);
+        state.setChannel(channelKey(e.payer, e.token, e.channel), e.cumulative);
         touched.add(accountKey(e.payer, e.token));
         return;
       }
@@ -249,7 +311,7 @@ export class ChainFollower {
         if (e.kind === "laneFunds") lane.funds = e.funds;
         else if (e.kind === "laneClose") [lane.closeReadyAt, lane.closeExpiresAt] = [e.readyAt, e.expiresAt];
         else [lane.claimed, lane.funds] = [e.cumulative, lane.funds - e.amount];
-        state.lanes.set(key, lane);
+        state.setLane(key, lane);
         touched.add(key);
         return;
       }
@@ -270,12 +332,12 @@ export class ChainFollower {
     }
     for (const [key, bits] of results.words) {
       const [payer, token, word] = key.split("|");
-      state.account(payer, token).words.set(BigInt(word), bits);
+      state.setWord(payer, token, BigInt(word), bits);
       touched.add(accountKey(payer, token));
     }
-    for (const [key, g] of results.grants) state.grants.set(key, g);
+    for (const [key, g] of results.grants) state.setGrant(key, g);
     for (const [key, lane] of results.lanes) {
-      state.lanes.set(key, lane);
+      state.setLane(key, lane);
       touched.add(key);
     }
   }

@@ -17,13 +17,14 @@ import { isAddress, validateLaneVoucher, validateRequest, validateVoucher } from
 import { StateReader } from "./reader";
 import { Reservations } from "./reservations";
 import { decideLaneVoucher, decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
-import { accountKey, ChainState, grantKey } from "./state";
+import { accountKey, ChainState, channelKey, grantKey } from "./state";
 import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, StateKey, VerifyOptions } from "./types";
 
 export type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, VerifyOptions } from "./types";
 
 const PUBKEY_CACHE_LIMIT = 100_000;
 const DEFAULT_SETTLEMENT_WINDOW = 3_600n;
+const DEFAULT_REORG_DEPTH = 64;
 /** Reads for unknown state are retried when a block is applied meanwhile (they would be stale). */
 const READ_ATTEMPTS = 3;
 
@@ -33,7 +34,7 @@ export interface FollowStats {
   logsApplied: number;
   /** The last block applied. */
   syncedBlock: number;
-  /** Reorgs into applied blocks detected (each made every cached state unknown). */
+  /** Reorgs into applied blocks detected (each taken back to its fork point). */
   reorgs: number;
 }
 
@@ -78,6 +79,7 @@ export class PreflightVerifier {
       fromBlock: options.fromBlock ?? 0,
       logChunk: options.logChunk ?? 5_000,
       confirmations: options.confirmations ?? 0,
+      reorgDepth: options.reorgDepth ?? DEFAULT_REORG_DEPTH,
     });
     this.erc1271 = new Erc1271Checker(rpc, this.state.codes);
     const state = this.state;
@@ -106,8 +108,8 @@ export class PreflightVerifier {
    */
   static async create(options: PreflightVerifierOptions): Promise<PreflightVerifier> {
     if (!isAddress(options.provider)) throw new PreflightSdkError("INVALID_ADDRESS", `provider ${options.provider}`);
-    for (const [name, value] of [["fromBlock", options.fromBlock], ["logChunk", options.logChunk], ["confirmations", options.confirmations]] as const) {
-      if (value !== undefined && (!Number.isInteger(value) || value < (name === "logChunk" ? 1 : 0))) {
+    for (const [name, value] of [["fromBlock", options.fromBlock], ["logChunk", options.logChunk], ["confirmations", options.confirmations], ["reorgDepth", options.reorgDepth]] as const) {
+      if (value !== undefined && (!Number.isInteger(value) || value < (name === "logChunk" || name === "reorgDepth" ? 1 : 0))) {
         throw new PreflightSdkError("INVALID_OPTION", `${name} ${String(value)}`);
       }
     }
@@ -209,7 +211,7 @@ export class PreflightVerifier {
    * verifier.releaseRequest(request); // e.g. the request was never served
    */
   releaseRequest(request: Pick<SignedRequest, "payer" | "token" | "nonce">): void {
-    this.reservations.releaseRequest(request.payer.toLowerCase(), request.token.toLowerCase(), request.nonce);
+    this.reservations.giveUpRequest(request.payer.toLowerCase(), request.token.toLowerCase(), request.nonce);
   }
 
   /**
@@ -218,7 +220,7 @@ export class PreflightVerifier {
    * verifier.releaseVoucher(voucher);
    */
   releaseVoucher(voucher: Pick<SignedVoucher, "payer" | "token" | "channel">): void {
-    this.reservations.releaseVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), voucher.channel.toLowerCase());
+    this.reservations.giveUpVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), voucher.channel.toLowerCase());
   }
 
   /**
@@ -227,7 +229,7 @@ export class PreflightVerifier {
    * verifier.releaseLaneVoucher(laneVoucher);
    */
   releaseLaneVoucher(voucher: Pick<SignedLaneVoucher, "payer" | "token">): void {
-    this.reservations.releaseVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), undefined);
+    this.reservations.giveUpVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), undefined);
   }
 
   private laneVerdict(voucher: SignedLaneVoucher, options: VerifyOptions, erc1271: boolean | undefined): Verdict {
@@ -331,31 +333,31 @@ export class PreflightVerifier {
       case "word": {
         const bits = await this.reader.word(k.payer, k.token, k.word, at);
         return () => {
-          if (state.nonceWord(k.payer, k.token, k.word) === undefined) state.account(k.payer, k.token).words.set(k.word, bits);
+          if (state.nonceWord(k.payer, k.token, k.word) === undefined) state.setWord(k.payer, k.token, k.word, bits);
         };
       }
       case "grant": {
         const g = await this.reader.grant(k.payer, k.token, k.delegate, at);
         return () => {
-          if (state.grant(k.payer, k.token, k.delegate) === undefined) state.grants.set(grantKey(k.payer, k.token, k.delegate), g);
+          if (state.grant(k.payer, k.token, k.delegate) === undefined) state.setGrant(grantKey(k.payer, k.token, k.delegate), g);
         };
       }
       case "model": {
         const allowed = await this.reader.model(k.payer, k.token, k.delegate, k.model, at);
         return () => {
-          state.grants.get(grantKey(k.payer, k.token, k.delegate))?.models.set(k.model, allowed);
+          state.grantForWrite(grantKey(k.payer, k.token, k.delegate))?.models.set(k.model, allowed);
         };
       }
       case "channel": {
         const claimed = await this.reader.channel(k.payer, k.token, k.channel, at);
         return () => {
-          if (state.claimed(k.payer, k.token, k.channel) === undefined) state.channels.set(k.payer + "|" + k.token + "|" + k.channel, claimed);
+          if (state.claimed(k.payer, k.token, k.channel) === undefined) state.setChannel(channelKey(k.payer, k.token, k.channel), claimed);
         };
       }
       case "lane": {
         const lane = await this.reader.lane(k.payer, k.token, at);
         return () => {
-          if (state.lane(k.payer, k.token) === undefined) state.lanes.set(accountKey(k.payer, k.token), lane);
+          if (state.lane(k.payer, k.token) === undefined) state.setLane(accountKey(k.payer, k.token), lane);
         };
       }
     }

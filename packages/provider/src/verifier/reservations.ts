@@ -4,8 +4,11 @@
  *
  * A reservation ends only when the chain shows the item settled or dead (its nonce used, its
  * deadline passed at a synced block's timestamp, its channel or lane paid up to it, its lane closed)
- * or when the provider gives it up (`release*`). A skipped item stays reserved: the provider that
+ * or when the provider gives it up (`giveUp*`). A skipped item stays reserved: the provider that
  * accepted it decides.
+ *
+ * What the chain ended is noted per applied block (`openLog`), so that a reorg that drops the block
+ * brings it back (`restore`); what the provider gave up is struck from those notes and never comes back.
  */
 import type { ChainState } from "./state";
 import { accountKey, grantKey } from "./state";
@@ -28,6 +31,9 @@ export interface VoucherHold extends HoldFacts {
   channel?: string;
 }
 
+/** A reservation the chain ended, as it was. */
+export type EndedHold = { kind: "request"; hold: RequestHold } | { kind: "voucher"; hold: VoucherHold };
+
 interface AccountHolds {
   amount: bigint;
   /** word -> reserved nonce bits */
@@ -43,6 +49,10 @@ export class Reservations {
   private readonly vouchers = new Map<string, VoucherHold>();
   private readonly byAccount = new Map<string, AccountHolds>();
   private readonly byGrant = new Map<string, bigint>();
+  /** Where the chain's ends are noted: the latest applied block's log. */
+  private log: Map<string, EndedHold> | undefined;
+  /** Every log still kept (blocks a reorg could still drop). */
+  private readonly logs = new Set<Map<string, EndedHold>>();
 
   get size(): number {
     return this.requests.size + this.vouchers.size;
@@ -97,6 +107,71 @@ export class Reservations {
     if (h.delegate !== undefined) this.addGrant(h.payer, h.token, h.delegate, h.amount);
   }
 
+  /** Starts noting what the chain ends, for a newly applied block; returns its log. */
+  openLog(): Map<string, EndedHold> {
+    const log = new Map<string, EndedHold>();
+    this.log = log;
+    this.logs.add(log);
+    return log;
+  }
+
+  /** Notes further ends into `log` (after a rollback: the fork block's), or nowhere. */
+  noteInto(log: Map<string, EndedHold> | undefined): void {
+    this.log = log;
+  }
+
+  /** Forgets a block's log (it is now too deep to be dropped by a reorg the follower can undo). */
+  closeLog(log: Map<string, EndedHold>): void {
+    this.logs.delete(log);
+    if (this.log === log) this.log = undefined;
+  }
+
+  /**
+   * Brings back what the chain ended in a block a reorg dropped (call for the newest block first),
+   * except what is held again meanwhile. What the provider gave up is no longer in the log.
+   */
+  restore(log: Map<string, EndedHold>): void {
+    this.closeLog(log);
+    for (const ended of log.values()) {
+      if (ended.kind === "request") {
+        const h = ended.hold;
+        if (!this.requests.has(requestKey(h.payer, h.token, h.nonce))) this.holdRequest(h);
+      } else {
+        const h = ended.hold;
+        if (!this.vouchers.has(voucherKey(h.payer, h.token, h.channel))) this.holdVoucher(h);
+      }
+    }
+  }
+
+  /**
+   * After a rollback: every voucher hold reserves its excess over what its channel or lane paid as
+   * of now (what a dropped block paid is owed again). Unknown state changes nothing.
+   */
+  rederiveVouchers(state: ChainState): void {
+    for (const h of [...this.vouchers.values()]) {
+      const claimed = h.channel === undefined ? state.lane(h.payer, h.token)?.claimed : state.claimed(h.payer, h.token, h.channel);
+      if (claimed !== undefined && claimed < h.cumulative && h.cumulative - claimed > h.amount) this.holdVoucher({ ...h, amount: h.cumulative - claimed });
+    }
+  }
+
+  /** The provider gives up an accepted request: released, and never brought back by a reorg. */
+  giveUpRequest(payer: string, token: string, nonce: bigint): void {
+    this.releaseRequest(payer, token, nonce);
+    const key = requestKey(payer, token, nonce);
+    for (const log of this.logs) log.delete(key);
+  }
+
+  /** The provider gives up an accepted voucher: released, and never brought back by a reorg. */
+  giveUpVoucher(payer: string, token: string, channel: string | undefined): void {
+    this.releaseVoucher(payer, token, channel);
+    const key = voucherKey(payer, token, channel);
+    for (const log of this.logs) log.delete(key);
+  }
+
+  private noteEnd(key: string, ended: EndedHold): void {
+    if (this.log !== undefined && !this.log.has(key)) this.log.set(key, ended);
+  }
+
   releaseRequest(payer: string, token: string, nonce: bigint): void {
     const key = requestKey(payer, token, nonce);
     const h = this.requests.get(key);
@@ -137,7 +212,10 @@ export class Reservations {
       for (const rk of [...a.requests]) {
         const h = this.requests.get(rk)!;
         const bits = state.nonceWord(h.payer, h.token, h.nonce >> 6n);
-        if (bits !== undefined && ((bits >> (h.nonce & 63n)) & 1n) === 1n) this.releaseRequest(h.payer, h.token, h.nonce);
+        if (bits !== undefined && ((bits >> (h.nonce & 63n)) & 1n) === 1n) {
+          this.noteEnd(rk, { kind: "request", hold: h });
+          this.releaseRequest(h.payer, h.token, h.nonce);
+        }
       }
       for (const vk of [...a.vouchers]) {
         const h = this.vouchers.get(vk)!;
@@ -145,7 +223,10 @@ export class Reservations {
         const claimed = h.channel === undefined ? lane?.claimed : state.claimed(h.payer, h.token, h.channel);
         if (claimed === undefined) continue;
         // A lane left with no funds below the voucher was closed: the voucher can never be claimed.
-        if (claimed >= h.cumulative || lane?.funds === 0n) this.releaseVoucher(h.payer, h.token, h.channel);
+        if (claimed >= h.cumulative || lane?.funds === 0n) {
+          this.noteEnd(vk, { kind: "voucher", hold: h });
+          this.releaseVoucher(h.payer, h.token, h.channel);
+        }
         else if (h.cumulative - claimed < h.amount) this.holdVoucher({ ...h, amount: h.cumulative - claimed });
       }
     }
@@ -153,7 +234,11 @@ export class Reservations {
 
   /** Ends requests whose deadline is before `blockTime`, the timestamp of a synced block: they can never settle. */
   expire(blockTime: bigint): void {
-    for (const h of [...this.requests.values()]) if (blockTime > h.deadline) this.releaseRequest(h.payer, h.token, h.nonce);
+    for (const [key, h] of [...this.requests]) {
+      if (blockTime <= h.deadline) continue;
+      this.noteEnd(key, { kind: "request", hold: h });
+      this.releaseRequest(h.payer, h.token, h.nonce);
+    }
   }
 
   private holdsOf(payer: string, token: string): AccountHolds {

@@ -56,6 +56,12 @@ export interface PreflightVerifierOptions {
   fromBlock?: number;
   /** The current unix time (default: the wall clock). */
   clock?: () => bigint;
+  /**
+   * Recent applied blocks kept to be taken back on a reorg (default 64): a reorg up to this deep
+   * returns the cache exactly to the fork point and brings back the reservations the dropped blocks
+   * ended; a deeper one makes every cached state unknown (read before it is used again).
+   */
+  reorgDepth?: number;
   /** Blocks fetched per `eth_getLogs` call when catching up (default 5,000). */
   logChunk?: number;
   /**

@@ -1,18 +1,18 @@
 /**
  * A `fetch` that pays. On a `402 Payment Required` from a Preflight gateway it signs what the
- * gateway asks for with the session key (a request per call, or a cumulative voucher on a lane for
- * metered models), retries once, and remembers what it learnt so the next call to the same model
+ * gateway asks for with the session key (a request per call, or a cumulative lane voucher for
+ * metered models), retries, and remembers what it learnt so the next call to the same model
  * pays up front without a 402 round trip. Browser and Node (only Web APIs: fetch, streams, crypto).
  */
 import { keccak_256 } from "@noble/hashes/sha3";
-import { REQUEST_TYPES, VOUCHER_TYPES } from "../eip712";
+import { LANE_VOUCHER_TYPES, REQUEST_TYPES } from "../eip712";
 import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
+  LANE_SCHEME,
   REQUEST_SCHEME,
   STREAM_PAYMENT_FIELD,
-  VOUCHER_SCHEME,
   X402_VERSION,
   decodeHeader,
   encodeHeader,
@@ -23,6 +23,7 @@ import {
   type PreflightScheme,
 } from "./protocol";
 import type { Hex, PaymentSigner } from "./signer";
+import { reasonSentence } from "../reasons";
 
 /** The `fetch` signature (what the `openai` client and others accept). */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -35,7 +36,10 @@ export interface PayingFetchOptions {
   payer?: string;
   /** Never sign a request above this price (atomic units). */
   maxPricePerRequest: bigint;
-  /** Never sign a voucher above this cumulative total on one lane; without it, metered models are not paid. */
+  /**
+   * Never sign a lane voucher above this cumulative total (a lane's total counts everything it ever
+   * paid the provider, across sessions); without it, metered models are not paid.
+   */
   maxLaneTotal?: bigint;
   /** Which scheme to use when a gateway offers both (default: `preflight-request`). */
   prefer?: PreflightScheme;
@@ -45,14 +49,20 @@ export interface PayingFetchOptions {
   now?: () => number;
   /** Called with every payment response the gateway sends (header or last stream event). */
   onPaymentResponse?: (response: PaymentResponse) => void;
+  /**
+   * What to do when the gateway refuses a payment this fetch signed (a 402/403 with a reason):
+   * `"return"` the response as it is (default), or `"throw"` a `PayingFetchError` `REFUSED` whose
+   * `refusal` names the reason code and its sentence (`readPaymentRefusal`).
+   */
+  onRefusal?: "return" | "throw";
 }
 
-/** What the paying fetch knows about one metered lane. */
+/** What the paying fetch knows about one metered lane (payer, provider, token) at one gateway. */
 export interface LaneView {
   origin: string;
-  model: string;
-  channel: string;
-  /** Total the gateway last reported as charged. */
+  provider: string;
+  token: string;
+  /** Total the gateway last reported as charged (everything the lane ever owed, claimed or not). */
   owed: bigint;
   /** Highest cumulative voucher signed so far. */
   signed: bigint;
@@ -66,24 +76,54 @@ export interface PayingFetch extends FetchLike {
 
 /** Why the paying fetch would not pay (the request was not sent with a payment). */
 export class PayingFetchError extends Error {
-  readonly code: "PRICE_ABOVE_LIMIT" | "LANE_LIMIT" | "UNSUPPORTED_BODY" | "NO_ACCEPTABLE_SCHEME" | "OVERCHARGED";
-  constructor(code: PayingFetchError["code"], message: string) {
+  readonly code: "PRICE_ABOVE_LIMIT" | "LANE_LIMIT" | "UNSUPPORTED_BODY" | "NO_ACCEPTABLE_SCHEME" | "OVERCHARGED" | "REFUSED";
+  /** `REFUSED`: what the gateway said (reason code, name, sentence). */
+  readonly refusal?: PaymentRefusal;
+  constructor(code: PayingFetchError["code"], message: string, refusal?: PaymentRefusal) {
     super(`${code}: ${message}`);
     this.name = "PayingFetchError";
     this.code = code;
+    this.refusal = refusal;
   }
 }
 
+/** Why a gateway refused a payment, as its 402/403 said. */
+export interface PaymentRefusal {
+  status: number;
+  /** The contract's reason code, or -1 for a reason the gateway decided itself (`name` says which). */
+  code: number;
+  name: string;
+  /** One sentence: the SDK's own for a contract code (`reasonSentence`), else the gateway's. */
+  message: string;
+}
+
+/**
+ * Reads a 402/403 of a Preflight gateway: why the payment was refused, or undefined when the
+ * response is not a refusal (a success, or a plain 402 asking for a first payment).
+ * @example
+ * const refusal = await readPaymentRefusal(response);
+ * if (refusal) console.error(`${refusal.name}: ${refusal.message}`);
+ */
+export async function readPaymentRefusal(response: Response): Promise<PaymentRefusal | undefined> {
+  if (response.status !== 402 && response.status !== 403) return undefined;
+  const required = await readRequired(response);
+  const reason = required?.reason;
+  if (!reason) return undefined;
+  const message = reason.code >= 0 ? reasonSentence(reason.code) : required.error;
+  return { status: response.status, code: reason.code, name: reason.name, message };
+}
+
 interface Lane {
-  requirement: PaymentRequirements;
-  channel: string;
+  origin: string;
+  provider: string;
+  token: string;
   owed: bigint;
   signed: bigint;
-  /** The last signed voucher's header, reused while the total it covers is still current. */
+  /** A voucher of this session was accepted (until then, the first one adds the opening amount). */
+  opened: boolean;
+  /** The last signed voucher's header and model, reused while the total it covers is still current. */
   header?: string;
-  /** Prices accepted when the lane opened: the gateway's later reports must match them. */
-  pricePerInputToken: bigint;
-  pricePerOutputToken: bigint;
+  headerModel?: string;
 }
 
 interface NonceCursor {
@@ -104,7 +144,7 @@ const WORDS = 1n << 58n;
 export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   const inner: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const known = new Map<string, PaymentRequirements[]>(); // origin|model -> requirements
-  const lanes = new Map<string, Lane>(); // origin|model -> lane
+  const lanes = new Map<string, Lane>(); // origin|provider|token -> lane
   const nonces = new Map<string, NonceCursor>(); // payer|token -> next nonce
   let signerAddress: Promise<string> | undefined;
   const address = () => (signerAddress ??= options.signer.getAddress());
@@ -165,103 +205,122 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     return encodeHeader(payload);
   }
 
-  async function payVoucher(key: string, req: PaymentRequirements): Promise<string> {
-    if (options.maxLaneTotal === undefined) throw new PayingFetchError("LANE_LIMIT", "metered models need maxLaneTotal");
+  function laneKeyOf(origin: string, req: PaymentRequirements): string {
+    return `${origin}|${req.payTo.toLowerCase()}|${req.asset.toLowerCase()}`;
+  }
+
+  /** The lane's next total: what was served, and for a session's first voucher the opening amount on top. */
+  function laneTotal(lane: Lane, req: PaymentRequirements): bigint {
+    const total = lane.owed > lane.signed ? lane.owed : lane.signed;
+    const open = lane.owed + BigInt(req.extra.openAmount ?? "0");
+    return !lane.opened && total < open ? open : total;
+  }
+
+  function laneOf(origin: string, req: PaymentRequirements): Lane {
+    const key = laneKeyOf(origin, req);
     let lane = lanes.get(key);
-    if (!lane) {
-      lane = {
-        requirement: req,
-        channel: req.extra.lane?.channel ?? hex(randomBytes(32)),
-        owed: BigInt(req.extra.lane?.owed ?? "0"),
-        signed: 0n,
-        pricePerInputToken: BigInt(req.extra.pricePerInputToken ?? "0"),
-        pricePerOutputToken: BigInt(req.extra.pricePerOutputToken ?? "0"),
-      };
-      lanes.set(key, lane);
+    if (!lane) lanes.set(key, (lane = { origin, provider: req.payTo.toLowerCase(), token: req.asset.toLowerCase(), owed: 0n, signed: 0n, opened: false }));
+    // The gateway's view of the lane wins when it is ahead (another tab or replica, or what the chain already claimed).
+    const reported = req.extra.lane;
+    if (reported) {
+      const owed = BigInt(reported.owed);
+      if (owed > lane.owed) lane.owed = owed;
     }
-    // Cover what was served; a new lane opens with the gateway's smallest opening amount.
-    let total = lane.owed > lane.signed ? lane.owed : lane.signed;
-    const open = BigInt(req.extra.openAmount ?? "0");
-    if (total < open) total = open;
+    return lane;
+  }
+
+  async function payLane(origin: string, req: PaymentRequirements): Promise<string> {
+    if (options.maxLaneTotal === undefined) throw new PayingFetchError("LANE_LIMIT", "metered models need maxLaneTotal");
+    const lane = laneOf(origin, req);
+    const total = laneTotal(lane, req);
     if (total > options.maxLaneTotal) {
-      throw new PayingFetchError("LANE_LIMIT", `lane ${lane.channel} would reach ${total}, above maxLaneTotal ${options.maxLaneTotal}`);
+      throw new PayingFetchError("LANE_LIMIT", `the lane to ${lane.provider} would reach ${total}, above maxLaneTotal ${options.maxLaneTotal}`);
     }
-    if (lane.header && total === lane.signed) return lane.header;
+    if (lane.header && total === lane.signed && lane.headerModel === req.extra.modelId) return lane.header;
     const payer = await payerOf();
-    const voucher = { payer, provider: req.payTo, token: req.asset, model: req.extra.modelId, channel: lane.channel, cumulativeAmount: total };
-    const signature = await options.signer.signTypedData({ domain: domainOf(req), types: VOUCHER_TYPES, primaryType: "Voucher", message: voucher });
+    const voucher = { payer, provider: req.payTo, token: req.asset, model: req.extra.modelId, cumulativeAmount: total };
+    const signature = await options.signer.signTypedData({ domain: domainOf(req), types: LANE_VOUCHER_TYPES, primaryType: "LaneVoucher", message: voucher });
     const payload: PaymentPayload = {
       x402Version: X402_VERSION,
       accepted: req,
-      payload: {
-        voucher: { payer, token: req.asset, model: req.extra.modelId, channel: lane.channel, cumulativeAmount: total.toString(), signature },
-      },
+      payload: { laneVoucher: { payer, token: req.asset, model: req.extra.modelId, cumulativeAmount: total.toString(), signature } },
     };
     lane.signed = total;
     lane.header = encodeHeader(payload);
+    lane.headerModel = req.extra.modelId;
     return lane.header;
   }
 
   function choose(accepts: PaymentRequirements[]): PaymentRequirements | undefined {
-    const usable = accepts.filter((a) => a.scheme === REQUEST_SCHEME || (a.scheme === VOUCHER_SCHEME && options.maxLaneTotal !== undefined));
+    const usable = accepts.filter((a) => a.scheme === REQUEST_SCHEME || (a.scheme === LANE_SCHEME && options.maxLaneTotal !== undefined));
     const preferred = options.prefer ?? REQUEST_SCHEME;
     return usable.find((a) => a.scheme === preferred) ?? usable[0];
   }
 
-  async function paymentFor(key: string, req: PaymentRequirements, body: Uint8Array): Promise<string> {
-    return req.scheme === VOUCHER_SCHEME ? payVoucher(key, req) : payRequest(req, body);
+  async function paymentFor(origin: string, req: PaymentRequirements, body: Uint8Array): Promise<string> {
+    return req.scheme === LANE_SCHEME ? payLane(origin, req) : payRequest(req, body);
   }
 
-  /** Adopts a payment response: the lane's new total, checked against the prices it opened with. */
-  function adopt(key: string, response: PaymentResponse, usage: Usage | undefined): void {
+  /** Adopts a payment response: the lane's new total, its charge checked against the model's accepted prices. */
+  function adopt(origin: string, req: PaymentRequirements | undefined, response: PaymentResponse, usage: Usage | undefined): void {
     options.onPaymentResponse?.(response);
+    if (!req || req.scheme !== LANE_SCHEME || !response.lane) return;
+    const key = laneKeyOf(origin, req);
     const lane = lanes.get(key);
-    if (!lane || !response.lane || response.lane.channel !== lane.channel) return;
-    const owed = BigInt(response.lane.owed);
+    if (!lane) return;
     if (usage) {
-      const expected = BigInt(usage.prompt_tokens ?? 0) * lane.pricePerInputToken + BigInt(usage.completion_tokens ?? 0) * lane.pricePerOutputToken;
+      const expected = BigInt(usage.prompt_tokens ?? 0) * BigInt(req.extra.pricePerInputToken ?? "0") + BigInt(usage.completion_tokens ?? 0) * BigInt(req.extra.pricePerOutputToken ?? "0");
       if (BigInt(response.amount) > expected) {
         // A gateway charging more than the usage it reported is not paid for the difference.
         lanes.delete(key);
-        throw new PayingFetchError("OVERCHARGED", `charged ${response.amount} for usage worth ${expected}; lane ${lane.channel} dropped`);
+        throw new PayingFetchError("OVERCHARGED", `charged ${response.amount} for usage worth ${expected}; the lane to ${lane.provider} dropped`);
       }
     }
+    lane.opened = true;
+    const owed = BigInt(response.lane.owed);
     if (owed > lane.owed) lane.owed = owed;
   }
 
   const payingFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const url = new URL(input instanceof Request ? input.url : input.toString());
     const body = await bodyBytes(input, init);
-    const key = `${url.origin}|${modelOf(body)}`;
+    const origin = url.origin;
+    const key = `${origin}|${modelOf(body)}`;
     const send = (payment: string | undefined) => {
       const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
       if (payment) headers.set(PAYMENT_SIGNATURE_HEADER, payment);
       return inner(input instanceof Request ? input.url : input, { ...init, method: init?.method ?? (input instanceof Request ? input.method : undefined), headers, body: body.length > 0 ? (body as Uint8Array<ArrayBuffer>) : undefined });
     };
     const cached = known.get(key);
-    const upFront = cached ? choose(cached) : undefined;
-    let response = await send(upFront ? await paymentFor(key, upFront, body) : undefined);
-    if (response.status === 402) {
+    let req = cached ? choose(cached) : undefined;
+    let paid = req !== undefined;
+    let response = await send(req ? await paymentFor(origin, req, body) : undefined);
+    // A 402 asks for (another) payment: at most two more tries, each only when something changed.
+    for (let tries = 0; response.status === 402 && tries < 2; tries++) {
       const required = await readRequired(response);
       if (!required) return response;
       known.set(key, required.accepts);
-      const req = choose(required.accepts);
-      if (!req) return response;
-      const lane = lanes.get(key);
-      // The gateway's view of the lane wins (another tab or replica may have moved it).
-      if (lane && req.extra.lane?.channel === lane.channel) {
-        const owed = BigInt(req.extra.lane.owed);
-        if (owed > lane.owed) lane.owed = owed;
+      const next = choose(required.accepts);
+      if (!next) return response;
+      // A refusal (a reason code) of a payment that was current is final, unless the lane's total
+      // moved (the gateway reported more owed, e.g. what the chain already claimed from the lane).
+      if (paid && required.reason !== undefined) {
+        const lane = next.scheme === LANE_SCHEME ? laneOf(origin, next) : undefined;
+        if (!lane || laneTotal(lane, next) === lane.signed) break;
       }
-      // A refusal (a reason code) of a payment that was already current is final: do not retry it.
-      if (upFront && required.reason && !(req.scheme === VOUCHER_SCHEME && lane && lane.owed > lane.signed)) return response;
-      response = await send(await paymentFor(key, req, body));
+      req = next;
+      paid = true;
+      response = await send(await paymentFor(origin, req, body));
     }
-    return observe(key, response);
+    if (options.onRefusal === "throw" && (response.status === 402 || response.status === 403)) {
+      const refusal = await readPaymentRefusal(response);
+      if (refusal) throw new PayingFetchError("REFUSED", `${refusal.name} (${refusal.code}): ${refusal.message}`, refusal);
+    }
+    return observe(origin, req, response);
   };
 
   /** Reads the payment response of a success: from the header, or from a stream's last event. */
-  async function observe(key: string, response: Response): Promise<Response> {
+  async function observe(origin: string, req: PaymentRequirements | undefined, response: Response): Promise<Response> {
     const header = response.headers.get(PAYMENT_RESPONSE_HEADER);
     const streaming = (response.headers.get("content-type") ?? "").includes("text/event-stream");
     if (header) {
@@ -270,10 +329,10 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       if (parsed.lane && (response.headers.get("content-type") ?? "").includes("json")) {
         usage = ((await response.clone().json().catch(() => undefined)) as { usage?: Usage } | undefined)?.usage;
       }
-      adopt(key, parsed, usage);
+      adopt(origin, req, parsed, usage);
     }
     if (!streaming || !response.body) return response;
-    return new Response(response.body.pipeThrough(streamObserver((event, usage) => adopt(key, event, usage))), {
+    return new Response(response.body.pipeThrough(streamObserver((event, usage) => adopt(origin, req, event, usage))), {
       status: response.status,
       statusText: response.statusText,
       headers: response.headers,
@@ -282,7 +341,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
 
   return Object.assign(payingFetch, {
     lanes: (): LaneView[] =>
-      [...lanes.entries()].map(([key, l]) => ({ origin: key.split("|")[0] ?? "", model: l.requirement.extra.model, channel: l.channel, owed: l.owed, signed: l.signed })),
+      [...lanes.values()].map((l) => ({ origin: l.origin, provider: l.provider, token: l.token, owed: l.owed, signed: l.signed })),
   });
 }
 

@@ -7,10 +7,11 @@
  * - `preflight-request`: one EIP-712 request signed per call, for a fixed price per model; its
  *   `inputHash` is the keccak-256 of the exact request body, so a payment cannot be moved to
  *   another prompt.
- * - `preflight-voucher`: metered usage on a lane (today: a voucher channel of the payer's escrow).
- *   Each call carries a cumulative voucher for the total the gateway last reported; the gateway
- *   reports the new total after each response (for streams, in the last event) and refuses new
- *   work once the unpaid amount passes its credit limit.
+ * - `preflight-lane`: metered usage on a lane, funds the payer reserved on chain for this provider
+ *   (`fundLane`). Each call carries a cumulative `LaneVoucher` for the total the gateway last
+ *   reported; the gateway reports the new total after each response (for streams, in the last
+ *   event), claims the latest voucher in the background (`claimLanesPacked`) and refuses new work
+ *   once the unpaid amount passes its credit limit.
  *
  * Browser-safe: no Node module, amounts travel as decimal strings.
  */
@@ -25,8 +26,8 @@ export const PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE";
 
 /** The two schemes. */
 export const REQUEST_SCHEME = "preflight-request" as const;
-export const VOUCHER_SCHEME = "preflight-voucher" as const;
-export type PreflightScheme = typeof REQUEST_SCHEME | typeof VOUCHER_SCHEME;
+export const LANE_SCHEME = "preflight-lane" as const;
+export type PreflightScheme = typeof REQUEST_SCHEME | typeof LANE_SCHEME;
 
 /**
  * The key under which a streamed response's last `data:` event (the one carrying `usage`) gets the
@@ -39,7 +40,7 @@ export interface PaymentRequirements {
   scheme: PreflightScheme;
   /** CAIP-2 chain id, e.g. `eip155:8453`. */
   network: string;
-  /** Atomic units, decimal: the price of one call (`preflight-request`), or what is due now on the lane (`preflight-voucher`). */
+  /** Atomic units, decimal: the price of one call (`preflight-request`), or what is due now on the lane (`preflight-lane`). */
   amount: string;
   /** The ERC-20 token (or the zero address for native ETH). */
   asset: string;
@@ -60,21 +61,24 @@ export interface PreflightExtra {
   /** The model as the client names it, and its bytes32 id (keccak-256 of the name). */
   model: string;
   modelId: string;
-  /** `preflight-voucher`: atomic units per prompt and per completion token. */
+  /** `preflight-lane`: atomic units per prompt and per completion token. */
   pricePerInputToken?: string;
   pricePerOutputToken?: string;
-  /** `preflight-voucher`: how much the gateway serves unpaid before it refuses new work. */
+  /** `preflight-lane`: how much the gateway serves unpaid before it refuses new work. */
   creditLimit?: string;
-  /** `preflight-voucher`: the smallest first voucher that opens a lane (it proves the key and the funds). */
+  /** `preflight-lane`: what the first voucher of a session must add over the lane's total (it proves the key and the funds). */
   openAmount?: string;
-  /** `preflight-voucher`: the lane's state when the payer already has one here. */
+  /** `preflight-lane`: the payer's lane as the gateway sees it (sent once the payer is known: on a refusal, in payment responses). */
   lane?: LaneState;
 }
 
-/** A lane's totals as the gateway keeps them (atomic units, decimal). */
+/**
+ * A lane's totals as the gateway keeps them (atomic units, decimal). A lane is per (payer,
+ * provider, token) and its cumulative total never decreases, so the totals include everything the
+ * chain already claimed from it.
+ */
 export interface LaneState {
-  channel: string;
-  /** Total charged for what was served. */
+  /** Total charged for what was served (at least what the chain claimed). */
   owed: string;
   /** Highest cumulative voucher accepted. */
   covered: string;
@@ -103,12 +107,11 @@ export interface WireSignedRequest {
   signature: string;
 }
 
-/** Wire form of a signed voucher. */
-export interface WireSignedVoucher {
+/** Wire form of a signed lane voucher (`LaneVoucher(payer, provider = payTo, token, model, cumulativeAmount)`). */
+export interface WireSignedLaneVoucher {
   payer: string;
   token: string;
   model: string;
-  channel: string;
   cumulativeAmount: string;
   signature: string;
 }
@@ -116,7 +119,7 @@ export interface WireSignedVoucher {
 /** What the client sends in `PAYMENT-SIGNATURE` (x402's `PaymentPayload`). */
 export type PaymentPayload =
   | { x402Version: typeof X402_VERSION; accepted: PaymentRequirements; payload: { request: WireSignedRequest } }
-  | { x402Version: typeof X402_VERSION; accepted: PaymentRequirements; payload: { voucher: WireSignedVoucher } };
+  | { x402Version: typeof X402_VERSION; accepted: PaymentRequirements; payload: { laneVoucher: WireSignedLaneVoucher } };
 
 /**
  * What the gateway answers in `PAYMENT-RESPONSE` (x402's `SettleResponse`). Settlement is batched,
@@ -130,7 +133,7 @@ export interface PaymentResponse {
   scheme: PreflightScheme;
   /** What this call cost (atomic units, decimal). */
   amount: string;
-  /** `preflight-voucher`: the lane after this call; the next call's voucher should cover `owed`. */
+  /** `preflight-lane`: the lane after this call; the next call's voucher should cover `owed`. */
   lane?: LaneState;
 }
 
@@ -142,13 +145,20 @@ export class PaymentProtocolError extends Error {
   }
 }
 
+// Node's Buffer where there is one (a gateway decodes a header per call: several times faster than
+// atob and a byte loop); the Web APIs in a browser.
+const NodeBuffer = (globalThis as { Buffer?: { from(data: string, encoding: string): { toString(encoding: string): string } } }).Buffer;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
 /**
  * Base64 of the UTF-8 JSON of `value` (x402's header encoding).
  * @example
  * headers.set(PAYMENT_SIGNATURE_HEADER, encodeHeader(payload));
  */
 export function encodeHeader(value: unknown): string {
-  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  const json = JSON.stringify(value);
+  if (NodeBuffer) return NodeBuffer.from(json, "utf8").toString("base64");
+  const bytes = new TextEncoder().encode(json);
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(binary);
@@ -162,9 +172,15 @@ export function encodeHeader(value: unknown): string {
 export function decodeHeader<T>(header: string): T {
   let parsed: unknown;
   try {
-    const binary = atob(header.trim());
-    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-    parsed = JSON.parse(new TextDecoder().decode(bytes));
+    const text = header.trim();
+    if (text.length % 4 !== 0 || !BASE64.test(text)) throw new Error("not base64");
+    if (NodeBuffer) parsed = JSON.parse(NodeBuffer.from(text, "base64").toString("utf8"));
+    else {
+      const binary = atob(text);
+      const bytes = new Uint8Array(binary.length);
+      for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+      parsed = JSON.parse(new TextDecoder().decode(bytes));
+    }
   } catch {
     throw new PaymentProtocolError("the payment header is not base64-encoded JSON");
   }

@@ -1,0 +1,62 @@
+/**
+ * Settlement survives a flaky RPC: sends that never reach the node, and sends the node mined but
+ * whose answer was lost, are retried with backoff; what a lost send settled is read back from the
+ * chain, not sent again. Every served item settles exactly once, and shutdown still settles the
+ * whole queue.
+ */
+import { expect } from "chai";
+import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { network } from "hardhat";
+import { deployPreflightFixture } from "../helpers/fixtures";
+import { fundedLane, fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, chainNow } from "../helpers/gateway";
+import { devAccount, providerFor } from "../helpers/nodes";
+import { startFlakyRpc } from "../helpers/flakyRpc";
+import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
+
+describe("Gateway settlement over a flaky RPC", function () {
+  it("retries lost and refused sends, never sends an item twice, and settles everything on shutdown", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const token = await f.usdc.getAddress();
+    const rpc = await startFlakyRpc();
+    // The provider's key signs locally and talks to the chain only through the flaky endpoint.
+    const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
+    expect(providerSigner.address).to.equal(f.provider.address);
+    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 3_600_000, settlementRetry: { baseDelayMs: 20, maxDelayMs: 200 } });
+    try {
+      const payer = await fundedWallet(f, 1_000_000n);
+      const laner = await fundedLane(f, 1_000_000n);
+      const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
+      const meter = createPayingFetch({ now: chainNow, signer: fromEthers(laner), maxPricePerRequest: 0n, maxLaneTotal: 10_000n });
+      const call = (fetcher: typeof pay, model: string) =>
+        fetcher(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }) }).then((r) => r.status);
+      for (let i = 0; i < 5; i++) expect(await call(pay, PER_REQUEST)).to.equal(200);
+      for (let i = 0; i < 2; i++) expect(await call(meter, METERED)).to.equal(200);
+      const signed = meter.lanes()[0]!.signed;
+
+      // The requests' batch is mined but its answer lost; the lane claim first finds the RPC down,
+      // then is mined with its answer lost; collectLanes finds the RPC down once; and a few reads fail.
+      rpc.sendFaults.push("drop-response", "refuse", "drop-response", "refuse");
+      rpc.refuseNext = 3;
+      const batches = await gw.running.close();
+      expect([rpc.sendFaults.length, rpc.refuseNext]).to.deep.equal([0, 0]); // every fault was met
+
+      const requests = batches.filter((b) => b.kind === "request");
+      const settledNonces = requests.flatMap((b) => b.items).filter((i) => i.reason === 0);
+      expect(settledNonces).to.have.length(5);
+      expect(requests.every((b) => b.error === undefined && (b.attempts ?? 1) > 1)).to.equal(true);
+      const claims = batches.filter((b) => b.kind === "lane").flatMap((b) => b.items);
+      expect(claims.map((c) => [c.reason, c.amount])).to.deep.equal([[0, signed]]);
+      expect(batches.filter((b) => b.kind === "collect").map((b) => [b.error, b.collected])).to.deep.equal([[undefined, signed]]);
+
+      // One transaction each for the requests, the claim and the collection reached the chain.
+      expect(rpc.sent).to.have.length(3);
+      expect(await f.preflight.earningsOf(f.provider.address, token)).to.equal(5n * PRICE + signed);
+      expect(await f.preflight.balanceOf(payer.address, token)).to.equal(1_000_000n - 5n * PRICE);
+      const [claimed, , uncollected] = await f.preflight.laneOf(laner.address, f.provider.address, token);
+      expect([claimed, uncollected]).to.deep.equal([signed, 0n]);
+    } finally {
+      await gw.close();
+      await rpc.close();
+    }
+  });
+});
