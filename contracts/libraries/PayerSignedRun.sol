@@ -44,6 +44,9 @@ library PayerSignedRun {
         returns (uint256 settled, uint256 updated, address signer)
     {
         assembly ("memory-safe") {
+            // `start` waits in the scratch word 0x20 (nothing below writes it) and the nonce's bit is
+            // derived in the loop: two fewer stack slots, which instrumented builds (coverage) need.
+            mstore(0x20, start) // for `settled` after the loop
             let bits := shr(192, account) // bits 192..255: the window's used nonces
             let limit := start // items at or past this stop the loop
             if and(iszero(iszero(payer)), eq(shr(6, nonce), and(shr(128, account), FULL_WORD))) { // a payer, nonce in the window
@@ -54,7 +57,6 @@ library PayerSignedRun {
                 }
                 limit := add(start, mul(allowed, 0x60)) // 96 bytes an item
             }
-            let mask := shl(and(nonce, 63), 1) // the first nonce's bit in the window word
             let p := start // the current item
             for {} lt(p, last) {} { // every item of the group, unless one stops the run
                 mstore(add(buffer, 0xc0), nonce) // Request.nonce
@@ -69,20 +71,20 @@ library PayerSignedRun {
                 mstore(0x00, 0) // no stale signer if the precompile returns nothing
                 pop(staticcall(gas(), 0x01, add(buffer, 0x180), 0x80, 0x00, 0x20)) // ecrecover(digest, v, r, s)
                 signer := mul(mload(0x00), iszero(gt(s, HALF_ORDER))) // 0 when it failed or s is high (malleable)
+                let mask := shl(and(nonce, 63), 1) // this nonce's bit in the window word
                 let newBits := or(bits, mask) // the window with this nonce used
                 // Accept only: signed by the payer (not zero, checked above) with a low s, within
                 // balance and window (`limit`), the nonce unused, and not filling the word.
                 if iszero(and(and(eq(signer, payer), lt(p, limit)), and(iszero(and(bits, mask)), lt(newBits, FULL_WORD)))) { break } // else the rules take it
-                bits := newBits // use the nonce
-                mask := shl(1, mask) // the next nonce's bit (the limit stops the loop past bit 63)
+                bits := newBits // use the nonce (the limit stops the loop past bit 63)
                 nonce := add(nonce, 1) // the group's next nonce; stays 64-bit (checked by the caller)
                 p := add(p, 0x60) // next item (96 bytes)
             }
-            settled := div(sub(p, start), 0x60) // items settled
+            settled := div(sub(p, mload(0x20)), 0x60) // items settled (`start` from the scratch word)
             // Tag 0 (settled, signed by the payer) for each: zero the log's next `settled` bytes a
             // word at a time (bytes past the log's end are scratch the next append overwrites).
-            let tags := add(add(log, 0x20), mload(log)) // where the first tag goes
-            for { let q := tags } lt(q, add(tags, settled)) { q := add(q, 0x20) } { mstore(q, 0) } // zero words
+            // (The bound is recomputed from the unchanged length rather than held: one stack slot less.)
+            for { let q := add(add(log, 0x20), mload(log)) } lt(q, add(add(add(log, 0x20), mload(log)), settled)) { q := add(q, 0x20) } { mstore(q, 0) } // zero words from the first tag
             mstore(log, add(mload(log), settled)) // the log's new length
             // Cannot underflow: settled <= balance / price. The window's word index is unchanged.
             updated := or(sub(and(account, not(shl(192, FULL_WORD))), mul(settled, price)), shl(192, bits)) // debited, new bitmap
