@@ -31,14 +31,12 @@ const PEERS = ["oz-baseline", "permit2", "eip3009"] as const;
 const HEADLINE: { label: string; scenario: string; requests: number; perExtra?: string }[] = [
   { label: "one request, signed by the payer (`settle`)", scenario: "single-payer", requests: 1 },
   { label: "one request, signed by a session key within a grant", scenario: "single-delegate", requests: 1 },
-  { label: "batch of 10, one payer (`settleBatch`)", scenario: "batch-one-payer", requests: 10 },
   { label: "batch of 100, one payer (`settleBatch`)", scenario: "batch-one-payer", requests: 100 },
   { label: "batch of 100, one payer (`settlePacked`)", scenario: "batch-one-payer-packed", requests: 100 },
   { label: "batch of 100, 100 payers (`settleBatch`)", scenario: "batch-many-payers", requests: 100 },
   { label: "batch of 100, 100 payers (`settlePacked`)", scenario: "batch-many-payers-packed", requests: 100 },
   { label: "voucher claim (any number of requests)", scenario: "voucher-claim", requests: 1 },
   { label: "10 voucher claims in one transaction, per claim", scenario: "voucher-claims-10", requests: 10 },
-  { label: "deposit (ERC-20, approved)", scenario: "deposit", requests: 1 },
 ];
 
 const fmt = (n: number): string => n.toLocaleString("en-US");
@@ -51,10 +49,9 @@ function find(rows: GasRow[], system: string, scenario: string, requests: number
 export function gasSection(rows: GasRow[]): string {
   const lines = [
     BEGIN,
-    "Gas per request from transaction receipts (21,000 base and calldata included), on storage already written",
-    "(a payer and a provider that settled before), Hardhat network with Osaka pricing. The peers do the same work:",
-    "an OpenZeppelin-idiomatic escrow, Uniswap Permit2 `permitTransferFrom` and EIP-3009",
-    "`transferWithAuthorization` (what x402 \"exact\" pays with), one signature per request.",
+    "Gas per request from receipts (21,000 base and calldata included), on storage already written, Hardhat",
+    "network (Osaka). The peers do the same work: an OpenZeppelin-idiomatic escrow, Permit2 `permitTransferFrom`",
+    "and EIP-3009 `transferWithAuthorization` (what x402 \"exact\" pays with), one signature per request.",
     "",
     "| scenario | Preflight | OZ-idiomatic | Permit2 | EIP-3009 | calldata B/request |",
     "|---|---:|---:|---:|---:|---:|",

@@ -148,7 +148,7 @@ describe("Packages: npm pack, install into a fresh project, use from Node and Ty
   it("type-checks a TypeScript consumer and the examples/ projects (NodeNext and bundler resolution, strict, no skipLibCheck)", async function () {
     writeFileSync(path.join(project, "consumer.ts"), TS_CONSUMER);
     // examples/<name>/src/index.ts import the packages by name, as the copied-out projects do.
-    const examples = ["dapp", "dapp-viem", "provider"].map((name) => {
+    const examples = ["dapp", "dapp-viem", "provider", "indexer"].map((name) => {
       const file = `example-${name}.ts`;
       copyFileSync(path.join(ROOT, "examples", name, "src", "index.ts"), path.join(project, file));
       return file;

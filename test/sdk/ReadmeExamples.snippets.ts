@@ -7,6 +7,7 @@ import { Wallet } from "ethers";
 import { modelId, Reason } from "@preflight/provider";
 import { signInferenceRequest } from "../../examples/dapp/src";
 import { startProvider } from "../../examples/provider/src";
+import { settledRequests } from "../../examples/indexer/src";
 import { deployPreflightFixture } from "../helpers/fixtures";
 
 const root = path.join(__dirname, "..", "..");
@@ -33,7 +34,7 @@ async function deployExampleFixture() {
 describe("README SDK examples", function () {
   it("quotes examples/*/src/index.ts verbatim", function () {
     const readme = readFileSync(path.join(root, "README.md"), "utf8");
-    for (const example of ["dapp", "provider"]) {
+    for (const example of ["dapp", "provider", "indexer"]) {
       const file = path.join("examples", example, "src", "index.ts");
       const code = readFileSync(path.join(root, file), "utf8");
       expect(readme.includes("```ts\n" + code + "```"), `README quotes ${file}`).to.equal(true);
@@ -51,5 +52,19 @@ describe("README SDK examples", function () {
     const [batch] = await service.stop();
     expect(batch.settled.map((s) => s.reason)).to.deep.equal([Reason.Settled]);
     expect(await preflight.earningsOf(provider.address, token)).to.equal(20_000n);
+  });
+
+  it("an indexer reads from the logs alone which request paid, who signed it, and which was skipped and why", async function () {
+    const { preflight, payer, provider, token, sessionKey } = await loadFixture(deployExampleFixture);
+    const request = await signInferenceRequest(preflight, sessionKey, payer.address, provider.address, token, "Hello");
+    // The same request twice: the second is skipped (its nonce is used by then), and the log says so.
+    const tx = await preflight.connect(provider).settleBatch(token, [request, request]);
+    const receipt = await tx.wait();
+    const at = `${payer.address} #${request.nonce} -> ${provider.address} in ${token}`;
+    expect(settledRequests(receipt!.logs, await preflight.getAddress())).to.deep.equal([
+      `${at}: paid 20000 (signed by ${sessionKey.address})`,
+      `${at}: skipped: NonceUsed`,
+    ]);
+    expect(settledRequests(receipt!.logs, ethers.ZeroAddress), "another contract's logs are not this deployment's").to.deep.equal([]);
   });
 });
