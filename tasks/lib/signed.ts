@@ -66,16 +66,21 @@ export interface ParsedVoucher {
   signer: string;
 }
 
+/** The fields every signed file item starts with: what it is and the deployment it was signed for. */
+function envelope<K extends string>(kind: K, domain: PreflightDomain) {
+  return { kind, chainId: domain.chainId.toString(), verifyingContract: domain.verifyingContract };
+}
+
+/** The message fields requests, vouchers and lane vouchers share. */
+function parties(message: { payer: string; provider: string; token: string; model: string }) {
+  return { payer: message.payer, provider: message.provider, token: message.token, model: message.model };
+}
+
 export function requestToJson(domain: PreflightDomain, request: Request, signature: string, signer: string): SignedRequestJson {
   return {
-    kind: "preflight.request",
-    chainId: domain.chainId.toString(),
-    verifyingContract: domain.verifyingContract,
+    ...envelope("preflight.request", domain),
     signer,
-    payer: request.payer,
-    provider: request.provider,
-    token: request.token,
-    model: request.model,
+    ...parties(request),
     price: request.price.toString(),
     nonce: request.nonce.toString(),
     deadline: request.deadline.toString(),
@@ -86,14 +91,9 @@ export function requestToJson(domain: PreflightDomain, request: Request, signatu
 
 export function voucherToJson(domain: PreflightDomain, voucher: Voucher, signature: string, signer: string): SignedVoucherJson {
   return {
-    kind: "preflight.voucher",
-    chainId: domain.chainId.toString(),
-    verifyingContract: domain.verifyingContract,
+    ...envelope("preflight.voucher", domain),
     signer,
-    payer: voucher.payer,
-    provider: voucher.provider,
-    token: voucher.token,
-    model: voucher.model,
+    ...parties(voucher),
     channel: voucher.channel,
     cumulativeAmount: voucher.cumulativeAmount.toString(),
     signature,
@@ -108,14 +108,9 @@ export interface ParsedLaneVoucher {
 
 export function laneVoucherToJson(domain: PreflightDomain, voucher: LaneVoucher, signature: string, signer: string): SignedLaneVoucherJson {
   return {
-    kind: "preflight.lane-voucher",
-    chainId: domain.chainId.toString(),
-    verifyingContract: domain.verifyingContract,
+    ...envelope("preflight.lane-voucher", domain),
     signer,
-    payer: voucher.payer,
-    provider: voucher.provider,
-    token: voucher.token,
-    model: voucher.model,
+    ...parties(voucher),
     cumulativeAmount: voucher.cumulativeAmount.toString(),
     signature,
   };
@@ -168,7 +163,8 @@ function checkDomain(where: string, item: Fields, domain: PreflightDomain): void
   }
 }
 
-function items(file: string, data: unknown, kind: string): Fields[] {
+/** The file's items of `kind`, each with where it is in the file (for error messages). */
+function items(file: string, data: unknown, kind: string): { item: Fields; where: string }[] {
   const list = Array.isArray(data) ? data : [data];
   if (list.length === 0) throw new PreflightError(`${file} holds an empty list: nothing to submit.`);
   return list.map((item, i) => {
@@ -176,60 +172,57 @@ function items(file: string, data: unknown, kind: string): Fields[] {
     if (typeof item !== "object" || item === null) throw new PreflightError(`${where} is not an object.`);
     const k = (item as Fields).kind;
     if (k !== kind) throw new PreflightError(`${where} is not a ${kind} (its "kind" is ${JSON.stringify(k)}); use the file written by sign-${kind.split(".")[1]}.`);
-    return item as Fields;
+    return { item: item as Fields, where };
   });
+}
+
+/**
+ * Every signed item of a requests, vouchers or lane vouchers file: checked against `domain`, its
+ * message read by `read`, with its signature and the signer the file names.
+ */
+function signedItems<T>(file: string, data: unknown, kind: string, domain: PreflightDomain, read: (where: string, item: Fields) => T) {
+  return items(file, data, kind).map(({ item, where }) => {
+    checkDomain(where, item, domain);
+    return { message: read(where, item), signature: signatureField(where, item), signer: String(item.signer ?? "") };
+  });
+}
+
+/** The message fields requests, vouchers and lane vouchers share, read and checked. */
+function readParties(where: string, item: Fields) {
+  return {
+    payer: addressField(where, item, "payer"),
+    provider: addressField(where, item, "provider"),
+    token: addressField(where, item, "token"),
+    model: bytes32Field(where, item, "model"),
+  };
 }
 
 /** Parses and checks a file of signed requests for `domain`. */
 export function parseRequests(file: string, data: unknown, domain: PreflightDomain): ParsedRequest[] {
-  return items(file, data, "preflight.request").map((item, i) => {
-    const where = Array.isArray(data) ? `${file} item ${i}` : file;
-    checkDomain(where, item, domain);
-    const request: Request = {
-      payer: addressField(where, item, "payer"),
-      provider: addressField(where, item, "provider"),
-      token: addressField(where, item, "token"),
-      model: bytes32Field(where, item, "model"),
-      price: uintField(where, item, "price"),
-      nonce: uintField(where, item, "nonce"),
-      deadline: uintField(where, item, "deadline"),
-      inputHash: bytes32Field(where, item, "inputHash"),
-    };
-    return { request, signature: signatureField(where, item), signer: String(item.signer ?? "") };
+  const read = (where: string, item: Fields): Request => ({
+    ...readParties(where, item),
+    price: uintField(where, item, "price"),
+    nonce: uintField(where, item, "nonce"),
+    deadline: uintField(where, item, "deadline"),
+    inputHash: bytes32Field(where, item, "inputHash"),
   });
+  return signedItems(file, data, "preflight.request", domain, read).map(({ message, signature, signer }) => ({ request: message, signature, signer }));
 }
 
 /** Parses and checks a file of signed vouchers for `domain`. */
 export function parseVouchers(file: string, data: unknown, domain: PreflightDomain): ParsedVoucher[] {
-  return items(file, data, "preflight.voucher").map((item, i) => {
-    const where = Array.isArray(data) ? `${file} item ${i}` : file;
-    checkDomain(where, item, domain);
-    const voucher: Voucher = {
-      payer: addressField(where, item, "payer"),
-      provider: addressField(where, item, "provider"),
-      token: addressField(where, item, "token"),
-      model: bytes32Field(where, item, "model"),
-      channel: bytes32Field(where, item, "channel"),
-      cumulativeAmount: uintField(where, item, "cumulativeAmount"),
-    };
-    return { voucher, signature: signatureField(where, item), signer: String(item.signer ?? "") };
+  const read = (where: string, item: Fields): Voucher => ({
+    ...readParties(where, item),
+    channel: bytes32Field(where, item, "channel"),
+    cumulativeAmount: uintField(where, item, "cumulativeAmount"),
   });
+  return signedItems(file, data, "preflight.voucher", domain, read).map(({ message, signature, signer }) => ({ voucher: message, signature, signer }));
 }
 
 /** Parses and checks a file of signed lane vouchers for `domain`. */
 export function parseLaneVouchers(file: string, data: unknown, domain: PreflightDomain): ParsedLaneVoucher[] {
-  return items(file, data, "preflight.lane-voucher").map((item, i) => {
-    const where = Array.isArray(data) ? `${file} item ${i}` : file;
-    checkDomain(where, item, domain);
-    const voucher: LaneVoucher = {
-      payer: addressField(where, item, "payer"),
-      provider: addressField(where, item, "provider"),
-      token: addressField(where, item, "token"),
-      model: bytes32Field(where, item, "model"),
-      cumulativeAmount: uintField(where, item, "cumulativeAmount"),
-    };
-    return { voucher, signature: signatureField(where, item), signer: String(item.signer ?? "") };
-  });
+  const read = (where: string, item: Fields): LaneVoucher => ({ ...readParties(where, item), cumulativeAmount: uintField(where, item, "cumulativeAmount") });
+  return signedItems(file, data, "preflight.lane-voucher", domain, read).map(({ message, signature, signer }) => ({ voucher: message, signature, signer }));
 }
 
 export function toRequestStruct(parsed: ParsedRequest): SignedRequestStruct {
@@ -267,9 +260,7 @@ export interface SignedGrantJson {
 
 export function grantToJson(domain: PreflightDomain, grant: GrantMessage, signature: string): SignedGrantJson {
   return {
-    kind: "preflight.grant",
-    chainId: domain.chainId.toString(),
-    verifyingContract: domain.verifyingContract,
+    ...envelope("preflight.grant", domain),
     payer: grant.payer,
     delegate: grant.delegate,
     token: grant.token,
@@ -288,7 +279,7 @@ export function grantToJson(domain: PreflightDomain, grant: GrantMessage, signat
 /** Parses and checks a signed grant for `domain`. */
 export function parseGrant(file: string, data: unknown, domain: PreflightDomain): { message: GrantMessage; signature: string } {
   if (Array.isArray(data)) throw new PreflightError(`${file} holds a list: submit-grant takes the single grant sign-grant wrote.`);
-  const [item] = items(file, data, "preflight.grant");
+  const [{ item }] = items(file, data, "preflight.grant");
   checkDomain(file, item, domain);
   const models = item.models;
   if (!Array.isArray(models) || models.some((m) => typeof m !== "string" || !isHexString(m, 32))) {
