@@ -3,14 +3,7 @@ import { createSignedRequest, getDomain, modelId, NonceAllocator, type SignedReq
 import type { Preflight } from "@preflight/sdk/typechain";
 
 /** dApp side: a session key (granted by the payer) signs one inference request for `provider`. */
-export async function signInferenceRequest(
-  preflight: Preflight, // typechain-typed contract, connected to any provider
-  sessionKey: Signer,
-  payer: string,
-  provider: string,
-  token: string,
-  prompt: string,
-): Promise<SignedRequest> {
+export async function signInferenceRequest(preflight: Preflight, sessionKey: Signer, payer: string, provider: string, token: string, prompt: string): Promise<SignedRequest> {
   const domain = await getDomain(preflight); // { chainId, verifyingContract }
   const nonces = await NonceAllocator.create(preflight, payer, token); // fills the payer's cheapest bitmap word
   const latest = await preflight.runner?.provider?.getBlock("latest"); // chain time, not the local clock
@@ -24,5 +17,5 @@ export async function signInferenceRequest(
     nonce: await nonces.next(),
     deadline: now + 600n,
     inputHash: id(prompt), // commitment to the input
-  }); // send it to the provider with the prompt, e.g. as JSON
+  });
 }
