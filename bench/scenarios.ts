@@ -179,7 +179,7 @@ async function registerPreflight(r: SlotRegistry, env: Env, pf: string, token: s
   for (const p of [...env.payers, wallet("fresh-payer"), { address: await env.hostile.getAddress() }]) {
     r.mapping(pf, "_accounts", [p.address, token]);
     r.mapping(pf, "_withdrawals", [p.address, token]);
-    r.mapping(pf, "_lanes", [p.address, env.provider.address, token]);
+    r.mapping(pf, "_lanes", [env.provider.address, token, p.address]);
     for (let w = 0n; w < 12n; w++) r.mapping(pf, "_spilledNonces", [p.address, token, w]);
     for (const d of [env.delegate.address, env.modelDelegate.address, wallet("delegate-2").address]) {
       r.mapping(pf, "_grants", [p.address, token, d], 2);

@@ -23,7 +23,9 @@ abstract contract Lanes is Settlement, ILanes {
     /// @dev The readyAt bits of a close request (40 bits, as a withdrawal's).
     uint256 private constant READY_AT_MASK = (1 << 40) - 1;
 
-    mapping(address payer => mapping(address provider => mapping(address token => uint256 lane))) private _lanes;
+    /// @dev Lane (payer, provider, token) at `_lanes[provider][token][payer]`: a batch of claims shares
+    /// provider and token, so it locates their inner mapping once and hashes one key per claim.
+    mapping(address provider => mapping(address token => mapping(address payer => uint256 lane))) private _lanes;
     /// @dev A requested close, off the claim path: readyAt (bits 0..39, 0 = none) and, above, the
     /// lane's claimed total plus funds when the close was requested (see `closeLane`).
     mapping(address payer => mapping(address provider => mapping(address token => uint256 close))) private _laneCloses;
@@ -55,7 +57,7 @@ abstract contract Lanes is Settlement, ILanes {
     /// @inheritdoc ILanes
     function requestLaneClose(address provider, address token) external {
         uint256 readyAt = block.timestamp + NOTICE_PERIOD;
-        uint256 lane = _lanes[msg.sender][provider][token];
+        uint256 lane = _lanes[provider][token][msg.sender];
         // What the close may return is fixed now, so every unit it returns was in the lane for the
         // whole notice period: funds added later stay in the lane (see `closeLane`).
         _laneCloses[msg.sender][provider][token] = readyAt | ((lane.claimed() + lane.funds()) << 40);
@@ -71,7 +73,7 @@ abstract contract Lanes is Settlement, ILanes {
         if (window == Window.NotRequested) revert LaneCloseNotRequested();
         if (window == Window.NotReady) revert LaneCloseNotReady(readyAt);
         if (window == Window.Lapsed) revert LaneCloseLapsed(readyAt + WITHDRAWAL_WINDOW);
-        uint256 lane = _lanes[msg.sender][provider][token];
+        uint256 lane = _lanes[provider][token][msg.sender];
         uint256 funds = lane.funds();
         // Return what is left of the funds under notice: they covered cumulative claims up to
         // `ceiling` (claimed + funds at the request), and claims draw on the oldest funds first.
@@ -83,7 +85,7 @@ abstract contract Lanes is Settlement, ILanes {
             amount = ceiling > claimed ? ceiling - claimed : 0;
             funds -= amount;
         }
-        _lanes[msg.sender][provider][token] = LaneState.pack(claimed, funds, lane.uncollected());
+        _lanes[provider][token][msg.sender] = LaneState.pack(claimed, funds, lane.uncollected());
         delete _laneCloses[msg.sender][provider][token];
         emit LaneClosed(msg.sender, provider, token, to, amount);
         if (amount != 0) _send(token, to, amount);
@@ -95,7 +97,7 @@ abstract contract Lanes is Settlement, ILanes {
         address token = voucher.token;
         bytes32 digest = _hashTypedData(PreflightHash.hash(voucher, msg.sender));
         (, amount) = _claimLane(
-            voucher.payer, token, voucher.model, voucher.cumulativeAmount, digest, voucher.signature, log, true
+            _lanes[msg.sender][token], voucher.payer, token, voucher.model, voucher.cumulativeAmount, digest, voucher.signature, log, true
         );
         SettlementLog.emitLog(log, LanesClaimed.selector, msg.sender, token);
     }
@@ -113,10 +115,11 @@ abstract contract Lanes is Settlement, ILanes {
         bytes32 separator = DOMAIN_SEPARATOR();
         // A claim of 100 calldata bytes logs at most 73.
         uint256 log = SettlementLog.allocate(length);
+        mapping(address => uint256) storage lanes = _lanes[msg.sender][token];
         for (uint256 at = 32; at < length; at += PackedRequests.LANE_CLAIM) {
             (address payer, uint256 cumulative, bytes calldata signature) = PackedRequests.laneClaim(packed, at);
             bytes32 digest = _hashTypedData(separator, PreflightHash.hashLaneInBuffer(buffer, payer, cumulative));
-            _claimLane(payer, token, model, cumulative, digest, signature, log, false);
+            _claimLane(lanes, payer, token, model, cumulative, digest, signature, log, false);
         }
         SettlementLog.emitLog(log, LanesClaimed.selector, msg.sender, token);
     }
@@ -125,12 +128,13 @@ abstract contract Lanes is Settlement, ILanes {
     function collectLanes(address token, address[] calldata payers) external returns (uint256 amount) {
         uint256 count = payers.length;
         uint256 log = SettlementLog.allocate(count * 36);
+        mapping(address => uint256) storage lanes = _lanes[msg.sender][token];
         for (uint256 i; i < count; ++i) {
             address payer = payers[i];
-            uint256 lane = _lanes[payer][msg.sender][token];
+            uint256 lane = lanes[payer];
             uint256 uncollected = lane.uncollected();
             if (uncollected == 0) continue;
-            _lanes[payer][msg.sender][token] = LaneState.pack(lane.claimed(), lane.funds(), 0);
+            lanes[payer] = LaneState.pack(lane.claimed(), lane.funds(), 0);
             SettlementLog.appendCollected(log, payer, uncollected);
             // Cannot overflow: each amount fits 85 bits.
             unchecked {
@@ -147,7 +151,7 @@ abstract contract Lanes is Settlement, ILanes {
         view
         returns (uint256 claimed, uint256 funds, uint256 uncollected, uint256 closeReadyAt)
     {
-        uint256 lane = _lanes[payer][provider][token];
+        uint256 lane = _lanes[provider][token][payer];
         return (lane.claimed(), lane.funds(), lane.uncollected(), _laneCloses[payer][provider][token] & READY_AT_MASK);
     }
 
@@ -158,21 +162,23 @@ abstract contract Lanes is Settlement, ILanes {
     /// affecting the payer's close.
     function _addToLane(address payer, address provider, address token, uint256 amount, address from) private {
         if (payer == address(0) || provider == address(0)) revert ZeroAddress();
-        uint256 lane = _lanes[payer][provider][token];
+        uint256 lane = _lanes[provider][token][payer];
         uint256 claimed = lane.claimed();
         uint256 funds = lane.funds();
         if (claimed + funds + amount > LaneState.MAX_AMOUNT) revert LaneOverflow(funds, amount);
         funds += amount;
-        _lanes[payer][provider][token] = LaneState.pack(claimed, funds, lane.uncollected());
+        _lanes[provider][token][payer] = LaneState.pack(claimed, funds, lane.uncollected());
         emit LaneFunded(payer, provider, token, from, amount, funds);
     }
 
-    /// @dev Claims the lane voucher (payer, caller, token, model, cumulative) whose digest is `digest`,
+    /// @dev Claims the lane voucher (payer, caller, token, model, cumulative) whose digest is `digest`
+    /// from `lanes` (`_lanes[msg.sender][token]`),
     /// and logs it. Checks, in order: something to claim, signer (payer, delegate within its grant, or
     /// ERC-1271), lane funds. Writes nothing unless every check passes.
     /// @return reason `Settled` or why not (reverts instead when `strict`)
     /// @return amount what was paid into the lane's uncollected amount (0 when not)
     function _claimLane(
+        mapping(address payer => uint256) storage lanes,
         address payer,
         address token,
         bytes32 model,
@@ -182,8 +188,7 @@ abstract contract Lanes is Settlement, ILanes {
         uint256 log,
         bool strict
     ) private returns (Reason reason, uint256 amount) {
-        mapping(address => uint256) storage lanes = _lanes[payer][msg.sender];
-        uint256 lane = lanes[token];
+        uint256 lane = lanes[payer];
         uint256 claimed = lane.claimed();
         address delegate;
         if (cumulative <= claimed) {
@@ -207,7 +212,7 @@ abstract contract Lanes is Settlement, ILanes {
                 // Cannot underflow: funds >= amount. Fits: cumulative = claimed + amount <= claimed + funds
                 // <= MAX_AMOUNT, and uncollected + amount <= cumulative.
                 unchecked {
-                    lanes[token] = LaneState.pack(cumulative, funds - amount, lane.uncollected() + amount);
+                    lanes[payer] = LaneState.pack(cumulative, funds - amount, lane.uncollected() + amount);
                 }
                 if (delegate != address(0)) _recordSpend(grantKey, grantState);
             }

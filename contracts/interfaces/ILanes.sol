@@ -5,7 +5,8 @@ import {LaneVoucher} from "./IPreflightTypes.sol";
 
 /// @title ILanes
 /// @notice A lane holds funds a payer reserved for one provider, per (payer, provider, token), in one
-/// storage slot: claimed so far, funds, and uncollected (85 bits each). Only that provider can take
+/// storage slot: claimed so far, funds, and uncollected (85 bits each). The slot is keyed provider,
+/// token, then payer, so a batch of claims (one provider, one token) hashes one key per claim. Only that provider can take
 /// them, with the payer's (or a delegate's) cumulative `LaneVoucher`s. A claim reads and writes only
 /// the lane's slot: what it pays waits in the lane as "uncollected" until the provider moves it to
 /// its earnings with `collectLanes` (any time, for many lanes at once), so the claim does not touch
