@@ -54,7 +54,8 @@ function missedTargets(rows: GasRow[]): string[] {
   const lines = ["**Targets missed** (measured; target; floor; what stands between):", ""];
   for (const t of missed) {
     const { floor, between } = gapOf(t);
-    lines.push(`- ${t.scenario}: ${t.figure}; ${t.target}${floor ? `; ${floor}` : ""}; ${between}.`);
+    const measured = t.measured === undefined ? t.figure : fmt(t.measured);
+    lines.push(`- ${t.scenario}: ${measured}; ${t.target}${floor ? `; ${floor}` : ""}; ${between}.`);
   }
   return [...lines, ""];
 }
