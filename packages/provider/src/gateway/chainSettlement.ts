@@ -301,7 +301,8 @@ export class ChainSettlementQueue implements SettlementQueue {
       const other: QueuedRequest[] = [];
       // One code lookup per distinct payer of the batch, in parallel: a lookup per item (500 sequential
       // eth_getCode calls per batch) cost the node about as much CPU as the gateway's whole paid path.
-      const code = await this.payersWithCode(batch.map((b) => b.item.payer));
+      // Without a raw sender nothing is packed here, so nothing is looked up (the settler looks up its own).
+      const code = this.sender ? await this.payersWithCode(batch.map((b) => b.item.payer)) : new Map<string, boolean>();
       for (const b of batch) (this.sender && isPackable(b.item.signature, code.get(b.item.payer.toLowerCase()) === true) ? packed : other).push(b);
       const done: SettledItem[] = [];
       let last: { txHash?: string; blockNumber?: number } = {};
@@ -331,14 +332,12 @@ export class ChainSettlementQueue implements SettlementQueue {
   }
 
   /**
-   * Whether each distinct payer (lowercase) has code, looked up once each and in parallel. Without a
-   * raw sender nothing is packed here, so nothing is looked up (the settler looks up its own).
-   * A request goes through `settlePacked` when its signature packs unchanged for its payer (the SDK's
-   * `isPackable`: a 65-byte one only for a payer without code).
+   * Whether each distinct payer (lowercase) has code, looked up once each and in parallel. A request
+   * or lane claim is packed when its signature packs unchanged for its payer (the SDK's `isPackable`:
+   * a 65-byte one only for a payer without code).
    */
   private async payersWithCode(payers: string[]): Promise<Map<string, boolean>> {
     const out = new Map<string, boolean>();
-    if (!this.sender) return out;
     const distinct = [...new Set(payers.map((p) => p.toLowerCase()))];
     const codes = await Promise.all(distinct.map((p) => this.payerHasCode(p)));
     distinct.forEach((p, i) => out.set(p, codes[i]!));
@@ -382,10 +381,7 @@ export class ChainSettlementQueue implements SettlementQueue {
       // 65-byte (or longer) signature goes through the readable claimLane, one voucher at a time.
       const packed: QueuedLane[] = [];
       const single: QueuedLane[] = [];
-      const hasCode = new Map<string, boolean>();
-      const distinct = [...new Set(batch.map((b) => b.item.payer.toLowerCase()))];
-      const codes = await Promise.all(distinct.map((p) => this.payerHasCode(p)));
-      distinct.forEach((p, i) => hasCode.set(p, codes[i]!));
+      const hasCode = await this.payersWithCode(batch.map((b) => b.item.payer));
       for (const b of batch) (isPackable(b.item.signature, hasCode.get(b.item.payer.toLowerCase()) === true) ? packed : single).push(b);
       const items: SettledItem[] = [];
       let last: { hash: string; blockNumber: number } | undefined;
