@@ -167,7 +167,7 @@ const RATIO_GAP = "both pay 21,000, calldata, ecrecover and the cold payer slot 
 export const GAPS: Record<string, { floor?: string; between: string }> = {
   "single request signed by the payer": {
     floor: "~38,000",
-    between: "about 1,000 opcodes of dispatch, decoding, logging and hashing set-up (`rest`); a selector-less entry (-430 gas) exceeds the code size limit",
+    between: "about 1,000 opcodes of dispatch, decoding, logging and hashing set-up (`rest`); Solidity's dispatch runs before any entry point",
   },
   "single request signed by a delegate": { floor: "~43,000", between: "the grant's hot slot (`permission`) and the frame of the shared Solidity checks (`rest`)" },
   "batch of 100, one payer": { floor: "~5,400", between: "the per-item loop around storage, ecrecover and calldata (`rest`)" },
