@@ -9,7 +9,7 @@ export const SYSTEMS: System[] = ["preflight", "oz-baseline", "permit2", "eip300
 const COLORS: Record<System, string> = { preflight: "#1f77b4", "oz-baseline": "#d62728", permit2: "#ff7f0e", eip3009: "#2ca02c" };
 
 
-const fmt = (n: number): string => n.toLocaleString("en-US");
+export const fmt = (n: number): string => n.toLocaleString("en-US");
 
 export function find(rows: Row[], system: System, scenario: string, requests: number, state: State): Row | undefined {
   return rows.find((r) => r.system === system && r.scenario === scenario && r.requests === requests && r.state === state);
