@@ -57,18 +57,21 @@ library PayerSignedRun {
     /// Nonces are consecutive, so they stay in the window's word for 64 - (nonce % 64) items, and the
     /// balance pays floor(balance / price) of them (any number at price 0). No item is within the
     /// limit when the payer is zero or the nonce is not in the window's word (bits 128..191).
-    /// A delegate's item within those bounds is checked against its grant last (`grantAccepts`).
+    /// A delegate's item within those bounds is checked against its grant last: `grantAccepts` says
+    /// whether the delegate may spend `price` of the payer's token (the buffer's) with this provider (the
+    /// buffer's) now, as the rules would decide from the grant's hot slot alone: unexpired (expiry, bits
+    /// 208..239, after now; 0 = revoked or none), any model (bit 255), inside its period (end, bits
+    /// 176..207, after now: no roll-over), the price within the cap (bits 88..175) and the remaining
+    /// budget (bits 0..87). Then it writes the spend and returns 1; else 0, with nothing written. A
+    /// grant for any provider (stored under provider zero) is left to the rules.
+    // The loop is one assembly block, so that its state stays on the stack: split, it costs gas on
+    // every item (see docs/gas.md).
+    // solhint-disable-next-line function-max-lines
     function run(uint256 start, uint256 last, uint256 buffer, address payer, uint256 price, uint256 account, uint256 nonce, uint256 log)
         internal
         returns (uint256 settled, uint256 updated, address signer)
     {
         assembly ("memory-safe") {
-            // Whether `delegate_` may spend `price_` of `payer_`'s token (the buffer's) with this provider
-            // (the buffer's) now, as the rules would decide from its hot slot alone: unexpired (expiry,
-            // bits 208..239, after now; 0 = revoked or none), any model (bit 255), inside its period
-            // (end, bits 176..207, after now: no roll-over), the price within the cap (bits 88..175)
-            // and the remaining budget (bits 0..87). Then the spend is written and it returns 1; else 0,
-            // nothing written. A grant for any provider (stored under provider zero) is left to the rules.
             function grantAccepts(buffer_, payer_, delegate_, price_) -> ok {
                 let m := mload(0x40) // free memory as scratch: abi.encode(payer, token, delegate, provider)
                 mstore(m, payer_)
