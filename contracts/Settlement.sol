@@ -194,11 +194,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         uint256 buffer,
         uint256 log
     ) private returns (uint256 total, uint256 end) {
-        if (offset + PackedRequests.GROUP_HEADER > packed.length) revert MalformedPackedBatch(offset);
-        (address payer, uint256 nonce, uint256 count) = PackedRequests.group(packed, offset);
-        end = offset + PackedRequests.GROUP_HEADER + count * PackedRequests.ITEM;
-        // Nonces stay 64-bit: the last one is firstNonce + count - 1.
-        if (count == 0 || end > packed.length || nonce + count > MAX_NONCE + 1) revert MalformedPackedBatch(offset);
+        (address payer, uint256 nonce, uint256 count, uint256 groupEnd) = PackedRequests.group(packed, offset);
+        end = groupEnd;
         SettlementLog.appendGroup(log, payer, nonce, price, count);
         PreflightHash.setRequestPayer(buffer, payer);
         uint256 slot = MappingSlots.slotOf(_accounts, payer, token);

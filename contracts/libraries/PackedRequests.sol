@@ -30,17 +30,30 @@ library PackedRequests {
         }
     }
 
-    /// @notice The group header at `offset` (the caller checked `offset + GROUP_HEADER <= length`).
+    /// @dev `ISettlement.MalformedPackedBatch(uint256)`'s selector in the top 4 bytes of a word
+    /// (assembly takes only number literals; test/settlement/Preflight.settlePacked.ts checks the reverts).
+    uint256 private constant MALFORMED = 0x0cf35b5a00000000000000000000000000000000000000000000000000000000;
+
+    /// @notice The group header at `offset`, and where its items end. Reverts with
+    /// `MalformedPackedBatch(offset)` when the header or its items are cut short, it has no items, or
+    /// its nonces pass 64 bits (the last is `firstNonce + count - 1`).
     function group(bytes calldata packed, uint256 offset)
         internal
         pure
-        returns (address payer, uint256 firstNonce, uint256 count)
+        returns (address payer, uint256 firstNonce, uint256 count, uint256 end)
     {
         assembly ("memory-safe") {
+            let length := packed.length
             let p := add(packed.offset, offset)
             payer := shr(96, calldataload(p)) // bytes 0..19
             firstNonce := shr(192, calldataload(add(p, 20))) // bytes 20..27: uint64
             count := shr(240, calldataload(add(p, 28))) // bytes 28..29: uint16
+            end := add(add(offset, GROUP_HEADER), mul(count, ITEM)) // offsets are far below 2^64: no overflow
+            if or(or(gt(add(offset, GROUP_HEADER), length), iszero(count)), or(gt(end, length), gt(add(firstNonce, count), 0x10000000000000000))) {
+                mstore(0x00, MALFORMED)
+                mstore(0x04, offset)
+                revert(0x00, 0x24)
+            }
         }
     }
 
