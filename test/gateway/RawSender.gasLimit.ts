@@ -6,10 +6,13 @@
  * check fails. Either way the limit keeps a tenth over what was found enough.
  */
 import { expect } from "chai";
-import { Transaction, Wallet } from "ethers";
+import { FetchRequest, JsonRpcProvider, Transaction, Wallet } from "ethers";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { network } from "hardhat";
-import { RawTransactionSender, type JsonRpcSend } from "../../packages/provider/src/gateway/rawSender";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fastJsonRpcOf, fetchJsonRpc, RawTransactionSender, type JsonRpcSend } from "../../packages/provider/src/gateway/rawSender";
+import { isTransient } from "../../packages/provider/src/gateway/chainSettlement";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { fundedWallet, PER_REQUEST, PRICE, startTestGateway, chainNow } from "../helpers/gateway";
 import { devAccount, providerFor } from "../helpers/nodes";
@@ -132,6 +135,60 @@ describe("Raw sender gas limit", function () {
     } finally {
       await gw.close();
       await rpc.close();
+    }
+  });
+
+  it("sends over fetch with the error shapes the retry logic reads", async function () {
+    const answers: Record<string, (id: number) => [number, unknown]> = {
+      eth_blockNumber: (id) => [200, { jsonrpc: "2.0", id, result: "0x2a" }],
+      eth_estimateGas: (id) => [200, { jsonrpc: "2.0", id, error: { code: 3, message: "execution reverted", data: "0x08c379a0" } }],
+      eth_sendRawTransaction: (id) => [200, { jsonrpc: "2.0", id, error: { code: -32000, message: "nonce too low" } }],
+      eth_getBalance: (id) => [200, { jsonrpc: "2.0", id, error: { code: -32000, message: "insufficient funds for gas * price + value" } }],
+      eth_chainId: () => [502, "bad gateway"],
+    };
+    const seen: { method: string; auth?: string }[] = [];
+    const server = createServer((req, res) => {
+      let raw = "";
+      req.on("data", (d: Buffer) => (raw += d.toString()));
+      req.on("end", () => {
+        const call = JSON.parse(raw) as { id: number; method: string };
+        seen.push({ method: call.method, auth: req.headers.authorization });
+        const [status, body] = answers[call.method]!(call.id);
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(typeof body === "string" ? body : JSON.stringify(body));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const rpc = fetchJsonRpc(url);
+      expect(await rpc.send("eth_blockNumber", [])).to.equal("0x2a");
+      const failure = (method: string) => rpc.send(method, []).then(() => undefined, (e: unknown) => e as { code?: string; message: string; data?: unknown });
+      const revert = await failure("eth_estimateGas");
+      expect([revert?.code, revert?.data, isTransient(revert)]).to.deep.equal(["CALL_EXCEPTION", "0x08c379a0", false]);
+      const nonce = await failure("eth_sendRawTransaction");
+      expect([nonce?.message, isTransient(nonce)]).to.deep.equal(["eth_sendRawTransaction: nonce too low", true]);
+      const funds = await failure("eth_getBalance");
+      expect([funds?.code, isTransient(funds)]).to.deep.equal(["INSUFFICIENT_FUNDS", false]);
+      const down = await failure("eth_chainId");
+      expect([down?.code, isTransient(down)]).to.deep.equal(["SERVER_ERROR", true]);
+      const unreachable = await fetchJsonRpc("http://127.0.0.1:1").send("eth_blockNumber", []).then(() => undefined, (e: unknown) => e);
+      expect(isTransient(unreachable)).to.equal(true);
+
+      // An ethers provider's URL and headers are used as they are; a provider whose requests a hook rewrites is kept.
+      const provider = new JsonRpcProvider(url, undefined, { staticNetwork: true });
+      const fast = fastJsonRpcOf(provider);
+      expect(fast).to.not.equal(provider);
+      expect(await fast.send("eth_blockNumber", [])).to.equal("0x2a");
+      const request = new FetchRequest(url);
+      request.preflightFunc = async (r) => r;
+      const hooked = new JsonRpcProvider(request, undefined, { staticNetwork: true });
+      expect(fastJsonRpcOf(hooked)).to.equal(hooked);
+      provider.destroy();
+      hooked.destroy();
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });

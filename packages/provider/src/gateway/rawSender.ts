@@ -19,6 +19,62 @@ export interface JsonRpcSend {
   send(method: string, params: unknown[]): Promise<unknown>;
 }
 
+/**
+ * JSON-RPC over HTTP with Node's `fetch`: the request body is encoded and the answer decoded natively.
+ * ethers' provider encodes every request body to UTF-8 in JavaScript, a character at a time: for a
+ * settlement's ~100 KB of hex calldata (the `eth_call` check and the send), several milliseconds of
+ * the gateway's event loop per call. Errors keep the shapes the settlement retry logic reads
+ * (`isTransient`): an HTTP failure is a `SERVER_ERROR`, a node's refusal keeps its message (and
+ * `data`), a revert is a `CALL_EXCEPTION`, a balance too low for the gas `INSUFFICIENT_FUNDS`.
+ * @example
+ * const sender = new RawTransactionSender(fetchJsonRpc("http://127.0.0.1:8545"), key, 31337n);
+ */
+export function fetchJsonRpc(url: string, headers: Record<string, string> = {}, timeoutMs = 300_000): JsonRpcSend {
+  let id = 0;
+  const sendHeaders = { ...headers, "content-type": "application/json" };
+  return {
+    async send(method: string, params: unknown[]): Promise<unknown> {
+      const response = await fetch(url, { method: "POST", headers: sendHeaders, body: JSON.stringify({ jsonrpc: "2.0", id: ++id, method, params }), signal: AbortSignal.timeout(timeoutMs) });
+      if (!response.ok) {
+        await response.arrayBuffer().catch(() => undefined);
+        throw Object.assign(new Error(`bad response (${response.status}) from ${method}`), { code: "SERVER_ERROR", status: response.status });
+      }
+      const answer = (await response.json()) as { result?: unknown; error?: { code?: number; message?: string; data?: unknown } };
+      if (answer.error) throw rpcError(method, answer.error);
+      return answer.result;
+    },
+  };
+}
+
+function rpcError(method: string, error: { code?: number; message?: string; data?: unknown }): Error {
+  const message = String(error.message ?? "JSON-RPC error");
+  const reverted = (method === "eth_call" || method === "eth_estimateGas") && (/revert/i.test(message) || (typeof error.data === "string" && error.data.length > 2));
+  const code = reverted ? "CALL_EXCEPTION" : /insufficient funds/i.test(message) ? "INSUFFICIENT_FUNDS" : undefined;
+  return Object.assign(new Error(`${method}: ${message}`), { code, error, data: error.data });
+}
+
+/**
+ * The provider's own connection as a `fetchJsonRpc`, when it is a plain HTTP JSON-RPC provider
+ * (an ethers `JsonRpcProvider` whose requests no hook rewrites); otherwise the provider itself.
+ */
+export function fastJsonRpcOf(provider: JsonRpcSend): JsonRpcSend {
+  const connection = (provider as { _getConnection?: () => FetchRequestLike })._getConnection?.();
+  if (!connection || !/^https?:/i.test(connection.url) || connection.preflightFunc || connection.processFunc || connection.retryFunc) return provider;
+  const headers = { ...connection.headers };
+  for (const h of Object.keys(headers)) if (/^(content-length|content-type|accept-encoding)$/i.test(h)) delete headers[h];
+  return fetchJsonRpc(connection.url, headers, connection.timeout);
+}
+
+/** What `fastJsonRpcOf` reads of an ethers `FetchRequest`. */
+interface FetchRequestLike {
+  url: string;
+  headers: Record<string, string>;
+  timeout: number;
+  preflightFunc: unknown;
+  processFunc: unknown;
+  retryFunc: unknown;
+}
+
 /** What a settlement needs of a receipt. */
 export interface RawReceipt {
   hash: string;
