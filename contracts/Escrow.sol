@@ -6,6 +6,7 @@ import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC2
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IEscrow} from "./interfaces/IEscrow.sol";
 import {PayerAccount} from "./libraries/PayerAccount.sol";
+import {MappingSlots} from "./libraries/MappingSlots.sol";
 
 /// @title Escrow
 /// @notice Holds payer deposits, provider earnings and accrued fees. There is no owner: the notice
@@ -201,8 +202,12 @@ abstract contract Escrow is IEscrow {
     /// @dev Credits `amount` (gross: the fee is taken on withdrawal) of `token` to `provider`: the one
     /// write a settlement transaction makes for the provider.
     function _creditEarnings(address provider, address token, uint256 amount) internal {
+        // The slot's key is hashed once, for the read and the write.
+        uint256 slot = MappingSlots.slotOf(_earnings, provider, token);
         // Cannot reach bit 255: earnings are sums of 128-bit debits of the tokens this contract holds.
-        _earnings[provider][token] = (_earnings[provider][token] | EARNED) + amount;
+        unchecked {
+            MappingSlots.store(slot, (MappingSlots.load(slot) | EARNED) + amount);
+        }
     }
 
     /// @dev The fee on `gross`, rounded up: ceil(gross * FEE_BPS / 10,000).

@@ -7,6 +7,7 @@ import {EIP712Domain} from "./EIP712Domain.sol";
 import {GrantState} from "./libraries/GrantState.sol";
 import {PreflightHash} from "./libraries/PreflightHash.sol";
 import {SignatureVerification} from "./libraries/SignatureVerification.sol";
+import {MappingSlots} from "./libraries/MappingSlots.sol";
 
 /// @title InferencePermissions
 /// @notice Scoped, revocable grants per (payer, token, delegate). A delegated settlement reads and
@@ -124,7 +125,7 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
     /// bounded by the budget. Reverts with the specific error when `strict`, else returns the reason.
     /// @return known whether `delegate` has (or had) a grant from `payer` in `token` at all
     /// @return reason `Settled` when allowed
-    /// @return key the hot slot's key, to pass to `_recordSpend`
+    /// @return key the hot slot's storage slot, to pass to `_recordSpend`
     /// @return updated the hot slot with `amount` spent (and the period rolled over if it ended)
     function _checkGrant(
         address payer,
@@ -136,12 +137,13 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         bool checkPrice,
         bool strict
     ) internal view returns (bool known, Reason reason, bytes32 key, uint256 updated) {
-        key = _grantKey(payer, token, delegate, provider);
-        uint256 state = _grantStates[key];
+        // The hot slot's storage slot is hashed once, for this read and `_recordSpend`'s write.
+        key = bytes32(MappingSlots.slotOf(_grantStates, _grantKey(payer, token, delegate, provider)));
+        uint256 state = MappingSlots.load(uint256(key));
         if (state == 0) {
             // Not granted for this provider: an any-provider grant lives under provider zero.
-            key = _grantKey(payer, token, delegate, address(0));
-            state = _grantStates[key];
+            key = bytes32(MappingSlots.slotOf(_grantStates, _grantKey(payer, token, delegate, address(0))));
+            state = MappingSlots.load(uint256(key));
         }
         if (state == 0) {
             (known, reason, state) = _grantOfAnotherProvider(payer, token, delegate, provider, strict);
@@ -221,7 +223,7 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
 
     /// @dev Records a delegated spend checked by `_checkGrant` (one slot write).
     function _recordSpend(bytes32 key, uint256 updated) internal {
-        _grantStates[key] = updated;
+        MappingSlots.store(uint256(key), updated); // `key` is the slot `_checkGrant` read
     }
 
     /// @dev Reverts with the error that explains why a signature was refused.

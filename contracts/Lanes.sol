@@ -5,6 +5,7 @@ import {ILanes} from "./interfaces/ILanes.sol";
 import {LaneVoucher, Reason} from "./interfaces/IPreflightTypes.sol";
 import {Settlement} from "./Settlement.sol";
 import {LaneState} from "./libraries/LaneState.sol";
+import {MappingSlots} from "./libraries/MappingSlots.sol";
 import {PackedRequests} from "./libraries/PackedRequests.sol";
 import {PayerAccount} from "./libraries/PayerAccount.sol";
 import {PreflightHash} from "./libraries/PreflightHash.sol";
@@ -188,7 +189,8 @@ abstract contract Lanes is Settlement, ILanes {
         uint256 log,
         bool strict
     ) private returns (Reason reason, uint256 amount) {
-        uint256 lane = lanes[payer];
+        uint256 slot = MappingSlots.slotOf(lanes, payer); // hashed once, for the read and the write
+        uint256 lane = MappingSlots.load(slot);
         uint256 claimed = lane.claimed();
         address delegate;
         if (cumulative <= claimed) {
@@ -212,7 +214,7 @@ abstract contract Lanes is Settlement, ILanes {
                 // Cannot underflow: funds >= amount. Fits: cumulative = claimed + amount <= claimed + funds
                 // <= MAX_AMOUNT, and uncollected + amount <= cumulative.
                 unchecked {
-                    lanes[payer] = LaneState.pack(cumulative, funds - amount, lane.uncollected() + amount);
+                    MappingSlots.store(slot, LaneState.pack(cumulative, funds - amount, lane.uncollected() + amount));
                 }
                 if (delegate != address(0)) _recordSpend(grantKey, grantState);
             }

@@ -6,6 +6,7 @@ import {SignedRequest, SignedVoucher, Reason} from "./interfaces/IPreflightTypes
 import {Escrow} from "./Escrow.sol";
 import {InferencePermissions} from "./InferencePermissions.sol";
 import {PayerAccount} from "./libraries/PayerAccount.sol";
+import {MappingSlots} from "./libraries/MappingSlots.sol";
 import {PackedRequests} from "./libraries/PackedRequests.sol";
 import {PayerSignedRun} from "./libraries/PayerSignedRun.sol";
 import {PreflightHash} from "./libraries/PreflightHash.sol";
@@ -167,11 +168,11 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             reason = Reason.NonceOutOfRange;
         } else {
             bytes32 digest = _hashTypedData(PreflightHash.hash(request, msg.sender));
-            uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
+            uint256 slot = MappingSlots.slotOf(_accounts, payer, token);
             uint256 account;
             (reason, account, delegate) =
-                _debit(PayerAccount.load(slot), payer, token, request.model, price, nonce, digest, request.signature, strict);
-            if (reason == Reason.Settled) PayerAccount.store(slot, account);
+                _debit(MappingSlots.load(slot), payer, token, request.model, price, nonce, digest, request.signature, strict);
+            if (reason == Reason.Settled) MappingSlots.store(slot, account);
         }
         SettlementLog.appendTag(log, uint256(reason), delegate);
         if (reason != Reason.Settled) price = 0;
@@ -199,8 +200,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         if (count == 0 || end > packed.length || nonce + count > MAX_NONCE + 1) revert MalformedPackedBatch(offset);
         SettlementLog.appendGroup(log, payer, nonce, price, count);
         PreflightHash.setRequestPayer(buffer, payer);
-        uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
-        uint256 account = PayerAccount.load(slot);
+        uint256 slot = MappingSlots.slotOf(_accounts, payer, token);
+        uint256 account = MappingSlots.load(slot);
         uint256 loaded = account;
         uint256 at = offset + PackedRequests.GROUP_HEADER;
         // Cannot overflow: `at` is bounded by `end` (checked above), nonces by MAX_NONCE, totals are
@@ -231,7 +232,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 at += PackedRequests.ITEM;
             }
         }
-        if (account != loaded) PayerAccount.store(slot, account);
+        if (account != loaded) MappingSlots.store(slot, account);
     }
 
     /// @dev Settles the packed item at `at` that `PayerSignedRun.run` stopped at (ECDSA signer `signer`,
@@ -367,8 +368,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 uint256 grantState;
                 (reason, delegate, grantKey, grantState) =
                     _authorize(payer, token, voucher.model, amount, false, digest, voucher.signature, strict);
-                uint256 slot = PayerAccount.slotOf(_accounts, payer, token);
-                uint256 account = PayerAccount.load(slot);
+                uint256 slot = MappingSlots.slotOf(_accounts, payer, token);
+                uint256 account = MappingSlots.load(slot);
                 if (reason == Reason.Settled && account.balance() < amount) {
                     if (strict) revert InsufficientBalance(account.balance(), amount);
                     reason = Reason.InsufficientBalance;
@@ -377,7 +378,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                     _claimed[key] = cumulative;
                     // Cannot underflow: balance >= amount was checked above.
                     unchecked {
-                        PayerAccount.store(slot, account.withBalance(account.balance() - amount));
+                        MappingSlots.store(slot, account.withBalance(account.balance() - amount));
                     }
                     if (delegate != address(0)) _recordSpend(grantKey, grantState);
                 }

@@ -71,36 +71,6 @@ library PayerAccount {
         return useNonces(account, word, mask, spilled[payer][token]);
     }
 
-    /// @notice The storage slot of `accounts[payer][token]`, hashed once so that a settlement reads and
-    /// writes the account without computing its key twice.
-    function slotOf(mapping(address => mapping(address => uint256)) storage accounts, address payer, address token)
-        internal
-        pure
-        returns (uint256 slot)
-    {
-        assembly ("memory-safe") {
-            mstore(0x00, payer) // scratch space: key . mapping slot
-            mstore(0x20, accounts.slot)
-            mstore(0x20, keccak256(0x00, 0x40)) // slot of accounts[payer]
-            mstore(0x00, token)
-            slot := keccak256(0x00, 0x40) // slot of accounts[payer][token]
-        }
-    }
-
-    /// @notice The account stored at `slot` (see `slotOf`).
-    function load(uint256 slot) internal view returns (uint256 account) {
-        assembly ("memory-safe") {
-            account := sload(slot)
-        }
-    }
-
-    /// @notice Stores `account` at `slot` (see `slotOf`).
-    function store(uint256 slot, uint256 account) internal {
-        assembly ("memory-safe") {
-            sstore(slot, account)
-        }
-    }
-
     /// @notice Slides a full window up over at most `MAX_SLIDE` full words. A settlement stops after
     /// `MAX_SLIDE` words so that a provider never pays for words a payer filled far ahead; the payer
     /// catches its own window up with this (through `invalidateNonces`), paying the reads itself.

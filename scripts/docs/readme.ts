@@ -9,18 +9,8 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { gapOf, targets } from "../../bench/report";
+import { find, fmt, gapOf, targets } from "../../bench/report";
 import type { Row } from "../../bench/scenarios";
-
-/** The fields of a reports/gas.json row this page uses. */
-export interface GasRow {
-  system: string;
-  scenario: string;
-  state: string;
-  requests: number;
-  gasPerRequest: number;
-  calldataBytesPerRequest: number;
-}
 
 export const ROOT = path.join(__dirname, "..", "..");
 export const README = path.join(ROOT, "README.md");
@@ -41,15 +31,9 @@ const HEADLINE: { label: string; scenario: string; requests: number; perExtra?: 
   { label: "10 voucher claims in one transaction, per claim", scenario: "voucher-claims-10", requests: 10 },
 ];
 
-const fmt = (n: number): string => n.toLocaleString("en-US");
-
-function find(rows: GasRow[], system: string, scenario: string, requests: number): GasRow | undefined {
-  return rows.find((r) => r.system === system && r.scenario === scenario && r.requests === requests && r.state === "later");
-}
-
 /** The targets the committed report misses: measured, target, floor, and what stands between (reports/gas.md has the steps). */
-function missedTargets(rows: GasRow[]): string[] {
-  const missed = targets(rows as Row[]).filter((t) => !t.met);
+function missedTargets(rows: Row[]): string[] {
+  const missed = targets(rows).filter((t) => !t.met);
   if (missed.length === 0) return ["Every gas target is met.", ""];
   const lines = ["**Targets missed** (measured; target; floor; what stands between):", ""];
   for (const t of missed) {
@@ -61,7 +45,7 @@ function missedTargets(rows: GasRow[]): string[] {
 }
 
 /** The generated section, markers included. */
-export function gasSection(rows: GasRow[]): string {
+export function gasSection(rows: Row[]): string {
   const lines = [
     BEGIN,
     "Gas per request from receipts (21,000 base and calldata included), storage already written, Osaka pricing.",
@@ -72,9 +56,9 @@ export function gasSection(rows: GasRow[]): string {
     "|---|---:|---:|---:|---:|---:|",
   ];
   for (const h of HEADLINE) {
-    const ours = find(rows, "preflight", h.scenario, h.requests);
+    const ours = find(rows, "preflight", h.scenario, h.requests, "later");
     if (ours === undefined) throw new Error(`reports/gas.json has no preflight row ${h.scenario}/${h.requests}/later: run npm run bench:update`);
-    const peers = PEERS.map((p) => find(rows, p, h.scenario, h.requests)).map((r) => (r === undefined ? "-" : fmt(r.gasPerRequest)));
+    const peers = PEERS.map((p) => find(rows, p, h.scenario, h.requests, "later")).map((r) => (r === undefined ? "-" : fmt(r.gasPerRequest)));
     lines.push(`| ${h.label} | **${fmt(ours.gasPerRequest)}** | ${peers.join(" | ")} | ${ours.calldataBytesPerRequest} |`);
   }
   lines.push(
@@ -89,15 +73,15 @@ export function gasSection(rows: GasRow[]): string {
 }
 
 /** `readme` with its generated section replaced by the one `rows` give. */
-export function renderReadme(readme: string, rows: GasRow[]): string {
+export function renderReadme(readme: string, rows: Row[]): string {
   const start = readme.indexOf(BEGIN);
   const end = readme.indexOf(END);
   if (start < 0 || end < start) throw new Error(`README.md has no generated gas section: put the lines\n${BEGIN}\n${END}\nwhere it goes.`);
   return readme.slice(0, start) + gasSection(rows) + readme.slice(end + END.length);
 }
 
-export function readGasReport(file = GAS_REPORT): GasRow[] {
-  return JSON.parse(fs.readFileSync(file, "utf8")) as GasRow[];
+export function readGasReport(file = GAS_REPORT): Row[] {
+  return JSON.parse(fs.readFileSync(file, "utf8")) as Row[];
 }
 
 function main(): void {

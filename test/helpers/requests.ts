@@ -1,6 +1,6 @@
 import { ethers } from "hardhat";
 import type { Signer } from "ethers";
-import { signRequest, signVoucher, type PreflightDomain, type Request, type Voucher } from "@preflight/sdk";
+import { signRequest, signVoucher, type PreflightDomain, type Request, type SignedPackedItem, type Voucher } from "@preflight/sdk";
 import type { SignedRequestStruct, SignedVoucherStruct } from "../../typechain-types/contracts/Preflight";
 
 export const MODEL_A = ethers.id("model-a");
@@ -30,6 +30,17 @@ export async function signedRequest(
 ): Promise<SignedRequestStruct> {
   const signature = await signRequest(signer, domain, request, compact);
   return toSignedRequest(request, signature);
+}
+
+/**
+ * A signer of packed items for `payer`'s requests to `provider` in `token` (other fields from
+ * `makeRequest`'s defaults, overridable), each with a 64-byte signature as `settlePacked` carries it.
+ */
+export function packedItemSigner(domain: PreflightDomain, base: Pick<Request, "payer" | "provider" | "token">) {
+  return async (signer: Signer, fields: Partial<Request>): Promise<SignedPackedItem> => {
+    const request = await makeRequest({ ...base, ...fields });
+    return { request, signature: await signRequest(signer, domain, request, true) };
+  };
 }
 
 export function toSignedRequest(request: Request, signature: string): SignedRequestStruct {

@@ -1,11 +1,10 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, takeSnapshot } from "@nomicfoundation/hardhat-network-helpers";
-import type { Signer } from "ethers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
-import { makeRequest, toSignedRequest } from "../helpers/requests";
+import { packedItemSigner, toSignedRequest } from "../helpers/requests";
 import { reasonsOf } from "../helpers/logs";
-import { encodePacked, signRequest, type Request, type SignedPackedItem } from "@preflight/sdk";
+import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
 
 const SETTLED = 0;
 const InvalidSigner = 4;
@@ -17,10 +16,7 @@ const FULL_WORD = 2n ** 64n - 1n;
 async function deployRunFixture() {
   const f = await deployPreflightFixture();
   const token = await f.usdc.getAddress();
-  const item = async (signer: Signer, fields: Partial<Request>): Promise<SignedPackedItem> => {
-    const request = await makeRequest({ payer: f.payer.address, provider: f.provider.address, token, ...fields });
-    return { request, signature: await signRequest(signer, f.domain, request, true) };
-  };
+  const item = packedItemSigner(f.domain, { payer: f.payer.address, provider: f.provider.address, token });
   /** What settling `items` did: the log's reasons and every piece of state a settlement moves. */
   const outcome = async (send: () => Promise<import("ethers").ContractTransactionResponse>, payers: string[]) => {
     const tx = await send();

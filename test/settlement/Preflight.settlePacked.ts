@@ -2,9 +2,8 @@ import { expectSkippedRequest, expectBatchTotals, reasonsOf, requestsSettled } f
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import type { Signer } from "ethers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
-import { makeRequest, MODEL_A, MODEL_B } from "../helpers/requests";
+import { MODEL_A, MODEL_B, packedItemSigner } from "../helpers/requests";
 import { signRequest, type Request } from "@preflight/sdk";
 import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
 
@@ -28,11 +27,7 @@ const Reason = {
 async function deployPackedFixture() {
   const f = await deployPreflightFixture();
   const token = await f.usdc.getAddress();
-  const base = { payer: f.payer.address, provider: f.provider.address, token };
-  const item = async (signer: Signer, fields: Partial<Request>): Promise<SignedPackedItem> => {
-    const request = await makeRequest({ ...base, ...fields });
-    return { request, signature: await signRequest(signer, f.domain, request, true) };
-  };
+  const item = packedItemSigner(f.domain, { payer: f.payer.address, provider: f.provider.address, token });
   const grant = (overrides: Partial<{ provider: string; maxPrice: bigint; budget: bigint; expiry: bigint; models: string[] }>) =>
     f.preflight.connect(f.payer).grant({
       delegate: f.delegate.address,
