@@ -221,6 +221,14 @@ abstract contract InferencePermissions is IInferencePermissions, EIP712Domain {
         }
     }
 
+    /// @dev The storage slot of the `_grantStates` mapping, for `settlePacked`'s fast path
+    /// (`PayerSignedRun`), which reads and writes grants' hot slots itself.
+    function _grantStatesSlot() internal pure returns (uint256 slot) {
+        assembly ("memory-safe") {
+            slot := _grantStates.slot
+        }
+    }
+
     /// @dev Records a delegated spend checked by `_checkGrant` (one slot write).
     function _recordSpend(bytes32 key, uint256 updated) internal {
         MappingSlots.store(uint256(key), updated); // `key` is the slot `_checkGrant` read

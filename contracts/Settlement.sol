@@ -66,6 +66,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         // logs at most 21, a group header of 30 bytes logs 42 with its first item's 96).
         uint256 log = SettlementLog.allocate(length);
         uint256 buffer = PreflightHash.allocateRequestBuffer(msg.sender, token, DOMAIN_SEPARATOR());
+        PayerSignedRun.setGrantStates(buffer, _grantStatesSlot());
         uint256 total;
         uint256 offset;
         while (offset < length) {
@@ -213,8 +214,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 }
             }
             while (at < end) {
-                // The common case (signed by the payer, balance and nonce fine) in one assembly loop,
-                // which stops at the first item it does not accept...
+                // The common cases (signed by the payer, or by a delegate within a plain grant, balance
+                // and nonce fine) in one assembly loop, which stops at the first item it does not accept...
                 uint256 settled;
                 address signer;
                 (settled, account, signer) = PayerSignedRun.run(

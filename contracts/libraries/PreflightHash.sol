@@ -36,8 +36,8 @@ library PreflightHash {
     /// @notice Allocates a request buffer for `PayerSignedRun.run`, so a packed batch writes the fields
     /// its requests share once: provider and token here, the rest per section and per group. The 9
     /// words of a Request struct encoding are followed by the digest input ("\x19\x01" in the last
-    /// two bytes of a word, then `separator` and a word for the struct hash) and 4 words for the
-    /// ecrecover input (digest, v, r, s).
+    /// two bytes of a word, then `separator` and a word for the struct hash), 4 words for the
+    /// ecrecover input (digest, v, r, s) and 2 words `PayerSignedRun` keeps beside them.
     function allocateRequestBuffer(address provider, address token, bytes32 separator)
         internal
         pure
@@ -45,7 +45,7 @@ library PreflightHash {
     {
         assembly ("memory-safe") {
             buffer := mload(0x40)
-            mstore(0x40, add(buffer, 0x200)) // claim 9 + 3 + 4 words
+            mstore(0x40, add(buffer, 0x240)) // claim 9 + 3 + 4 + 2 words
             mstore(buffer, REQUEST_TYPEHASH)
             mstore(add(buffer, 0x40), provider)
             mstore(add(buffer, 0x60), token)
