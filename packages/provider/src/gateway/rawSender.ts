@@ -103,7 +103,7 @@ export class RawTransactionSender {
   private readonly key: Uint8Array;
   /** The sending address (lowercase). */
   readonly address: string;
-  /** Per function (`to` and selector) and calldata size class, gas used per calldata byte by the last settlements (newest last). */
+  /** Per function (`to` and selector) and calldata size class: gas per calldata byte of the last settlements. */
   private readonly gasPerByte = new Map<string, number[]>();
 
   constructor(
@@ -156,10 +156,10 @@ export class RawTransactionSender {
 
   /**
    * The gas limit to send `data` to `to` with: enough gas, as checked at the current state, plus a
-   * tenth (state may move before inclusion). What is checked is the most gas per calldata byte of the
-   * last settlements of the same function and size class (plus a fixed allowance), with one `eth_call`; without such
-   * history, or when that call fails (too little gas for this batch, or a revert), `eth_estimateGas`
-   * (which then reports a revert as before).
+   * tenth (state may move before inclusion). What is checked is the most gas per calldata byte of
+   * the last settlements of the same function and size class (plus a fixed allowance), with one
+   * `eth_call`; without such history, or when that call fails (too little gas for this batch, or a
+   * revert), `eth_estimateGas` (which then reports a revert as before).
    */
   private async gasLimit(to: string, data: string): Promise<bigint> {
     const from = this.address;
