@@ -16,12 +16,35 @@ export function isHexBytes(value: unknown, length?: number): value is Hex {
   return length === undefined || value.length === 2 + 2 * length;
 }
 
-/** The bytes of a 0x-prefixed hex string; throws `INVALID_HEX` for anything else. */
+/** Each ASCII character's value as a hex digit, or -1. */
+const NIBBLE = (() => {
+  const table = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 16; i++) {
+    table["0123456789abcdef".charCodeAt(i)] = i;
+    table["0123456789ABCDEF".charCodeAt(i)] = i;
+  }
+  return table;
+})();
+
+/**
+ * The bytes of a 0x-prefixed hex string; throws `INVALID_HEX` for anything else. Validated and
+ * decoded in one pass over the character codes (a settlement batch decodes ~100 KB of hex).
+ */
 export function hexToBytes(value: string, what = "value"): Uint8Array {
-  if (!isHexBytes(value)) throw new PreflightSdkError("INVALID_HEX", `${what} must be 0x-prefixed hex of whole bytes, got ${JSON.stringify(value)}`);
-  const out = new Uint8Array((value.length - 2) / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(value.slice(2 + 2 * i, 4 + 2 * i), 16);
-  return out;
+  if (typeof value === "string" && value.length % 2 === 0 && value.startsWith("0x")) {
+    const out = new Uint8Array((value.length - 2) / 2);
+    let i = 0;
+    for (let j = 2; i < out.length; i++, j += 2) {
+      const a = value.charCodeAt(j);
+      const b = value.charCodeAt(j + 1);
+      const hi = a < 128 ? NIBBLE[a]! : -1;
+      const lo = b < 128 ? NIBBLE[b]! : -1;
+      if (hi < 0 || lo < 0) break;
+      out[i] = (hi << 4) | lo;
+    }
+    if (i === out.length) return out;
+  }
+  throw new PreflightSdkError("INVALID_HEX", `${what} must be 0x-prefixed hex of whole bytes, got ${JSON.stringify(value)}`);
 }
 
 const HEX_DIGITS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));

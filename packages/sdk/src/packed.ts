@@ -5,7 +5,7 @@
  * vouchers, 100 bytes each). Layouts: contracts/interfaces/ISettlement.sol and ILanes.sol.
  */
 import { bigintToBytes, bytesToBigint, bytesToHex, checksumAddress, concatBytes, hexToBytes, isHexBytes, type Hex } from "./hex";
-import { toCompactSignature } from "./signers";
+import { compactSignatureBytes } from "./signers";
 import type { Request } from "./eip712";
 import { PreflightSdkError } from "./errors";
 import type { SignedRequest } from "./types";
@@ -90,18 +90,37 @@ export function encodePacked(items: SignedPackedItem[], options: PackOptions = {
     }
     previous = r;
   }
-  const parts: Uint8Array[] = [];
+  // Written into one buffer of the final size (a batch of 500 is ~48 KB).
+  let size = 0;
+  for (const groups of sections) {
+    size += SECTION_HEADER;
+    for (const group of groups) size += GROUP_HEADER + ITEM * group.length;
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  const put = (bytes: Uint8Array): void => {
+    out.set(bytes, at);
+    at += bytes.length;
+  };
   for (const groups of sections) {
     const head = groups[0]![0]!.request;
-    parts.push(bytes32(head.model, "model"), bigintToBytes(head.price, 12, "price"), bigintToBytes(head.deadline, 8, "deadline"), bigintToBytes(BigInt(groups.length), 2));
+    at = putBytes32(out, at, head.model, "model");
+    put(bigintToBytes(head.price, 12, "price"));
+    put(bigintToBytes(head.deadline, 8, "deadline"));
+    put(bigintToBytes(BigInt(groups.length), 2));
     for (const group of groups) {
       const first = group[0]!.request;
-      parts.push(hexToBytes(checksumAddress(first.payer, "payer")), bigintToBytes(first.nonce, 8, "nonce"), bigintToBytes(BigInt(group.length), 2));
+      put(hexToBytes(checksumAddress(first.payer, "payer")));
+      put(bigintToBytes(first.nonce, 8, "nonce"));
+      put(bigintToBytes(BigInt(group.length), 2));
       // inputHash, then r ‖ vs (EIP-2098), validated above
-      for (const item of group) parts.push(bytes32(item.request.inputHash, "inputHash"), hexToBytes(toCompactSignature(item.signature)));
+      for (const item of group) {
+        at = putBytes32(out, at, item.request.inputHash, "inputHash");
+        put(compactSignatureBytes(item.signature));
+      }
     }
   }
-  return bytesToHex(concatBytes(parts));
+  return bytesToHex(out);
 }
 
 /**
@@ -120,9 +139,17 @@ export function encodeLaneClaims(model: string, claims: SignedLaneClaim[], optio
       throw new PreflightSdkError("INVALID_AMOUNT", "encodeLaneClaims: cumulativeAmount must be above 0 and fit 128 bits");
     }
     assertPackable(claim.signature, claim.payer, options, "encodeLaneClaims");
-    parts.push(hexToBytes(checksumAddress(claim.payer, "payer")), bigintToBytes(claim.cumulativeAmount, 16), hexToBytes(toCompactSignature(claim.signature)));
+    parts.push(hexToBytes(checksumAddress(claim.payer, "payer")), bigintToBytes(claim.cumulativeAmount, 16), compactSignatureBytes(claim.signature));
   }
   return bytesToHex(concatBytes(parts));
+}
+
+/** `bytes32(value)` written into `out` at `at` (which is zero there); returns the offset after it. */
+function putBytes32(out: Uint8Array, at: number, value: string, what: string): number {
+  const bytes = hexToBytes(value, what);
+  if (bytes.length > 32) throw new PreflightSdkError("INVALID_HEX", `encodePacked: ${what} is longer than 32 bytes`);
+  out.set(bytes, at + 32 - bytes.length);
+  return at + 32;
 }
 
 /** A bytes32 field; shorter hex is left-padded with zeros, as the ABI pads a value. */
@@ -194,7 +221,11 @@ export function decodePacked(token: string, packed: string): SignedRequest[] {
  * const route = isPackable(item.signature, await hasCode(item.payer)) ? "settlePacked" : "settleBatch";
  */
 export function isPackable(signature: string, payerIsContract: boolean): boolean {
-  if (!isHexBytes(signature)) return false;
+  return isHexBytes(signature) && packableHex(signature, payerIsContract);
+}
+
+/** `isPackable` for a signature already known to be hex of whole bytes. */
+function packableHex(signature: string, payerIsContract: boolean): boolean {
   if (signature.length === 130) return true;
   if (signature.length !== 132 || payerIsContract) return false;
   const v = parseInt(signature.slice(130), 16);
@@ -210,7 +241,7 @@ function assertPackable(signature: string, payer: string, options: PackOptions, 
       `${where}: a 65-byte signature is packed as 64 bytes, which a contract payer's wallet would check instead: pass { isContract } or sign compact (64 bytes)`,
     );
   }
-  if (!isPackable(signature, signature.length === 132 && options.isContract!(payer))) {
+  if (!packableHex(signature, signature.length === 132 && options.isContract!(payer))) {
     throw new PreflightSdkError("SIGNATURE_NOT_PACKABLE", `${where}: the signature of ${payer} has no packed form the contract verifies the same way (settle it with settleBatch)`);
   }
 }

@@ -127,13 +127,22 @@ export async function signTypedDataWith(
  * const compact = toCompactSignature(await signRequest(sessionKey, domain, request));
  */
 export function toCompactSignature(signature: string): Hex {
+  return bytesToHex(compactSignatureBytes(signature));
+}
+
+/**
+ * `toCompactSignature` as bytes (what the packed encoders write), with the same checks.
+ * @example
+ * const rvs = compactSignatureBytes(signature); // 64 bytes: r, then s with v's parity in its top bit
+ */
+export function compactSignatureBytes(signature: string): Uint8Array {
   const bytes = hexToBytes(signature, "signature");
-  if (bytes.length === 64) return bytesToHex(bytes);
+  if (bytes.length === 64) return bytes;
   if (bytes.length !== 65) throw new PreflightSdkError("INVALID_HEX", `signature must be 64 or 65 bytes, not ${bytes.length}`);
   const v = bytes[64]!;
   if (v !== 27 && v !== 28) throw new PreflightSdkError("INVALID_HEX", `a 65-byte signature needs v = 27 or 28, not ${v}`);
   if (bytes[32]! & 0x80) throw new PreflightSdkError("INVALID_HEX", "non-canonical signature: the top bit of s is set");
-  const out = bytes.slice(0, 64);
+  const out = bytes.subarray(0, 64);
   if (v === 28) out[32]! |= 0x80;
-  return bytesToHex(out);
+  return out;
 }

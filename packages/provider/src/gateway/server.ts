@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { JsonRpcProvider, Wallet, type Signer } from "ethers";
 import { Preflight__factory } from "@preflight/sdk/typechain";
 import { ChainSettlementQueue, type SettlementRetryOptions } from "./chainSettlement";
-import { RawTransactionSender, type JsonRpcSend } from "./rawSender";
+import { fastJsonRpcOf, RawTransactionSender, type JsonRpcSend } from "./rawSender";
 import { createGateway, type Gateway, type GatewayOptions } from "./gateway";
 import type { Preflighter, ReservationStore, SettlementBatch } from "./interfaces";
 import { jsonLogger, type Logger } from "./log";
@@ -142,14 +142,15 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
 
 /**
  * A raw sender when the provider's key is in this process (an ethers `Wallet` on a JSON-RPC
- * provider): settlements are then signed without ethers' transaction objects. Otherwise undefined
+ * provider): settlements are then signed without ethers' transaction objects, and sent over the
+ * provider's URL with Node's fetch rather than ethers' request encoding. Otherwise undefined
  * (a remote or hardware signer sends through ethers).
  */
 function rawSenderFor(signer: Signer, chainId: bigint): RawTransactionSender | undefined {
   const key = (signer as { signingKey?: { privateKey?: string } }).signingKey?.privateKey;
   const rpc = signer.provider as unknown as Partial<JsonRpcSend> | null;
   if (!key || typeof rpc?.send !== "function") return undefined;
-  return new RawTransactionSender(rpc as JsonRpcSend, key, chainId);
+  return new RawTransactionSender(fastJsonRpcOf(rpc as JsonRpcSend), key, chainId);
 }
 
 /** A signer from a private key and an RPC URL. */
