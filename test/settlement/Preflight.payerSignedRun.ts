@@ -216,3 +216,186 @@ describe("Preflight settlePacked: a delegate's items in the fast path settle exa
     expect(reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, InsufficientBalance]);
   });
 });
+
+/**
+ * Adversarial grant cases for the delegate fast path: every case settles the same signed items from
+ * one snapshot at one pinned block timestamp through settleBatch and settlePacked, and compares
+ * reasons, log records, earnings, balances, nonce bitmaps and the grants (grantOf) of every
+ * (payer, delegate) pair involved.
+ */
+describe("Preflight settlePacked: a delegate's items at the grant's edges settle exactly as settleBatch settles them", function () {
+  const GrantRevoked = 5;
+  const GrantExpired = 6;
+  const ProviderNotAllowed = 7;
+  const ModelNotAllowed = 8;
+  const PriceAboveCap = 9;
+  const BudgetExceeded = 10;
+  const Expired = 1;
+
+  type Terms = { delegate: string; token: string; provider: string; maxPrice: bigint; budget: bigint; period: bigint; expiry: bigint; models: string[] };
+
+  async function edgeFixture() {
+    const f = await deployRunFixture();
+    const terms = (overrides: Partial<Terms> = {}): Terms => ({
+      delegate: f.delegate.address,
+      token: f.token,
+      provider: f.provider.address,
+      maxPrice: 10_000n,
+      budget: 1_000_000n,
+      period: 0n,
+      expiry: 4_000_000_000n,
+      models: [],
+      ...overrides,
+    });
+    const itemFor = (payer: string) => packedItemSigner(f.domain, { payer, provider: f.provider.address, token: f.token });
+    const outcome = async (send: () => Promise<import("ethers").ContractTransactionResponse>, payers: string[], delegates: string[]) => {
+      const tx = await send();
+      const state: unknown[] = [await f.preflight.earningsOf(f.provider.address, f.token)];
+      for (const p of payers) {
+        state.push(await f.preflight.balanceOf(p, f.token));
+        for (let w = 0n; w < 4n; w++) state.push(await f.preflight.nonceBitmap(p, f.token, w));
+        for (const d of delegates) state.push([...(await f.preflight.grantOf(p, f.token, d))]);
+      }
+      return { reasons: await reasonsOf(tx), records: (await requestsSettled(tx)).records, state };
+    };
+    /** settleBatch vs settlePacked of `groups` (each a list of items of one payer, packed as given) at block time `at`. */
+    const bothAt = async (items: SignedPackedItem[], at?: bigint, delegates: string[] = [f.delegate.address, f.other.address, f.payer.address]) => {
+      const payers = [...new Set(items.map((i) => i.request.payer))];
+      const pf = f.preflight.connect(f.provider);
+      const snapshot = await takeSnapshot();
+      if (at !== undefined) await time.setNextBlockTimestamp(at);
+      const readable = await outcome(() => pf.settleBatch(f.token, items.map((i) => toSignedRequest(i.request, i.signature))), payers, delegates);
+      await snapshot.restore();
+      if (at !== undefined) await time.setNextBlockTimestamp(at);
+      const packed = await outcome(() => pf.settlePacked(f.token, encodePacked(items)), payers, delegates);
+      await snapshot.restore(); // each comparison starts from the state the test set up
+      expect(packed).to.deep.equal(readable);
+      return packed;
+    };
+    const deadline = 4_000_000_000n - 1n;
+    return { ...f, terms, itemFor, bothAt, deadline };
+  }
+
+  it("expiry exactly at the block's timestamp is expired, one second later settles (both ways)", async function () {
+    const f = await loadFixture(edgeFixture);
+    const now = BigInt(await time.latest());
+    const expiry = now + 1_000n;
+    await f.preflight.connect(f.payer).grant(f.terms({ expiry }));
+    const items = [await f.item(f.delegate, { nonce: 0n, deadline: f.deadline }), await f.item(f.payer, { nonce: 1n, deadline: f.deadline })];
+    expect((await f.bothAt(items, expiry)).reasons).to.deep.equal([GrantExpired, SETTLED]);
+    expect((await f.bothAt(items, expiry - 1n)).reasons).to.deep.equal([SETTLED, SETTLED]);
+  });
+
+  it("a period that ends exactly now rolls over (rules), one second before it spends the old period (fast path)", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 3_000n, period: 1_000n }));
+    const [, , , , periodEnd] = await f.preflight.grantOf(f.payer.address, f.token, f.delegate.address);
+    // Spend 2 of 3 in the first period.
+    await time.setNextBlockTimestamp(periodEnd - 10n);
+    await f.preflight.connect(f.provider).settlePacked(f.token, encodePacked([await f.item(f.delegate, { nonce: 0n, deadline: f.deadline }), await f.item(f.delegate, { nonce: 1n, deadline: f.deadline })]));
+    const items = [];
+    for (let n = 2n; n < 6n; n++) items.push(await f.item(f.delegate, { nonce: n, deadline: f.deadline }));
+    // One second before the end: one left, then BudgetExceeded.
+    expect((await f.bothAt(items, periodEnd - 1n)).reasons).to.deep.equal([SETTLED, BudgetExceeded, BudgetExceeded, BudgetExceeded]);
+    // Exactly at the end: a fresh period of 3 (the fast path must not spend the old one).
+    const at = await f.bothAt(items, periodEnd);
+    expect(at.reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, BudgetExceeded]);
+    // Many periods later: aligned roll-over.
+    expect((await f.bothAt(items, periodEnd + 10_500n)).reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, BudgetExceeded]);
+  });
+
+  it("price 0 under a zero budget and a zero cap, budget exactly the price, and price just above the remaining", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 0n, maxPrice: 0n }));
+    const free = [];
+    for (let n = 0n; n < 3n; n++) free.push(await f.item(f.delegate, { nonce: n, price: 0n }));
+    expect((await f.bothAt(free)).reasons).to.deep.equal([SETTLED, SETTLED, SETTLED]);
+    const paid = [await f.item(f.delegate, { nonce: 3n, price: 1n })];
+    expect((await f.bothAt(paid)).reasons).to.deep.equal([PriceAboveCap]);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 1_000n, maxPrice: 1_000n }));
+    const exact = [];
+    for (let n = 0n; n < 3n; n++) exact.push(await f.item(f.delegate, { nonce: n, price: 1_000n }));
+    expect((await f.bothAt(exact)).reasons).to.deep.equal([SETTLED, BudgetExceeded, BudgetExceeded]);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 1_999n, maxPrice: 1_000n }));
+    expect((await f.bothAt(exact)).reasons).to.deep.equal([SETTLED, BudgetExceeded, BudgetExceeded]);
+    // The largest fields: a cap and budget of 2^88 - 1 at a price of 2^88 - 1 (and one above the cap).
+    const B88 = 2n ** 88n - 1n;
+    await f.usdc.mint(f.payer.address, 2n ** 96n);
+    await f.preflight.connect(f.payer).deposit(f.payer.address, f.token, 2n ** 95n);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: B88, maxPrice: B88 }));
+    const big = [await f.item(f.delegate, { nonce: 10n, price: B88 }), await f.item(f.delegate, { nonce: 11n, price: 0n }), await f.item(f.delegate, { nonce: 12n, price: B88 + 1n })];
+    expect((await f.bothAt(big.slice(0, 2))).reasons).to.deep.equal([SETTLED, SETTLED]);
+    expect((await f.bothAt(big.slice(2))).reasons).to.deep.equal([PriceAboveCap]);
+  });
+
+  it("a delegate equal to the payer is the payer: its grant is neither checked nor spent", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ delegate: f.payer.address, budget: 1n, maxPrice: 1n }));
+    const items = [];
+    for (let n = 0n; n < 3n; n++) items.push(await f.item(f.payer, { nonce: n, price: 5_000n }));
+    const { reasons, records } = await f.bothAt(items);
+    expect(reasons).to.deep.equal([SETTLED, SETTLED, SETTLED]);
+    expect(records.map((r) => r.delegate ?? null)).to.deep.equal([null, null, null]);
+  });
+
+  it("moves between a grant for any provider and one for this provider: only the current hot slot counts", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ provider: ethers.ZeroAddress, budget: 2_000n }));
+    const items = [];
+    for (let n = 0n; n < 3n; n++) items.push(await f.item(f.delegate, { nonce: n }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, SETTLED, BudgetExceeded]);
+    // Regranted for this provider: the any-provider slot is deleted, the new one is full.
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 2_000n }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, SETTLED, BudgetExceeded]);
+    // Regranted for another provider, then for any provider again.
+    await f.preflight.connect(f.payer).grant(f.terms({ provider: f.other.address }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([ProviderNotAllowed, ProviderNotAllowed, ProviderNotAllowed]);
+    await f.preflight.connect(f.payer).grant(f.terms({ provider: ethers.ZeroAddress, budget: 1_000n }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, BudgetExceeded, BudgetExceeded]);
+    // Another provider's grant that expired: the rules report it expired, not another provider's.
+    const now = BigInt(await time.latest());
+    await f.preflight.connect(f.payer).grant(f.terms({ provider: f.other.address, expiry: now + 50n }));
+    expect((await f.bothAt(items.map((i) => i), now + 50n)).reasons).to.deep.equal([GrantExpired, GrantExpired, GrantExpired]);
+  });
+
+  it("revoked, then regranted: a new epoch with the full budget; revoked at a spent budget", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 2_000n }));
+    await f.preflight.connect(f.provider).settlePacked(f.token, encodePacked([await f.item(f.delegate, { nonce: 0n })]));
+    await f.preflight.connect(f.payer).revoke(f.token, f.delegate.address);
+    const items = [];
+    for (let n = 1n; n < 5n; n++) items.push(await f.item(n % 2n ? f.delegate : f.payer, { nonce: n }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([GrantRevoked, SETTLED, GrantRevoked, SETTLED]);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 1_000n }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, SETTLED, BudgetExceeded, SETTLED]);
+    // Revoked and regranted for any provider, restricted to a model.
+    await f.preflight.connect(f.payer).revoke(f.token, f.delegate.address);
+    await f.preflight.connect(f.payer).grant(f.terms({ provider: ethers.ZeroAddress, models: [MODEL_B] }));
+    const mixed = [await f.item(f.delegate, { nonce: 1n, model: MODEL_A }), await f.item(f.delegate, { nonce: 2n, model: MODEL_B })];
+    expect((await f.bothAt([mixed[0]!])).reasons).to.deep.equal([ModelNotAllowed]);
+    expect((await f.bothAt([mixed[1]!])).reasons).to.deep.equal([SETTLED]);
+  });
+
+  it("a model-restricted grant whose model is allowed settles through the rules as a plain one does", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ models: [MODEL_A, MODEL_B], budget: 3_000n }));
+    const items = [];
+    for (let n = 0n; n < 5n; n++) items.push(await f.item(f.delegate, { nonce: n, model: MODEL_A }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, BudgetExceeded, BudgetExceeded]);
+  });
+
+  it("two delegates of one payer alternate in a run, each spending its own grant; a third party's grant is not the payer's", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 2_000n }));
+    await f.preflight.connect(f.payer).grant(f.terms({ delegate: f.other.address, budget: 1_000n }));
+    const signers = [f.delegate, f.other, f.delegate, f.other, f.delegate, f.payer];
+    const items = [];
+    for (const [i, s] of signers.entries()) items.push(await f.item(s, { nonce: BigInt(i) }));
+    const { reasons, records } = await f.bothAt(items);
+    expect(reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, BudgetExceeded, BudgetExceeded, SETTLED]);
+    expect(records.map((r) => r.delegate ?? null)).to.deep.equal([f.delegate.address, f.other.address, f.delegate.address, null, null, null]);
+    // f.feeRecipient grants f.owner; f.owner signs for f.payer: f.payer granted it nothing.
+    await f.preflight.connect(f.feeRecipient).grant(f.terms({ delegate: f.owner.address }));
+    expect((await f.bothAt([await f.item(f.owner, { nonce: 40n })], undefined, [f.owner.address])).reasons).to.deep.equal([InvalidSigner]);
+  });
+});
