@@ -4,7 +4,7 @@ import { loadFixture, takeSnapshot, time } from "@nomicfoundation/hardhat-networ
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B, packedItemSigner, toSignedRequest } from "../helpers/requests";
 import { reasonsOf, requestsSettled } from "../helpers/logs";
-import { encodePacked, type Request, type SignedPackedItem } from "@preflight/sdk";
+import { encodePacked, signGrant, type Request, type SignedPackedItem } from "@preflight/sdk";
 import type { Signer } from "ethers";
 
 const SETTLED = 0;
@@ -397,5 +397,107 @@ describe("Preflight settlePacked: a delegate's items at the grant's edges settle
     // f.feeRecipient grants f.owner; f.owner signs for f.payer: f.payer granted it nothing.
     await f.preflight.connect(f.feeRecipient).grant(f.terms({ delegate: f.owner.address }));
     expect((await f.bothAt([await f.item(f.owner, { nonce: 40n })], undefined, [f.owner.address])).reasons).to.deep.equal([InvalidSigner]);
+  });
+
+  it("a contract payer (ERC-1271) with a delegate: the grant decides before the wallet, whatever the wallet would say", async function () {
+    const f = await loadFixture(edgeFixture);
+    // A wallet that checks 64-byte signatures of its owner; granted by signature.
+    const wallet = await ethers.deployContract("NestedCheckWallet1271", [f.owner.address]);
+    const payer = await wallet.getAddress();
+    await f.preflight.connect(f.payer).deposit(payer, f.token, 100n * USDC);
+    const terms = f.terms({ budget: 2_000n });
+    const deadline = BigInt(await time.latest()) + 3_600n;
+    const sig = await signGrant(f.owner, f.domain, { ...terms, payer, epoch: 0n, deadline });
+    await f.preflight.grantBySig(payer, terms, deadline, sig);
+    const item = f.itemFor(payer);
+    const signers = [f.delegate, f.owner, f.delegate, f.delegate, f.owner, f.other, f.owner, f.delegate];
+    const items = [];
+    for (const [i, s] of signers.entries()) items.push(await item(s, { nonce: BigInt(i) }));
+    const { reasons, records } = await f.bothAt(items);
+    // The stranger's refusal makes the wallet's later answers "no" without a call (the same both ways).
+    expect(reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, BudgetExceeded, SETTLED, InvalidSigner, InvalidSigner, BudgetExceeded]);
+    expect(records.map((r) => r.delegate ?? null)).to.deep.equal([f.delegate.address, null, f.delegate.address, null, null, null, null, null]);
+  });
+
+  it("a wallet that accepts everything does not rescue a delegate's refused grant, nor spend it", async function () {
+    const f = await loadFixture(edgeFixture);
+    const wallet = await ethers.deployContract("HostileWallet1271", [f.owner.address]);
+    const payer = await wallet.getAddress();
+    await wallet.setMode(7); // AcceptAll
+    await f.preflight.connect(f.payer).deposit(payer, f.token, 100n * USDC);
+    const grant = (t: Terms) => wallet.connect(f.owner).execute(f.domain.verifyingContract, 0n, f.preflight.interface.encodeFunctionData("grant", [t]));
+    await grant(f.terms({ budget: 1_000n }));
+    const item = f.itemFor(payer);
+    const items = [await item(f.delegate, { nonce: 0n }), await item(f.other, { nonce: 1n }), await item(f.delegate, { nonce: 2n }), await item(f.delegate, { nonce: 3n, model: MODEL_B })];
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, SETTLED, BudgetExceeded, BudgetExceeded]);
+    await grant(f.terms({ models: [MODEL_A] }));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, ModelNotAllowed]);
+    await wallet.connect(f.owner).execute(f.domain.verifyingContract, 0n, f.preflight.interface.encodeFunctionData("revoke", [f.token, f.delegate.address]));
+    expect((await f.bothAt(items)).reasons).to.deep.equal([GrantRevoked, SETTLED, GrantRevoked, GrantRevoked]);
+  });
+
+  it("mixed payer and delegate items in several groups and sections of one payer share one budget (no double spend)", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 5_000n }));
+    // f.other is a second payer that granted the same delegate: its own budget.
+    await f.usdc.mint(f.other.address, 10n ** 9n);
+    await f.usdc.connect(f.other).approve(f.domain.verifyingContract, ethers.MaxUint256);
+    await f.preflight.connect(f.other).deposit(f.other.address, f.token, 10n ** 8n);
+    await f.preflight.connect(f.other).grant(f.terms({ budget: 2_000n }));
+    const otherItem = f.itemFor(f.other.address);
+    const D = f.delegate;
+    const items = [
+      await f.item(D, { nonce: 0n }), await f.item(f.payer, { nonce: 1n }), await f.item(D, { nonce: 2n }), // group 1
+      await otherItem(D, { nonce: 0n }), await otherItem(D, { nonce: 1n }), // another payer
+      await f.item(D, { nonce: 10n }), await f.item(D, { nonce: 11n }), // group 2 of f.payer
+      await f.item(D, { nonce: 20n, price: 500n }), await f.item(f.payer, { nonce: 21n, price: 500n }), await f.item(D, { nonce: 22n, price: 500n }), // a second section
+      await f.item(D, { nonce: 3n }), await f.item(D, { nonce: 4n }), // back to the first section: group 4
+      await otherItem(D, { nonce: 2n }), // the other payer's budget is spent
+      await f.item(D, { nonce: 2n }), // a replay of a settled nonce
+    ];
+    const { reasons, records } = await f.bothAt(items, undefined, [D.address]);
+    // The grant is checked before the nonce: the replay is refused for the spent budget.
+    expect(reasons).to.deep.equal([...Array(10).fill(SETTLED), BudgetExceeded, BudgetExceeded, BudgetExceeded, BudgetExceeded]);
+    expect(records.filter((r) => r.delegate === D.address).length).to.equal(8);
+  });
+
+  it("a delegate's run across a nonce word: the nonce that fills the word is the rules', spending the grant once", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 3_000n }));
+    await f.preflight.connect(f.payer).invalidateNonces(f.token, 0n, (1n << 61n) - 1n); // 0..60 used
+    const items = [];
+    for (let n = 61n; n < 66n; n++) items.push(await f.item(n === 62n ? f.payer : f.delegate, { nonce: n }));
+    // 61 (fast), 62 payer (fast), 63 fills the word (rules), 64 (fast, new word), 65 over budget.
+    const { reasons, state } = await f.bothAt(items);
+    expect(reasons).to.deep.equal([SETTLED, SETTLED, SETTLED, SETTLED, BudgetExceeded]);
+    expect(state.slice(2, 4)).to.deep.equal([FULL_WORD, 1n]);
+    // The window left on a full word (invalidated to the top): every delegate item is the rules'.
+    await f.preflight.connect(f.payer).invalidateNonces(f.token, 0n, FULL_WORD);
+    await f.preflight.connect(f.payer).invalidateNonces(f.token, 1n, FULL_WORD ^ (1n << 63n));
+    const top = [await f.item(f.delegate, { nonce: 127n }), await f.item(f.delegate, { nonce: 128n }), await f.item(f.delegate, { nonce: 129n })];
+    expect((await f.bothAt(top)).reasons).to.deep.equal([SETTLED, SETTLED, SETTLED]);
+  });
+
+  it("a delegate's item refused for its nonce, its balance or its deadline spends nothing of the grant", async function () {
+    const f = await loadFixture(edgeFixture);
+    await f.preflight.connect(f.payer).grant(f.terms({ budget: 2_000n * USDC, maxPrice: 1_000n * USDC }));
+    await f.preflight.connect(f.payer).invalidateNonces(f.token, 0n, 1n << 1n);
+    const items = [];
+    for (let n = 0n; n < 6n; n++) items.push(await f.item(f.delegate, { nonce: n, price: 300n * USDC }));
+    const { reasons } = await f.bothAt(items);
+    expect(reasons).to.deep.equal([SETTLED, NonceUsed, SETTLED, SETTLED, InsufficientBalance, InsufficientBalance]);
+    const now = BigInt(await time.latest());
+    const late = [await f.item(f.delegate, { nonce: 10n, deadline: now + 5n }), await f.item(f.delegate, { nonce: 11n, deadline: now + 5n })];
+    expect((await f.bothAt(late, now + 6n)).reasons).to.deep.equal([Expired, Expired]);
+    expect((await f.bothAt(late, now + 5n)).reasons).to.deep.equal([SETTLED, SETTLED]);
+  });
+
+  it("a grant in another token, or to the zero payer's items, is no grant", async function () {
+    const f = await loadFixture(edgeFixture);
+    const other = await ethers.deployContract("TestToken", ["Other", "OTH", 6]);
+    await f.preflight.connect(f.payer).grant(f.terms({ token: await other.getAddress() }));
+    expect((await f.bothAt([await f.item(f.delegate, { nonce: 0n })])).reasons).to.deep.equal([InvalidSigner]);
+    const zero = f.itemFor(ethers.ZeroAddress);
+    expect((await f.bothAt([await zero(f.delegate, { nonce: 0n }), await zero(f.delegate, { nonce: 1n })], undefined, [f.delegate.address])).reasons).to.deep.equal([InvalidSigner, InvalidSigner]);
   });
 });
