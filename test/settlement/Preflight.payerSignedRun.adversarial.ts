@@ -11,7 +11,7 @@
  */
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { loadFixture, takeSnapshot, setStorageAt, time } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, takeSnapshot, setStorageAt, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { reasonsOf, requestsSettled } from "../helpers/logs";
 import { underCoverage } from "../helpers/timeouts";
@@ -98,10 +98,11 @@ async function fixture() {
   const highS = (x: { r: bigint; s: bigint; y: bigint }) => ({ r: x.r, vs: ((1n - x.y) << 255n) | (N - x.s) });
   const flipV = (x: { r: bigint; s: bigint; y: bigint }) => ({ r: x.r, vs: ((1n - x.y) << 255n) | x.s });
 
-  const outcome = async (send: () => Promise<ContractTransactionResponse>, payers: string[], pre0: Map<string, bigint>) => {
+  const outcome = async (send: () => Promise<ContractTransactionResponse>, payers: string[], pre0: Map<string, bigint>, grants: [string, string][] = []) => {
     const tx = await send();
     const state: bigint[] = [await f.preflight.earningsOf(provider, token)];
     for (const p of payers) state.push(...(await watchedWordsFixed(p, pre0.get(p)!)));
+    for (const [p, d] of grants) state.push(...[...(await f.preflight.grantOf(p, token, d))].map((x) => (typeof x === "string" ? BigInt(x) : BigInt(x))));
     const recs = (await requestsSettled(tx)).records.map((r) => [r.reason, r.delegate ?? null]);
     return { reasons: await reasonsOf(tx), recs, state };
   };
@@ -112,15 +113,18 @@ async function fixture() {
     for (let d = -1n; d < 12n; d++) if (w + d >= 0n) out.push(await f.preflight.nonceBitmap(payer, token, w + d));
     return out;
   };
-  const bothWays = async (sections: Section[]) => {
+  /** `at` pins both settlements' block timestamp; `grants` are (payer, delegate) pairs whose grantOf is compared too. */
+  const bothWays = async (sections: Section[], opts: { at?: bigint; grants?: [string, string][] } = {}) => {
     const payers = [...new Set(sections.flatMap((s) => s.groups.map((g) => g.payer)))];
     const pre0 = new Map<string, bigint>();
     for (const p of payers) pre0.set(p, ((await getAccount(p)) >> 128n) & FULL);
     const pf = f.preflight.connect(f.provider);
     const snap = await takeSnapshot();
-    const readable = await outcome(() => pf.settleBatch(token, toBatch(sections, token), { gasLimit: BATCH_GAS }), payers, pre0);
+    if (opts.at !== undefined) await time.setNextBlockTimestamp(opts.at);
+    const readable = await outcome(() => pf.settleBatch(token, toBatch(sections, token), { gasLimit: BATCH_GAS }), payers, pre0, opts.grants);
     await snap.restore();
-    const packed = await outcome(() => pf.settlePacked(token, pack(sections), { gasLimit: BATCH_GAS }), payers, pre0);
+    if (opts.at !== undefined) await time.setNextBlockTimestamp(opts.at);
+    const packed = await outcome(() => pf.settlePacked(token, pack(sections), { gasLimit: BATCH_GAS }), payers, pre0, opts.grants);
     expect(packed).to.deep.equal(readable);
     return packed;
   };
@@ -301,5 +305,101 @@ describe("Preflight settlePacked fast path, attacked: the same outcome as settle
     // The random states reached both settled items and the main refusals (not a vacuous run).
     expect(stats.settled).to.be.greaterThan(0);
     expect(Object.keys(stats.byReason).length).to.be.greaterThan(3);
+  });
+  it("randomized differential with delegates: random grants (provider, cap, budget, period, expiry, models, revoked), pinned at their edges", async function () {
+    const f = await loadFixture(fixture);
+    let seed = BigInt(process.env.FC_SEED ?? "12345") ^ 0x5eedn;
+    const rnd = (n: number) => { seed = (seed * 6364136223846793005n + 1442695040888963407n) & (2n ** 64n - 1n); return Number((seed >> 33n) % BigInt(n)); };
+    const payers = Array.from({ length: 3 }, () => ethers.Wallet.createRandom().connect(ethers.provider));
+    const delegates = Array.from({ length: 3 }, () => ethers.Wallet.createRandom());
+    const stranger = ethers.Wallet.createRandom();
+    for (const w of payers) await setBalance(w.address, 10n ** 20n);
+    const other = ethers.id("model-b");
+    const grants: [string, string][] = payers.flatMap((p) => delegates.map((d) => [p.address, d.address] as [string, string]));
+    // Each setup transaction one second after the last (a pinned settlement moves the clock's offset).
+    const step = async () => time.setNextBlockTimestamp(BigInt(await time.latest()) + 1n);
+    const rounds = Number(process.env.FC_RUNS ?? (underCoverage() ? 3 : 30));
+    const stats = { items: 0, delegated: 0, byReason: {} as Record<number, number> };
+    for (let round = 0; round < rounds; round++) {
+      const snap = await takeSnapshot();
+      const prices = [0n, 1n, 1000n, 2n ** 40n];
+      const price = prices[rnd(prices.length)]!;
+      const edges: bigint[] = [];
+      for (const w of payers) {
+        await f.setAccount(w.address, [0n, 3n * 1000n, 10n ** 18n, 2n ** 128n - 1n, 2n ** 128n - 1n][rnd(5)]!, 0n, rnd(3) === 0 ? (1n << BigInt(rnd(64))) - 1n : 0n);
+        for (const d of delegates) {
+          const kind = rnd(6);
+          if (kind === 0) continue; // no grant
+          const now = BigInt(await time.latest()) + 1n; // the grant's block
+          const expiry = now + 2n + BigInt(rnd(4) === 0 ? rnd(100) : 500 + rnd(2000));
+          const period = [0n, 0n, 50n, 300n][rnd(4)]!;
+          const terms = {
+            delegate: d.address, token: f.token,
+            provider: [f.provider.address, f.provider.address, ethers.ZeroAddress, f.other.address][rnd(4)]!,
+            maxPrice: [0n, price, price + 1n, price === 0n ? 0n : price - 1n, 2n ** 88n - 1n, 2n ** 88n - 1n, price][rnd(7)]!,
+            budget: [0n, price, 2n * price, 3n * price + 1n, 5n * price, 2n ** 88n - 1n, 2n ** 88n - 1n][rnd(7)]!,
+            period, expiry,
+            models: [[], [], [f.model], [other]][rnd(4)]!,
+          };
+          await step();
+          await f.preflight.connect(w).grant(terms);
+          edges.push(expiry, expiry - 1n);
+          if (period !== 0n) edges.push(now + period - 1n, now + period, now + 2n * period, now + 2n * period + 1n);
+          if (kind === 1) { await step(); await f.preflight.connect(w).revoke(f.token, d.address); }
+          if (kind === 2) {
+            await step();
+            await f.preflight.connect(w).revoke(f.token, d.address);
+            await step();
+            await f.preflight.connect(w).grant({ ...terms, expiry: expiry + 10n });
+          }
+          if (kind === 3 && period !== 0n) {
+            // Spend part of the first period through the rules, so that a roll-over has something to reset.
+            const sec = { model: f.model, price, deadline: expiry };
+            const ih = ethers.id("pre");
+            await step();
+            await f.preflight.connect(f.provider).settleBatch(f.token, toBatch([{ ...sec, groups: [{ payer: w.address, nonce: 200n + BigInt(rnd(50)), items: [{ inputHash: ih, r: 0n, vs: 0n }] }] }], f.token).map((r) => ({ ...r, signature: (() => { const x = f.sign(d.signingKey, w.address, sec, r.nonce, ih); return ethers.concat([hex32(x.r), hex32(x.s | (x.y << 255n))]); })() })));
+          }
+        }
+      }
+      const latest = BigInt(await time.latest()) + 1n;
+      const candidates = edges.filter((e) => e >= latest);
+      const at = rnd(3) === 0 || candidates.length === 0 ? latest + BigInt(rnd(100)) : candidates[rnd(candidates.length)]!;
+      const sections: Section[] = [];
+      const nsec = 1 + rnd(2);
+      for (let si = 0; si < nsec; si++) {
+        const sec = { model: rnd(3) === 0 ? other : f.model, price: si === 0 ? price : prices[rnd(prices.length)]!, deadline: at + 1000n };
+        const groups: Group[] = [];
+        const ng = 1 + rnd(3);
+        for (let gi = 0; gi < ng; gi++) {
+          const w = payers[rnd(payers.length)]!;
+          const count = 1 + rnd(12);
+          const start = BigInt(rnd(80));
+          const items: Item[] = [];
+          for (let k = 0; k < count; k++) {
+            const ih = ethers.id("d" + rnd(1000));
+            const pick = rnd(10);
+            const key = pick < 3 ? w.signingKey : pick < 9 ? delegates[rnd(delegates.length)]!.signingKey : stranger.signingKey;
+            const sg = f.sign(key, w.address, sec, start + BigInt(k), ih);
+            items.push({ inputHash: ih, ...(rnd(15) === 0 ? f.highS(sg) : f.lowS(sg)) });
+          }
+          groups.push({ payer: w.address, nonce: start, items });
+        }
+        sections.push({ ...sec, groups });
+      }
+      try {
+        const o = await f.bothWays(sections, { at, grants });
+        stats.items += o.reasons.length;
+        stats.delegated += o.recs.filter((r) => r[1] !== null).length;
+        for (const r of o.reasons) stats.byReason[r] = (stats.byReason[r] ?? 0) + 1;
+      } catch (e) {
+        console.log("failed round", round, "at", at, JSON.stringify(sections, (_, v) => (typeof v === "bigint" ? v.toString() : v)).slice(0, 3000));
+        throw e;
+      }
+      await snap.restore();
+    }
+    console.log("      delegate rounds:", JSON.stringify(stats));
+    // Not vacuous: delegated settlements and the grant refusals were reached.
+    expect(stats.delegated).to.be.greaterThan(0);
+    for (const reason of [5, 6, 7, 9, 10]) expect(stats.byReason[reason] ?? 0, `reason ${reason}`).to.be.greaterThan(0);
   });
 });
