@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { loadFixture, takeSnapshot, time } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, setCode, takeSnapshot, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B, packedItemSigner, toSignedRequest } from "../helpers/requests";
 import { reasonsOf, requestsSettled } from "../helpers/logs";
@@ -499,5 +499,46 @@ describe("Preflight settlePacked: a delegate's items at the grant's edges settle
     expect((await f.bothAt([await f.item(f.delegate, { nonce: 0n })])).reasons).to.deep.equal([InvalidSigner]);
     const zero = f.itemFor(ethers.ZeroAddress);
     expect((await f.bothAt([await zero(f.delegate, { nonce: 0n }), await zero(f.delegate, { nonce: 1n })], undefined, [f.delegate.address])).reasons).to.deep.equal([InvalidSigner, InvalidSigner]);
+  });
+});
+
+/**
+ * The runtime code of an ERC-1271 wallet that keeps a reserve: it accepts any signature while its own
+ * escrow balance (`preflight.balanceOf(this, token)`) is at least `reserve`, and refuses otherwise. It
+ * reads Preflight's state during the check (a view call inside the staticcall), as a wallet enforcing
+ * a spending policy on its escrow may. Written as raw bytecode (installed with setCode) so that the
+ * test adds no contract:
+ *   mstore(0, balanceOf selector); mstore(4, address()); mstore(0x24, token)
+ *   pop(staticcall(gas(), preflight, 0, 0x44, 0, 0x20))
+ *   mstore(0, mul(iszero(lt(mload(0), reserve)), MAGIC)); return(0, 0x20)
+ */
+function reserveWalletCode(preflight: string, token: string, reserve: bigint): string {
+  const word = (hex: string) => hex.slice(2).padEnd(64, "0");
+  const a20 = (addr: string) => addr.slice(2).toLowerCase();
+  return (
+    "0x" +
+    "7f" + word("0xf7888aec") + "6000" + "52" + // mstore(0, selector)
+    "30" + "6004" + "52" + // mstore(4, address())
+    "73" + a20(token) + "6024" + "52" + // mstore(0x24, token)
+    "6020" + "6000" + "6044" + "6000" + "73" + a20(preflight) + "5a" + "fa" + "50" + // pop(staticcall(...))
+    "6f" + reserve.toString(16).padStart(32, "0") + "6000" + "51" + "10" + "15" + // iszero(lt(mload(0), reserve))
+    "7f" + word("0x1626ba7e") + "02" + "6000" + "52" + // mstore(0, ok * MAGIC)
+    "6020" + "6000" + "f3" // return(0, 0x20)
+  );
+}
+
+describe("Preflight settlePacked: a contract payer's wallet that reads its Preflight state while it checks", function () {
+  it("sees the same balance in settlePacked as in settleBatch (it is asked item by item in both)", async function () {
+    const f = await loadFixture(deployRunFixture);
+    const payer = ethers.Wallet.createRandom().address;
+    await setCode(payer, reserveWalletCode(f.domain.verifyingContract, f.token, 2_000n));
+    await f.preflight.connect(f.payer).deposit(payer, f.token, 3_000n);
+    const item = packedItemSigner(f.domain, { payer, provider: f.provider.address, token: f.token });
+    // Signed by anyone: the wallet accepts on its balance alone (1,000 a request, a reserve of 2,000).
+    const items = [];
+    for (let n = 0n; n < 3n; n++) items.push(await item(f.other, { nonce: n, price: 1_000n }));
+    // settleBatch: 3,000 >= 2,000 accept; 2,000 >= 2,000 accept; 1,000 < 2,000 refuse.
+    const { reasons } = await f.bothWays(items);
+    expect(reasons).to.deep.equal([SETTLED, SETTLED, InvalidSigner]);
   });
 });
