@@ -180,8 +180,9 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
     }
 
     /// @dev Settles the packed group at `offset` (its section's fields given) and logs it.
-    /// The payer's slot is read and written once for the whole group: nothing else reads it
-    /// meanwhile, as the only external calls are ERC-1271 staticcalls, which cannot settle or withdraw.
+    /// The payer's slot is read once for the whole group and written at its end, and before any item
+    /// the shared rules decide: those may ask the payer's wallet (an ERC-1271 staticcall, which cannot
+    /// settle or withdraw but may read the account), which must see the items settled before it.
     /// @return total the prices settled
     /// @return end where the next group starts
     function _settleGroup(
@@ -222,7 +223,13 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 nonce += settled;
                 at += settled * PackedRequests.ITEM;
                 if (at == end) break;
-                // ...and that item goes to the shared rules, with its signature recovered once.
+                // ...and that item goes to the shared rules, with its signature recovered once. They may
+                // ask the payer's wallet (ERC-1271), which may read this account: it is written back
+                // first, so the wallet sees what settleBatch would show it (a warm rewrite, 100 gas).
+                if (account != loaded) {
+                    MappingSlots.store(slot, account);
+                    loaded = account;
+                }
                 uint256 price_;
                 (price_, account) = _settleStopped(token, packed, at, model, price, buffer, payer, account, nonce, signer, log);
                 total += price_;
