@@ -203,8 +203,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         uint256 account = MappingSlots.load(slot);
         uint256 loaded = account;
         uint256 at = offset + PackedRequests.GROUP_HEADER;
-        // Cannot overflow: `at` is bounded by `end` (checked above), nonces by MAX_NONCE, totals are
-        // sums of 96-bit prices (and `settled` counts fewer than 2^16 of them).
+        // Cannot overflow: `at` <= `end` (checked), nonces <= MAX_NONCE, totals sum < 2^16 96-bit prices.
         unchecked {
             if (expired) {
                 for (; at < end; at += PackedRequests.ITEM) {
@@ -223,9 +222,8 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                 nonce += settled;
                 at += settled * PackedRequests.ITEM;
                 if (at == end) break;
-                // ...and that item goes to the shared rules, with its signature recovered once. They may
-                // ask the payer's wallet (ERC-1271), which may read this account: it is written back
-                // first, so the wallet sees what settleBatch would show it (a warm rewrite, 100 gas).
+                // ...and that item goes to the shared rules, with its signature recovered once; the payer's
+                // wallet they may ask (ERC-1271) must read the account as settleBatch shows it (F6).
                 if (account != loaded) {
                     MappingSlots.store(slot, account);
                     loaded = account;
