@@ -366,7 +366,7 @@ async function main(): Promise<void> {
   const paidOverProxy = round(max.paid.requestsPerSecond / max.proxy.requestsPerSecond);
   const paidOverRpc = round(max.paid.requestsPerSecond / max.rpcVerify.requestsPerSecond, 1);
   const report = {
-    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response as autocannon measured it (ms).",
+    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response (ms): at full speed as autocannon measured it, at half load from its issue to the end of its body (open loop, evenly spaced requests).",
     generatedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "", node: process.version, loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)) },
     config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", halfLoad: "open loop: requests evenly spaced in time over up to `connections` keep-alive connections", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
