@@ -9,8 +9,10 @@
  *   metered   the gateway, every call carrying its lane's next cumulative lane voucher (lanes funded on chain);
  *   rpcVerify the gateway, every call's payment checked by a JSON-RPC `eth_call` simulation of the
  *             settlement against the local node before forwarding (what an x402 facilitator does).
- * Each mode runs at full speed (throughput, latency under saturation), then at a fixed rate of half
- * of paid's maximum (added latency at half load). Each gateway is the CLI, in its own process,
+ * Each mode runs at full speed (throughput, latency under saturation; autocannon, closed loop), then
+ * at a fixed rate of half of paid's maximum (added latency at half load): requests evenly spaced in
+ * time, open loop (bench/openLoop.ts; autocannon's rate limit sends each second's share in a burst
+ * at the start of the second, which measures saturation again). Each gateway is the CLI, in its own process,
  * against anvil; it settles in the background and on shutdown, and its settlement logs are read
  * back. Writes cache/bench/gateway.{json,md,svg}; with BENCH_UPDATE=1 (`npm run bench:gateway:update`)
  * the committed reports/gateway.json, reports/gateway.md and reports/gateway.svg instead. Prints each
@@ -32,6 +34,7 @@ import { modelId } from "@preflight/sdk";
 import { getBytes } from "ethers";
 import { encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
 import { devAccount, freePort, providerFor, startAnvil } from "../test/helpers/nodes";
+import { openLoop } from "./openLoop";
 
 const ROOT = path.resolve(__dirname, "..");
 const SECONDS = Number(process.env.BENCH_GATEWAY_SECONDS ?? 5);
@@ -63,6 +66,8 @@ interface RunResult {
   requests: number;
   non2xx: number;
   errors: number;
+  /** Open-loop runs: how late the generator issued requests against their schedule (p99, ms). */
+  lagP99Ms?: number;
 }
 
 function percentile(sorted: number[], q: number): number {
@@ -88,6 +93,35 @@ function progress(label: string, seconds: number): void {
 function measured(label: string, url: string, body: string, seconds: number, rate: number | undefined, header?: (ctx: Record<string, unknown>) => string | undefined): Promise<RunResult> {
   progress(label, seconds);
   return load(url, body, seconds, rate, header);
+}
+
+/** `openLoop` at `rate` (evenly spaced requests) announced as one progress step, with the same figures as `load`. */
+async function measuredAtRate(label: string, url: string, body: string, seconds: number, rate: number, header?: (ctx: Record<string, unknown>) => string | undefined): Promise<RunResult> {
+  progress(label, seconds);
+  const r = await openLoop({
+    url,
+    path: "/v1/chat/completions",
+    body,
+    headers: { "content-type": "application/json" },
+    rate,
+    seconds,
+    connections: CONNECTIONS,
+    perRequest: header
+      ? (_k, ctx) => {
+          const h = header(ctx);
+          return h ? { [PAYMENT_SIGNATURE_HEADER]: h } : undefined;
+        }
+      : undefined,
+  });
+  return {
+    requestsPerSecond: Math.round(r.latencies.length / seconds),
+    p50Ms: round(percentile(r.latencies, 0.5)),
+    p99Ms: round(percentile(r.latencies, 0.99)),
+    requests: r.latencies.length,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    lagP99Ms: round(r.lagP99Ms),
+  };
 }
 
 /** One autocannon run; `headers()` gives each request's payment header (per connection context). */
@@ -294,8 +328,8 @@ async function main(): Promise<void> {
   max.metered = await measured("metered: max rate", paying.url, meteredBody, SECONDS, undefined, nextVoucher);
   console.log("metered", max.metered);
   const halfRate = Math.max(1, Math.floor(max.paid.requestsPerSecond / 2));
-  half.paid = await measured(`paid: half load (${halfRate} req/s)`, paying.url, fixedBody, SECONDS, halfRate, nextPaid);
-  half.metered = await measured(`metered: half load (${halfRate} req/s)`, paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
+  half.paid = await measuredAtRate(`paid: half load (${halfRate} req/s)`, paying.url, fixedBody, SECONDS, halfRate, nextPaid);
+  half.metered = await measuredAtRate(`metered: half load (${halfRate} req/s)`, paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
   console.log("half load", halfRate, "paid", half.paid, "metered", half.metered);
   const payingExit = await paying.stop();
 
@@ -303,17 +337,17 @@ async function main(): Promise<void> {
   const proxy = await spawnReady(gatewayArgs(["--payment", "off"]), env, true);
   await measured("proxy: warm-up", proxy.url, fixedBody, WARMUP_SECONDS, undefined);
   max.proxy = await measured("proxy: max rate", proxy.url, fixedBody, SECONDS, undefined);
-  half.proxy = await measured(`proxy: half load (${halfRate} req/s)`, proxy.url, fixedBody, SECONDS, halfRate);
+  half.proxy = await measuredAtRate(`proxy: half load (${halfRate} req/s)`, proxy.url, fixedBody, SECONDS, halfRate);
   console.log("proxy", max.proxy, "half", half.proxy);
   await proxy.stop();
-  half.direct = await measured(`direct: half load (${halfRate} req/s)`, upstream.url, fixedBody, SECONDS, halfRate);
+  half.direct = await measuredAtRate(`direct: half load (${halfRate} req/s)`, upstream.url, fixedBody, SECONDS, halfRate);
 
   // rpcVerify: an eth_call simulation per call
   const facilitator = await spawnReady(gatewayArgs(["--preflight", "rpc"]), env);
   await measured("rpcVerify: warm-up", facilitator.url, fixedBody, WARMUP_SECONDS, undefined, nextRpc);
   max.rpcVerify = await measured("rpcVerify: max rate", facilitator.url, fixedBody, SECONDS, undefined, nextRpc);
   const rpcHalfRate = Math.max(1, Math.floor(max.rpcVerify.requestsPerSecond / 2));
-  half.rpcVerify = await measured(`rpcVerify: half load (${rpcHalfRate} req/s)`, facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
+  half.rpcVerify = await measuredAtRate(`rpcVerify: half load (${rpcHalfRate} req/s)`, facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
   console.log("rpcVerify", max.rpcVerify, "half", rpcHalfRate, half.rpcVerify);
   await facilitator.stop();
   await upstream.stop();
@@ -325,17 +359,17 @@ async function main(): Promise<void> {
   const halfLoad = Object.fromEntries(
     (["direct", "proxy", "paid", "metered", "rpcVerify"] as Mode[]).map((m) => [
       m,
-      { rate: m === "rpcVerify" ? rpcHalfRate : halfRate, requestsPerSecond: half[m]!.requestsPerSecond, p50Ms: half[m]!.p50Ms, p99Ms: half[m]!.p99Ms, addedP50Ms: round(half[m]!.p50Ms - half.direct!.p50Ms), addedP99Ms: round(half[m]!.p99Ms - half.direct!.p99Ms), non2xx: half[m]!.non2xx },
+      { rate: m === "rpcVerify" ? rpcHalfRate : halfRate, requestsPerSecond: half[m]!.requestsPerSecond, p50Ms: half[m]!.p50Ms, p99Ms: half[m]!.p99Ms, addedP50Ms: round(half[m]!.p50Ms - half.direct!.p50Ms), addedP99Ms: round(half[m]!.p99Ms - half.direct!.p99Ms), non2xx: half[m]!.non2xx, generatorLagP99Ms: half[m]!.lagP99Ms },
     ]),
   );
   const paidAddedP99AtHalfLoadMs = round(half.paid!.p99Ms - half.proxy!.p99Ms);
   const paidOverProxy = round(max.paid.requestsPerSecond / max.proxy.requestsPerSecond);
   const paidOverRpc = round(max.paid.requestsPerSecond / max.rpcVerify.requestsPerSecond, 1);
   const report = {
-    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response as autocannon measured it (ms).",
+    description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response (ms): at full speed as autocannon measured it, at half load from its issue to the end of its body (open loop, evenly spaced requests).",
     generatedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "", node: process.version, loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)) },
-    config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
+    config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", halfLoad: "open loop: requests evenly spaced in time over up to `connections` keep-alive connections", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
     modes,
     halfLoad,
     paidAddedP99AtHalfLoadMs,
@@ -392,7 +426,7 @@ function markdown(r: Report): string {
   return [
     "# Gateway benchmark",
     "",
-    `Generated by \`npm run bench:gateway\` (${r.generatedAt}): mock model server with a ${r.config.serviceTimeMs} ms service time, autocannon with ${r.config.connections} connections, ${r.config.secondsPerRun} s per run, all on 127.0.0.1. Half load = half of the paid mode's maximum rate (the eth_call mode: half of its own). Added = over direct at the same rate.`,
+    `Generated by \`npm run bench:gateway\` (${r.generatedAt}): mock model server with a ${r.config.serviceTimeMs} ms service time, autocannon with ${r.config.connections} connections, ${r.config.secondsPerRun} s per run, all on 127.0.0.1. Half load = half of the paid mode's maximum rate (the eth_call mode: half of its own), requests evenly spaced in time (open loop). Added = over direct at the same rate.`,
     "",
     "| mode | max req/s | p50 ms | p99 ms | half-load rate | p50 ms | p99 ms | added p50 | added p99 |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
