@@ -3,7 +3,8 @@
  * settle to this provider, with exactly the contract's rules (`rules.ts`), against chain state
  * followed from the contract's logs (`follower.ts`, `events.ts`) and cached in memory (`state.ts`),
  * net of what this provider already accepted (`reservations.ts`). No RPC call per decision, except
- * for state the cache does not know and for ERC-1271 payers (`verifyAsync`, `erc1271.ts`).
+ * for state the cache does not know (`verifyAsync`, read in by `fill.ts`) and for ERC-1271 payers
+ * (`erc1271.ts`).
  */
 import type { Provider } from "ethers";
 import type { Preflight } from "@preflight/sdk/typechain";
@@ -17,8 +18,9 @@ import { isAddress, validateLaneVoucher, validateRequest, validateVoucher } from
 import { StateReader } from "./reader";
 import { Reservations } from "./reservations";
 import { decideLaneVoucher, decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
-import { accountKey, ChainState, channelKey, grantKey } from "./state";
-import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, StateKey, VerifyOptions } from "./types";
+import { ChainState } from "./state";
+import { fillUnknown } from "./fill";
+import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, VerifyOptions } from "./types";
 
 export type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, VerifyOptions } from "./types";
 
@@ -291,7 +293,7 @@ export class PreflightVerifier {
     const dry = { ...options, reserve: false };
     let first = decide(dry, undefined);
     for (let attempt = 0; first.unknown.length > 0 && attempt < READ_ATTEMPTS; attempt++) {
-      await this.readUnknown(first.unknown);
+      await fillUnknown(this.state, this.reader, this.follower, first.unknown);
       first = decide(dry, undefined);
     }
     if (first.unknown.length > 0) return first.decision;
@@ -303,64 +305,6 @@ export class PreflightVerifier {
     const digest = d.digest ?? "0x" + toHex(digestOf());
     const valid = await this.erc1271.isValidSignature(payer.toLowerCase(), digest, signature);
     return decide(options, valid).decision;
-  }
-
-  /**
-   * Reads state the cache does not know, at the synced block, and inserts it only if no block was
-   * applied meanwhile (the value would miss that block's effects) and it is still unknown.
-   */
-  private async readUnknown(keys: StateKey[]): Promise<void> {
-    const version = this.follower.version;
-    const at = Math.max(this.follower.syncedBlock, 0);
-    const writes = await Promise.all(keys.map((k) => this.readKey(k, at)));
-    if (this.follower.version !== version) return;
-    for (const write of writes) write();
-  }
-
-  private async readKey(k: StateKey, at: number): Promise<() => void> {
-    const state = this.state;
-    switch (k.kind) {
-      case "account": {
-        const r = await this.reader.account(k.payer, k.token, at);
-        return () => {
-          const a = state.account(k.payer, k.token);
-          if (a.balance === undefined || a.withdrawal === undefined) {
-            a.balance = r.balance;
-            a.withdrawal = r.withdrawal;
-          }
-        };
-      }
-      case "word": {
-        const bits = await this.reader.word(k.payer, k.token, k.word, at);
-        return () => {
-          if (state.nonceWord(k.payer, k.token, k.word) === undefined) state.setWord(k.payer, k.token, k.word, bits);
-        };
-      }
-      case "grant": {
-        const g = await this.reader.grant(k.payer, k.token, k.delegate, at);
-        return () => {
-          if (state.grant(k.payer, k.token, k.delegate) === undefined) state.setGrant(grantKey(k.payer, k.token, k.delegate), g);
-        };
-      }
-      case "model": {
-        const allowed = await this.reader.model(k.payer, k.token, k.delegate, k.model, at);
-        return () => {
-          state.grantForWrite(grantKey(k.payer, k.token, k.delegate))?.models.set(k.model, allowed);
-        };
-      }
-      case "channel": {
-        const claimed = await this.reader.channel(k.payer, k.token, k.channel, at);
-        return () => {
-          if (state.claimed(k.payer, k.token, k.channel) === undefined) state.setChannel(channelKey(k.payer, k.token, k.channel), claimed);
-        };
-      }
-      case "lane": {
-        const lane = await this.reader.lane(k.payer, k.token, at);
-        return () => {
-          if (state.lane(k.payer, k.token) === undefined) state.setLane(accountKey(k.payer, k.token), lane);
-        };
-      }
-    }
   }
 
   private time(options: VerifyOptions, erc1271: boolean | undefined): RuleTime {
