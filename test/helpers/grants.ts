@@ -18,6 +18,14 @@ export async function makeGrant(fields: Pick<GrantTerms, "delegate" | "token"> &
   };
 }
 
+/**
+ * Grant terms for `provider` (any model, no period, an expiry far past any test's clock) with the
+ * default cap and budget; override any field. Synchronous, for fixtures that build many of them.
+ */
+export function providerGrant(fields: Pick<GrantTerms, "delegate" | "token" | "provider"> & Partial<GrantTerms>): GrantTerms {
+  return { maxPrice: 10_000n, budget: 1_000_000n, period: 0n, expiry: 4_000_000_000n, models: [], ...fields };
+}
+
 /** The payer's EIP-712 signature over `terms` for grant `epoch`, for anyone to submit with `grantBySig`. */
 export async function signedGrant(
   payer: Signer,

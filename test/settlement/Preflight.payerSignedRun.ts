@@ -3,6 +3,7 @@ import { ethers } from "hardhat";
 import { loadFixture, setCode, takeSnapshot, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B, packedItemSigner, toSignedRequest } from "../helpers/requests";
+import { providerGrant } from "../helpers/grants";
 import { reasonsOf, requestsSettled } from "../helpers/logs";
 import { encodePacked, signGrant, type Request, type SignedPackedItem } from "@preflight/sdk";
 import type { Signer } from "ethers";
@@ -97,16 +98,7 @@ describe("Preflight settlePacked: the payer-signed fast path accepts exactly wha
 
   it("hands a stranger's item in a run to the rules, settles a delegate's within its grant, then resumes", async function () {
     const f = await loadFixture(deployRunFixture);
-    await f.preflight.connect(f.payer).grant({
-      delegate: f.delegate.address,
-      token: f.token,
-      provider: f.provider.address,
-      maxPrice: 10_000n,
-      budget: 1_000_000n,
-      period: 0n,
-      expiry: 4_000_000_000n,
-      models: [],
-    });
+    await f.preflight.connect(f.payer).grant(providerGrant({ delegate: f.delegate.address, token: f.token, provider: f.provider.address }));
     const items = [
       await f.item(f.payer, { nonce: 0n }),
       await f.item(f.other, { nonce: 1n }),
@@ -137,17 +129,7 @@ describe("Preflight settlePacked: a delegate's items in the fast path settle exa
   /** The run fixture with `f.delegate` granted by the payer (any model, this provider, no period) and `overrides`. */
   async function withGrant(overrides: Partial<{ provider: string; maxPrice: bigint; budget: bigint; period: bigint; expiry: bigint; models: string[] }> = {}) {
     const f = await loadFixture(deployRunFixture);
-    await f.preflight.connect(f.payer).grant({
-      delegate: f.delegate.address,
-      token: f.token,
-      provider: f.provider.address,
-      maxPrice: 10_000n,
-      budget: 1_000_000n,
-      period: 0n,
-      expiry: 4_000_000_000n,
-      models: [],
-      ...overrides,
-    });
+    await f.preflight.connect(f.payer).grant(providerGrant({ delegate: f.delegate.address, token: f.token, provider: f.provider.address, ...overrides }));
     return f;
   }
   const signedBy = async (f: Awaited<ReturnType<typeof withGrant>>, signers: Signer[], fields: Partial<Request> = {}, from = 0n) => {
@@ -236,17 +218,7 @@ describe("Preflight settlePacked: a delegate's items at the grant's edges settle
 
   async function edgeFixture() {
     const f = await deployRunFixture();
-    const terms = (overrides: Partial<Terms> = {}): Terms => ({
-      delegate: f.delegate.address,
-      token: f.token,
-      provider: f.provider.address,
-      maxPrice: 10_000n,
-      budget: 1_000_000n,
-      period: 0n,
-      expiry: 4_000_000_000n,
-      models: [],
-      ...overrides,
-    });
+    const terms = (overrides: Partial<Terms> = {}): Terms => providerGrant({ delegate: f.delegate.address, token: f.token, provider: f.provider.address, ...overrides });
     const itemFor = (payer: string) => packedItemSigner(f.domain, { payer, provider: f.provider.address, token: f.token });
     const outcome = async (send: () => Promise<import("ethers").ContractTransactionResponse>, payers: string[], delegates: string[]) => {
       const tx = await send();

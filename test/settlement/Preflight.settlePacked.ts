@@ -4,6 +4,7 @@ import { ethers } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployPreflightFixture, USDC } from "../helpers/fixtures";
 import { MODEL_A, MODEL_B, packedItemSigner } from "../helpers/requests";
+import { providerGrant } from "../helpers/grants";
 import { signRequest, type Request } from "@preflight/sdk";
 import { encodePacked, type SignedPackedItem } from "@preflight/sdk";
 
@@ -29,17 +30,7 @@ async function deployPackedFixture() {
   const token = await f.usdc.getAddress();
   const item = packedItemSigner(f.domain, { payer: f.payer.address, provider: f.provider.address, token });
   const grant = (overrides: Partial<{ provider: string; maxPrice: bigint; budget: bigint; expiry: bigint; models: string[] }>) =>
-    f.preflight.connect(f.payer).grant({
-      delegate: f.delegate.address,
-      token,
-      provider: f.provider.address,
-      maxPrice: 10_000n,
-      budget: 1_000_000n,
-      period: 0n,
-      expiry: 4_000_000_000n,
-      models: [],
-      ...overrides,
-    });
+    f.preflight.connect(f.payer).grant(providerGrant({ delegate: f.delegate.address, token, provider: f.provider.address, ...overrides }));
   return { ...f, token, item, grant };
 }
 
