@@ -356,8 +356,9 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         if (voucher.token != token) {
             reason = Reason.TokenMismatch;
         } else {
-            bytes32 key = _channelKey(payer, msg.sender, token, voucher.channel);
-            uint256 claimed = _claimed[key];
+            // The channel's slot is hashed once, for the read and the write.
+            uint256 channelSlot = MappingSlots.slotOf(_claimed, _channelKey(payer, msg.sender, token, voucher.channel));
+            uint256 claimed = MappingSlots.load(channelSlot);
             if (cumulative <= claimed) {
                 if (strict) revert NothingToClaim(cumulative, claimed);
                 reason = Reason.NothingToClaim;
@@ -378,7 +379,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
                     reason = Reason.InsufficientBalance;
                 }
                 if (reason == Reason.Settled) {
-                    _claimed[key] = cumulative;
+                    MappingSlots.store(channelSlot, cumulative);
                     // Cannot underflow: balance >= amount was checked above.
                     unchecked {
                         MappingSlots.store(slot, account.withBalance(account.balance() - amount));
