@@ -12,7 +12,8 @@
  * Each mode runs at full speed (throughput, latency under saturation; autocannon, closed loop), then
  * at a fixed rate of half of paid's maximum (added latency at half load): requests evenly spaced in
  * time, open loop (bench/openLoop.ts; autocannon's rate limit sends each second's share in a burst
- * at the start of the second, which measures saturation again). Each gateway is the CLI, in its own process,
+ * at the start of the second, which measures saturation again), once the gateway has settled what the
+ * runs before it queued (its /healthz shows nothing queued or settling). Each gateway is the CLI, in its own process,
  * against anvil; it settles in the background and on shutdown, and its settlement logs are read
  * back. Writes cache/bench/gateway.{json,md,svg}; with BENCH_UPDATE=1 (`npm run bench:gateway:update`)
  * the committed reports/gateway.json, reports/gateway.md and reports/gateway.svg instead. Prints each
@@ -161,6 +162,21 @@ async function load(url: string, body: string, seconds: number, rate: number | u
     non2xx,
     errors: result.errors + result.timeouts,
   };
+}
+
+/**
+ * Waits until a gateway has settled everything it accepted (nothing queued, no batch under way):
+ * a half-load run that starts while the gateway still settles the backlog of a saturating run
+ * measures that backlog, not the gateway at half load.
+ */
+async function settledBacklog(url: string, timeoutMs = 120_000): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    const h = (await (await fetch(`${url}/healthz`)).json()) as { queued: number; settling: number };
+    if (h.queued === 0 && h.settling === 0) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`the gateway at ${url} still has ${h.queued} queued and ${h.settling} settling items after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 interface Child {
@@ -328,7 +344,9 @@ async function main(): Promise<void> {
   max.metered = await measured("metered: max rate", paying.url, meteredBody, SECONDS, undefined, nextVoucher);
   console.log("metered", max.metered);
   const halfRate = Math.max(1, Math.floor(max.paid.requestsPerSecond / 2));
+  console.log(`paid: the backlog of the max-rate runs settled in ${await settledBacklog(paying.url)} ms`);
   half.paid = await measuredAtRate(`paid: half load (${halfRate} req/s)`, paying.url, fixedBody, SECONDS, halfRate, nextPaid);
+  await settledBacklog(paying.url);
   half.metered = await measuredAtRate(`metered: half load (${halfRate} req/s)`, paying.url, meteredBody, SECONDS, halfRate, nextVoucher);
   console.log("half load", halfRate, "paid", half.paid, "metered", half.metered);
   const payingExit = await paying.stop();
@@ -347,6 +365,7 @@ async function main(): Promise<void> {
   await measured("rpcVerify: warm-up", facilitator.url, fixedBody, WARMUP_SECONDS, undefined, nextRpc);
   max.rpcVerify = await measured("rpcVerify: max rate", facilitator.url, fixedBody, SECONDS, undefined, nextRpc);
   const rpcHalfRate = Math.max(1, Math.floor(max.rpcVerify.requestsPerSecond / 2));
+  await settledBacklog(facilitator.url);
   half.rpcVerify = await measuredAtRate(`rpcVerify: half load (${rpcHalfRate} req/s)`, facilitator.url, fixedBody, SECONDS, rpcHalfRate, nextRpc);
   console.log("rpcVerify", max.rpcVerify, "half", rpcHalfRate, half.rpcVerify);
   await facilitator.stop();
@@ -369,7 +388,7 @@ async function main(): Promise<void> {
     description: "Throughput and latency of a mock OpenAI-compatible model server called directly, through the gateway with payment off, with per-request payments, with metered lane vouchers, and with a per-call eth_call simulation (x402 facilitator style). Latency per response (ms): at full speed as autocannon measured it, at half load from its issue to the end of its body (open loop, evenly spaced requests).",
     generatedAt: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "", node: process.version, loadAverageAtEnd: os.loadavg().map((x) => round(x, 2)) },
-    config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", halfLoad: "open loop: requests evenly spaced in time over up to `connections` keep-alive connections", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
+    config: { serviceTimeMs: SERVICE_TIME_MS, completionTokens: COMPLETION_TOKENS, connections: CONNECTIONS, secondsPerRun: SECONDS, chain: "anvil (automine)", halfLoad: "open loop: requests evenly spaced in time over up to `connections` keep-alive connections, started once the gateway has settled the backlog of the runs before", settlement: "batches of up to 500 or every 2 s, and on shutdown" },
     modes,
     halfLoad,
     paidAddedP99AtHalfLoadMs,

@@ -59,4 +59,34 @@ describe("Gateway settlement over a flaky RPC", function () {
       await rpc.close();
     }
   });
+
+  it("counts a batch whose send is being retried as settling in /healthz, not as settled", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const rpc = await startFlakyRpc();
+    const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
+    // Batches of 3; the first send finds the RPC down and waits 300 ms before its retry.
+    const gw = await startTestGateway(f, { providerSigner, maxBatchSize: 3, maxAgeMs: 3_600_000, settlementRetry: { baseDelayMs: 300, maxDelayMs: 300 } });
+    try {
+      const payer = await fundedWallet(f, 1_000_000n);
+      const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
+      const health = async () => (await (await fetch(`${gw.running.url}/healthz`)).json()) as { queued: number; settling: number };
+      rpc.sendFaults.push("refuse");
+      for (let i = 0; i < 3; i++) {
+        const r = await pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] }) });
+        expect(r.status).to.equal(200);
+      }
+      // The third call filled the batch (queued once its response is written): it leaves the queue
+      // and is under way until its retry lands, 300 ms later.
+      const deadline = Date.now() + 10_000;
+      while ((await health()).queued !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(await health()).to.deep.equal({ status: "ok", queued: 0, settling: 3 });
+      while ((await health()).settling !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(await health()).to.deep.equal({ status: "ok", queued: 0, settling: 0 });
+      expect(rpc.sendFaults).to.have.length(0);
+      expect(await f.preflight.earningsOf(f.provider.address, await f.usdc.getAddress())).to.equal(3n * PRICE);
+    } finally {
+      await gw.close();
+      await rpc.close();
+    }
+  });
 });

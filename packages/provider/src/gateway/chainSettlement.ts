@@ -81,6 +81,8 @@ export class ChainSettlementQueue implements SettlementQueue {
   /** Payers whose lanes hold claimed amounts not yet collected into the provider's earnings. */
   private readonly uncollected = new Set<string>();
   private amount = 0n;
+  /** Items a flush took from the queue whose transactions are not done yet. */
+  private sending = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly collector: NodeJS.Timeout;
   private chain: Promise<unknown> = Promise.resolve();
@@ -122,6 +124,10 @@ export class ChainSettlementQueue implements SettlementQueue {
     return this.amount;
   }
 
+  get settlingCount(): number {
+    return this.sending;
+  }
+
   enqueueRequest(item: SignedRequest, held: bigint): void {
     this.assertOpen();
     this.requests.push({ item, held });
@@ -151,28 +157,39 @@ export class ChainSettlementQueue implements SettlementQueue {
     const lanes = [...this.lanes.values()];
     this.requests = [];
     this.lanes = new Map();
+    const taken = requests.length + lanes.length;
+    this.sending += taken;
     return this.serially(async () => {
-      const batches: SettlementBatch[] = [];
-      for (let i = 0; i < requests.length; i += this.maxBatchSize) {
-        batches.push(await this.settle("request", requests.slice(i, i + this.maxBatchSize), (b) => this.sends.requests(b), (b, from) => this.reconcileRequests(b, from)));
+      try {
+        return await this.settleTaken(requests, lanes);
+      } finally {
+        this.sending -= taken;
       }
-      // One claimLanesPacked per model (the packed form names one model for all its claims).
-      const byModel = new Map<string, QueuedLane[]>();
-      for (const lane of lanes) {
-        const model = lane.item.model.toLowerCase();
-        byModel.set(model, [...(byModel.get(model) ?? []), lane]);
-      }
-      for (const group of byModel.values()) {
-        for (let i = 0; i < group.length; i += this.maxBatchSize) {
-          batches.push(await this.settle("lane", group.slice(i, i + this.maxBatchSize), (b) => this.sendLanes(b), (b, from) => this.reconcileLanes(b, from)));
-        }
-      }
-      if (this.closed || this.uncollected.size >= this.maxBatchSize) {
-        const collected = await this.collect();
-        if (collected) batches.push(collected);
-      }
-      return batches;
     });
+  }
+
+  /** What one flush took from the queue, in batches, one transaction at a time. */
+  private async settleTaken(requests: QueuedRequest[], lanes: QueuedLane[]): Promise<SettlementBatch[]> {
+    const batches: SettlementBatch[] = [];
+    for (let i = 0; i < requests.length; i += this.maxBatchSize) {
+      batches.push(await this.settle("request", requests.slice(i, i + this.maxBatchSize), (b) => this.sends.requests(b), (b, from) => this.reconcileRequests(b, from)));
+    }
+    // One claimLanesPacked per model (the packed form names one model for all its claims).
+    const byModel = new Map<string, QueuedLane[]>();
+    for (const lane of lanes) {
+      const model = lane.item.model.toLowerCase();
+      byModel.set(model, [...(byModel.get(model) ?? []), lane]);
+    }
+    for (const group of byModel.values()) {
+      for (let i = 0; i < group.length; i += this.maxBatchSize) {
+        batches.push(await this.settle("lane", group.slice(i, i + this.maxBatchSize), (b) => this.sendLanes(b), (b, from) => this.reconcileLanes(b, from)));
+      }
+    }
+    if (this.closed || this.uncollected.size >= this.maxBatchSize) {
+      const collected = await this.collect();
+      if (collected) batches.push(collected);
+    }
+    return batches;
   }
 
   async close(): Promise<SettlementBatch[]> {

@@ -198,7 +198,7 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "/").split("?")[0] ?? "/";
-    if (req.method === "GET" && path === "/healthz") return sendJson(res, closing ? 503 : 200, { status: closing ? "closing" : "ok", queued: options.settlement.queuedCount });
+    if (req.method === "GET" && path === "/healthz") return sendJson(res, closing ? 503 : 200, { status: closing ? "closing" : "ok", queued: options.settlement.queuedCount, settling: options.settlement.settlingCount });
     if (req.method === "GET" && path === "/metrics") {
       metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
       const text = await metrics.registry.metrics();

@@ -136,4 +136,6 @@ export interface SettlementQueue {
   /** Items and atomic units waiting. */
   readonly queuedCount: number;
   readonly queuedAmount: bigint;
+  /** Items taken from the queue whose settlement transactions are still under way. */
+  readonly settlingCount: number;
 }
