@@ -44,6 +44,7 @@ describe("Gateway shutdown", function () {
     expect(text).to.match(/preflight_gateway_decisions_total\{scheme="none",reason="PaymentRequired"\} 2/);
     expect(text).to.match(/preflight_gateway_preflight_seconds_count\{scheme="preflight-request"\} 1/);
     expect(text).to.match(/preflight_gateway_settled_amount_total\{kind="request"\} 1000/);
+    expect(text).to.match(/preflight_gateway_settled_items_total\{kind="request",reason="Settled"\} 1/);
     expect(text).to.match(/preflight_gateway_settlement_gas_total\{kind="request"\} [1-9]/);
     await gw.close();
   });

@@ -24,7 +24,7 @@ import {
 } from "@preflight/sdk/fetch";
 import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
 import { GatewayMetrics } from "./metrics";
-import { laneFundsPool } from "./memoryStore";
+import { fundsKey, laneFundsPool } from "./memoryStore";
 import { parsePayment } from "./payment";
 import { meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
@@ -121,18 +121,30 @@ export function createGateway(options: GatewayOptions): Gateway {
       log("info", "collected", { txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, lanes: batch.items.length, amount: batch.collected ?? 0n });
       return;
     }
+    // Counted per reason, and released per payer and pool, once a batch (a batch holds up to
+    // thousands of items; a metric update or a store call per item held the event loop for each).
     let settled = 0n;
+    const byReason = new Map<Reason, number>();
+    const held = new Map<string, { payer: string; pool: string; amount: bigint }>();
     for (const item of batch.items) {
-      metrics.settledItems.inc({ kind, reason: reasonLabel(item.reason) });
+      byReason.set(item.reason, (byReason.get(item.reason) ?? 0) + 1);
       settled += item.amount;
+      if (item.held > 0n) {
+        const pool = item.kind === "lane" ? laneFundsPool(item.token) : item.token;
+        const key = fundsKey(item.payer, pool);
+        const entry = held.get(key);
+        if (entry) entry.amount += item.held;
+        else held.set(key, { payer: item.payer, pool, amount: item.held });
+      }
     }
+    for (const [reason, count] of byReason) metrics.settledItems.inc({ kind, reason: reasonLabel(reason) }, count);
     metrics.settledAmount.inc({ kind }, Number(settled));
     metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
     log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled, attempts: batch.attempts ?? 1 });
     const release = (async () => {
       if (batch.blockNumber !== undefined) await options.preflighter.waitForBlock(batch.blockNumber);
       if (!closing && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
-      for (const item of batch.items) if (item.held > 0n) await options.store.releaseFunds(item.payer, item.kind === "lane" ? laneFundsPool(item.token) : item.token, item.held);
+      for (const { payer, pool, amount } of held.values()) await options.store.releaseFunds(payer, pool, amount);
     })().catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
     releases.add(release);
     void release.finally(() => releases.delete(release));

@@ -72,12 +72,20 @@ export class SettlementSends {
       let gasUsed = 0n;
       if (packed.length > 0) {
         // Consecutive nonces of one payer share a group header: cheaper calldata and gas.
-        packed.sort((x, y) => (x.item.payer.toLowerCase() < y.item.payer.toLowerCase() ? -1 : x.item.payer.toLowerCase() > y.item.payer.toLowerCase() ? 1 : x.item.nonce < y.item.nonce ? -1 : 1));
-        const data = addressBytesCall(this.contract.interface.getFunction("settlePacked").selector, this.token, encodePacked(packed.map((b) => ({ request: { ...b.item, provider: this.sender!.address }, signature: b.item.signature })), PAYERS_WITHOUT_CODE));
+        const sorted = packed
+          .map((b) => ({ b, payer: b.item.payer.toLowerCase() }))
+          .sort((x, y) => (x.payer < y.payer ? -1 : x.payer > y.payer ? 1 : x.b.item.nonce < y.b.item.nonce ? -1 : 1))
+          .map((k) => k.b);
+        // The batch is built in pieces with the event loop let in between (each is milliseconds for
+        // 500 items): paid calls arriving meanwhile are decided, not held behind the whole build.
+        await nextTurn();
+        const encoded = encodePacked(sorted.map((b) => ({ request: { ...b.item, provider: this.sender!.address }, signature: b.item.signature })), PAYERS_WITHOUT_CODE);
+        await nextTurn();
+        const data = addressBytesCall(this.contract.interface.getFunction("settlePacked").selector, this.token, encoded);
         const receipt = await this.sender!.send(this.contractAddress(), data);
         const records = this.logsOf(receipt, REQUESTS_SETTLED_TOPIC).flatMap((l) => decodeRequestsSettled(l).records);
-        if (records.length !== packed.length) throw new Error(`${receipt.hash} logged ${records.length} requests, sent ${packed.length}`);
-        packed.forEach((b, i) => done.push(requestItem(b.item, records[i]!.reason as Reason, b.held)));
+        if (records.length !== sorted.length) throw new Error(`${receipt.hash} logged ${records.length} requests, sent ${sorted.length}`);
+        sorted.forEach((b, i) => done.push(requestItem(b.item, records[i]!.reason as Reason, b.held)));
         last = { txHash: receipt.hash, blockNumber: receipt.blockNumber };
         gasUsed += receipt.gasUsed;
       }
@@ -244,6 +252,9 @@ export function laneItem(item: SignedLaneVoucher, reason: Reason, amount: bigint
 
 /** For `encodePacked` of items `packable` let through: a 65-byte signature only passes it for a payer without code. */
 const PAYERS_WITHOUT_CODE = { isContract: () => false };
+
+/** Resolves after the I/O already waiting has been handled (`setImmediate`). */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * The batch reason code of a contract refusal (a custom error named like a `Reason`, e.g.
