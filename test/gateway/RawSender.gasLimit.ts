@@ -121,7 +121,11 @@ describe("Raw sender gas limit", function () {
     const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 3_600_000, maxBatchSize: 3 });
     try {
       const payer = await fundedWallet(f, 1_000_000n);
-      const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
+      // One clock reading for all six calls: a second passing between calls (a busy machine) would
+      // give later calls another deadline, hence another section, and the second batch another
+      // calldata size class than the first (whose gas history it would then not use).
+      const startedAt = chainNow();
+      const pay = createPayingFetch({ now: () => startedAt, signer: fromEthers(payer), maxPricePerRequest: PRICE });
       for (let i = 0; i < 6; i++) {
         const r = await pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] }) });
         expect(r.status).to.equal(200);
