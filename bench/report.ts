@@ -171,7 +171,7 @@ export const GAPS: Record<string, { floor?: string; between: string }> = {
   },
   "single request signed by a delegate": { floor: "~43,000", between: "the grant's hot slot (`permission`, a cold slot rewritten) on top of the payer-signed request's frame (`rest`)" },
   "batch of 100, one payer": { floor: "~5,400", between: "the per-item loop around storage, ecrecover and calldata (`rest`)" },
-  "batch of 100, 100 payers": { floor: "~10,900", between: "about 600 opcodes per group of one (header checks, log record, account key, loop set-up: `rest`) where the floor leaves about 350" },
+  "batch of 100, 100 payers": { floor: "~10,900", between: "about 520 opcodes per group of one (`rest`), a third of them via-IR's stack shuffling, where the floor leaves about 350" },
   "voucher claim": { floor: "~32,000-37,000", between: "the claim's dispatch and decoding (`rest`)" },
   "each extra claim in a batch of 10": {
     floor: "~10,600",

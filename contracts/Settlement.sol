@@ -66,7 +66,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         // logs at most 21, a group header of 30 bytes logs 42 with its first item's 96).
         uint256 log = SettlementLog.allocate(length);
         uint256 buffer = PreflightHash.allocateRequestBuffer(msg.sender, token, DOMAIN_SEPARATOR());
-        PayerSignedRun.setGrantStates(buffer, _grantStatesSlot());
+        PayerSignedRun.setSlots(buffer, _grantStatesSlot(), _accountsSlot());
         uint256 total;
         uint256 offset;
         while (offset < length) {
@@ -76,13 +76,11 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             PreflightHash.setRequestSection(buffer, model, price, deadline);
             bool expired = block.timestamp > deadline;
             offset += PackedRequests.SECTION_HEADER;
-            for (uint256 g; g < groups; ++g) {
-                uint256 groupTotal;
-                (groupTotal, offset) = _settleGroup(token, packed, offset, model, price, expired, buffer, log);
-                // Cannot overflow: a sum of 96-bit prices over fewer than 2^64 items.
-                unchecked {
-                    total += groupTotal;
-                }
+            uint256 sectionTotal;
+            (sectionTotal, offset) = _settleSection(packed, offset, groups, expired, buffer, log);
+            // Cannot overflow: a sum of 96-bit prices over fewer than 2^64 items.
+            unchecked {
+                total += sectionTotal;
             }
         }
         if (total != 0) _creditEarnings(msg.sender, token, total);
@@ -179,82 +177,74 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         if (reason != Reason.Settled) price = 0;
     }
 
-    /// @dev Settles the packed group at `offset` (its section's fields given) and logs it.
-    /// The payer's slot is read once for the whole group and written at its end, and before any item
-    /// the shared rules decide: those may ask the payer's wallet (an ERC-1271 staticcall, which cannot
-    /// settle or withdraw but may read the account), which must see the items settled before it.
+    /// @dev Settles the `groups` packed groups from `offset` on (their section's fields in `buffer`)
+    /// and logs them. The common cases (items signed by the payer, or by a delegate within a plain
+    /// grant, balance and nonce fine) settle in `PayerSignedRun.group`, one assembly block per group from
+    /// its header to its account's write-back; an item it does not accept goes to the
+    /// shared rules, with its signature recovered once, and the walk resumes after it. Each payer's
+    /// slot is read once for its group and written at the group's end, and before any item the shared
+    /// rules decide: those may ask the payer's wallet (an ERC-1271 staticcall, which cannot settle or
+    /// withdraw but may read the account), which must see the items settled before it.
     /// @return total the prices settled
-    /// @return end where the next group starts
-    function _settleGroup(
-        address token,
+    /// @return end where the next section starts
+    function _settleSection(
         bytes calldata packed,
         uint256 offset,
-        bytes32 model,
-        uint256 price,
+        uint256 groups,
         bool expired,
         uint256 buffer,
         uint256 log
     ) private returns (uint256 total, uint256 end) {
-        (address payer, uint256 nonce, uint256 count, uint256 groupEnd) = PackedRequests.group(packed, offset);
-        end = groupEnd;
-        SettlementLog.appendGroup(log, payer, nonce, price, count);
-        PreflightHash.setRequestPayer(buffer, payer);
-        uint256 slot = MappingSlots.slotOf(_accounts, payer, token);
-        uint256 account = MappingSlots.load(slot);
-        uint256 loaded = account;
-        uint256 at = offset + PackedRequests.GROUP_HEADER;
-        // Cannot overflow: `at` <= `end` (checked), nonces <= MAX_NONCE, totals sum < 2^16 96-bit prices.
-        unchecked {
-            if (expired) {
-                for (; at < end; at += PackedRequests.ITEM) {
-                    SettlementLog.appendTag(log, uint256(Reason.Expired), address(0));
-                }
+        if (expired) {
+            end = offset;
+            for (uint256 g; g < groups; ++g) {
+                end = _expireGroup(packed, end, PreflightHash.requestPrice(buffer), log);
             }
-            while (at < end) {
-                // The common cases (signed by the payer, or by a delegate within a plain grant, balance
-                // and nonce fine) in one assembly loop, which stops at the first item it does not accept...
+            return (0, end);
+        }
+        end = offset;
+        for (; groups != 0; --groups) {
+            // One call site, so that the walk's assembly is compiled once.
+            for (bool resume;; resume = true) {
                 uint256 settled;
-                address signer;
-                (settled, account, signer) = PayerSignedRun.run(
-                    PackedRequests.itemOffset(packed, at), PackedRequests.itemOffset(packed, end), buffer, payer, price, account, nonce, log
-                );
-                total += settled * price;
-                nonce += settled;
-                at += settled * PackedRequests.ITEM;
-                if (at == end) break;
-                // ...and that item goes to the shared rules, with its signature recovered once; the payer's
-                // wallet they may ask (ERC-1271) must read the account as settleBatch shows it (F6).
-                if (account != loaded) {
-                    MappingSlots.store(slot, account);
-                    loaded = account;
+                bool stopped;
+                (settled, end, stopped) =
+                    PayerSignedRun.group(PackedRequests.itemOffset(packed, 0), packed.length, end, buffer, log, resume);
+                // Cannot overflow: a sum of 96-bit prices over fewer than 2^64 items.
+                unchecked {
+                    total += settled;
                 }
-                uint256 price_;
-                (price_, account) = _settleStopped(token, packed, at, model, price, buffer, payer, account, nonce, signer, log);
-                total += price_;
-                ++nonce;
-                at += PackedRequests.ITEM;
+                if (!stopped) break;
+                settled = _settleStopped(packed, buffer, log);
+                unchecked {
+                    total += settled;
+                }
             }
         }
-        if (account != loaded) MappingSlots.store(slot, account);
     }
 
-    /// @dev Settles the packed item at `at` that `PayerSignedRun.run` stopped at (ECDSA signer `signer`,
-    /// digest in `buffer`) by the shared rules, and logs its tag.
-    /// @return settledPrice `price` when settled, else 0
-    /// @return updated the account after it
-    function _settleStopped(
-        address token,
-        bytes calldata packed,
-        uint256 at,
-        bytes32 model,
-        uint256 price,
-        uint256 buffer,
-        address payer,
-        uint256 account,
-        uint256 nonce,
-        address signer,
-        uint256 log
-    ) private returns (uint256 settledPrice, uint256 updated) {
+    /// @dev Logs every item of the packed group at `offset` of an expired section as `Expired`.
+    /// @return end where the next group starts
+    function _expireGroup(bytes calldata packed, uint256 offset, uint256 price, uint256 log) private pure returns (uint256 end) {
+        (address payer, uint256 nonce, uint256 count, uint256 groupEnd) = PackedRequests.group(packed, offset);
+        SettlementLog.appendGroup(log, payer, nonce, price, count);
+        for (uint256 i; i < count; ++i) {
+            SettlementLog.appendTag(log, uint256(Reason.Expired), address(0));
+        }
+        return groupEnd;
+    }
+
+    /// @dev Settles the packed item `PayerSignedRun.group` stopped at (its offset, account, nonce and
+    /// ECDSA signer from `stoppedItem`; token, payer, model, price and digest in `buffer`) by the shared
+    /// rules, logs its tag, and leaves the account after it for the walk to resume with.
+    /// @return settledPrice the section's price when settled, else 0
+    function _settleStopped(bytes calldata packed, uint256 buffer, uint256 log) private returns (uint256 settledPrice) {
+        (uint256 at, uint256 account, uint256 nonce, address signer) = PayerSignedRun.stoppedItem(buffer);
+        address token = PreflightHash.requestToken(buffer);
+        address payer = PreflightHash.requestPayer(buffer);
+        bytes32 model = PreflightHash.requestModel(buffer);
+        uint256 price = PreflightHash.requestPrice(buffer);
+        uint256 updated;
         Reason reason;
         address delegate;
         bytes32 digest = PayerSignedRun.stoppedDigest(buffer);
@@ -262,7 +252,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             // Signed by the payer: only balance and nonce are left to check.
             (reason, updated) = _debitAuthorized(account, payer, token, price, nonce, false);
         } else {
-            (, bytes calldata signature) = PackedRequests.item(packed, at);
+            (, bytes calldata signature) = PackedRequests.item(packed, at - PackedRequests.itemOffset(packed, 0));
             // A zero signer (high s or failed recovery) is recovered again to say why.
             Reason recovered;
             if (signer == address(0)) (, recovered) = SignatureVerification.recover(digest, signature);
@@ -271,6 +261,7 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
         }
         if (reason == Reason.Settled) settledPrice = price;
         SettlementLog.appendTag(log, uint256(reason), delegate);
+        PayerSignedRun.resumeAfter(buffer, updated);
     }
 
     /// @dev The checks of a request after its deadline, in order: signer (payer, delegate within its
@@ -458,6 +449,13 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
             assembly ("memory-safe") {
                 tstore(slot, 1)
             }
+        }
+    }
+
+    /// @dev The storage slot of the `_accounts` mapping, for `PayerSignedRun.group`.
+    function _accountsSlot() private pure returns (uint256 slot) {
+        assembly ("memory-safe") {
+            slot := _accounts.slot
         }
     }
 

@@ -33,11 +33,11 @@ library PreflightHash {
         }
     }
 
-    /// @notice Allocates a request buffer for `PayerSignedRun.run`, so a packed batch writes the fields
+    /// @notice Allocates a request buffer for `PayerSignedRun.group`, so a packed batch writes the fields
     /// its requests share once: provider and token here, the rest per section and per group. The 9
     /// words of a Request struct encoding are followed by the digest input ("\x19\x01" in the last
     /// two bytes of a word, then `separator` and a word for the struct hash), 4 words for the
-    /// ecrecover input (digest, v, r, s) and 2 words `PayerSignedRun` keeps beside them.
+    /// ecrecover input (digest, v, r, s) and 10 words `PayerSignedRun` keeps beside them.
     function allocateRequestBuffer(address provider, address token, bytes32 separator)
         internal
         pure
@@ -45,7 +45,7 @@ library PreflightHash {
     {
         assembly ("memory-safe") {
             buffer := mload(0x40)
-            mstore(0x40, add(buffer, 0x240)) // claim 9 + 3 + 4 + 2 words
+            mstore(0x40, add(buffer, 0x340)) // claim 9 + 3 + 4 + 10 words
             mstore(buffer, REQUEST_TYPEHASH)
             mstore(add(buffer, 0x40), provider)
             mstore(add(buffer, 0x60), token)
@@ -63,10 +63,31 @@ library PreflightHash {
         }
     }
 
-    /// @notice Writes the payer of a group of a packed batch into `buffer`.
-    function setRequestPayer(uint256 buffer, address payer) internal pure {
+    /// @notice The payer of the group of a packed batch `buffer` holds (`PayerSignedRun.group` writes it).
+    function requestPayer(uint256 buffer) internal pure returns (address payer) {
         assembly ("memory-safe") {
-            mstore(add(buffer, 0x20), payer)
+            payer := mload(add(buffer, 0x20))
+        }
+    }
+
+    /// @notice The token of a packed batch `buffer` holds.
+    function requestToken(uint256 buffer) internal pure returns (address token) {
+        assembly ("memory-safe") {
+            token := mload(add(buffer, 0x60))
+        }
+    }
+
+    /// @notice The model of the section of a packed batch `buffer` holds.
+    function requestModel(uint256 buffer) internal pure returns (bytes32 model) {
+        assembly ("memory-safe") {
+            model := mload(add(buffer, 0x80))
+        }
+    }
+
+    /// @notice The price of the section of a packed batch `buffer` holds.
+    function requestPrice(uint256 buffer) internal pure returns (uint256 price) {
+        assembly ("memory-safe") {
+            price := mload(add(buffer, 0xa0))
         }
     }
 
