@@ -237,6 +237,9 @@ abstract contract Settlement is Escrow, InferencePermissions, ISettlement {
     /// @dev Settles the packed item `PayerSignedRun.group` stopped at (its offset, account, nonce and
     /// ECDSA signer from `stoppedItem`; token, payer, model, price and digest in `buffer`) by the shared
     /// rules, logs its tag, and leaves the account after it for the walk to resume with.
+    /// Between the stop and the resume nothing may write the payer's account slot (the walk writes
+    /// back its own copy, compared with what it loaded) or the buffer's words, and every path ends in
+    /// `resumeAfter` (else the resumed walk stops at the same item again).
     /// @return settledPrice the section's price when settled, else 0
     function _settleStopped(bytes calldata packed, uint256 buffer, uint256 log) private returns (uint256 settledPrice) {
         (uint256 at, uint256 account, uint256 nonce, address signer) = PayerSignedRun.stoppedItem(buffer);
