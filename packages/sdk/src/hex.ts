@@ -146,4 +146,3 @@ export function checksumAddress(address: string, what = "address"): Hex {
   CHECKSUMMED.set(address, out as Hex);
   return out as Hex;
 }
-
