@@ -1,6 +1,6 @@
 /**
  * The gateway's pure parts: the x402 header encoding, payment parsing, the SSE meter, prices and
- * refusals; and the CLI's one-line errors.
+ * refusals, the CORS policy's options; and the CLI's one-line errors.
  */
 import { expect } from "chai";
 import { Readable } from "node:stream";
@@ -10,9 +10,10 @@ import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/ga
 import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
 import { addressBytesCall } from "../../packages/provider/src/gateway/rawSender";
+import { corsPolicy } from "../../packages/provider/src/gateway/cors";
 import { Preflight__factory } from "@preflight/sdk/typechain";
 import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "@preflight/sdk/fetch";
-import { Reason } from "@preflight/sdk";
+import { PreflightSdkError, Reason } from "@preflight/sdk";
 
 const ADDRESS = "0x" + "ab".repeat(20);
 const WORD = "0x" + "cd".repeat(32);
@@ -104,12 +105,35 @@ describe("Gateway units", function () {
     });
   });
 
+  describe("CORS policy", function () {
+    it("takes origins as browsers send them, or *, and refuses anything else with a typed error", function () {
+      for (const origins of [["*"], ["https://app.example.com"], ["http://127.0.0.1:5173", "https://app.example.com"]]) expect(() => corsPolicy({ origins })).to.not.throw();
+      // A trailing slash, a path, no scheme, another scheme, a default port spelled out: a browser's Origin never looks like these.
+      for (const bad of ["https://app.example.com/", "https://app.example.com/app", "app.example.com", "ftp://files.example.com", "https://app.example.com:443"]) {
+        expect(() => corsPolicy({ origins: [bad] }), bad).to.throw(PreflightSdkError, `cors origin ${JSON.stringify(bad)}: write an origin as browsers send it`);
+      }
+      expect(() => corsPolicy({ origins: [] })).to.throw(PreflightSdkError, "give at least one origin");
+      expect(() => corsPolicy({ origins: ["*"], maxAgeSeconds: -1 })).to.throw(PreflightSdkError, "cors maxAgeSeconds -1");
+    });
+  });
+
   describe("CLI", function () {
+    const cli = path.join(__dirname, "../../packages/provider/src/gateway/cli.ts");
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", cli, ...args], { encoding: "utf8", cwd: path.join(__dirname, "../.."), env: { ...process.env, PREFLIGHT_RPC_URL: "", ...env, TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(__dirname, "../../tsconfig.json") } });
+
     it("says in one line what is missing and how to fix it", function () {
-      const cli = path.join(__dirname, "../../packages/provider/src/gateway/cli.ts");
-      const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "-r", "tsconfig-paths/register", cli, "--upstream", "http://127.0.0.1:8000"], { encoding: "utf8", cwd: path.join(__dirname, "../.."), env: { ...process.env, PREFLIGHT_RPC_URL: "", TS_NODE_TRANSPILE_ONLY: "true", TS_NODE_PROJECT: path.join(__dirname, "../../tsconfig.json") } });
+      const r = run(["--upstream", "http://127.0.0.1:8000"]);
       expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr.split("\n")[0]).to.equal("preflight-gateway: --rpc is required (or PREFLIGHT_RPC_URL): the chain's JSON-RPC URL");
+    });
+
+    it("refuses a --cors-origin a browser never sends, before calling the chain", function () {
+      // The RPC URL is never called: the options are checked first.
+      const args = ["--upstream", "http://127.0.0.1:8000", "--rpc", "http://127.0.0.1:9", "--contract", ADDRESS, "--token", ADDRESS, "--price", "m=request:1", "--cors-origin", "https://app.example.com/"];
+      const r = run(args, { PREFLIGHT_PROVIDER_KEY: "0x" + "11".repeat(32) });
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr.split("\n")[0]).to.equal('preflight-gateway: --cors-origin "https://app.example.com/": write an origin as browsers send it, scheme://host[:port] with no path (e.g. https://app.example.com), or "*" for any');
     });
   });
 });

@@ -1,13 +1,9 @@
 import { expect } from "chai";
-import { build } from "esbuild";
-import { readFileSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { Wallet, ZeroAddress } from "ethers";
 import { chromium, type Browser } from "playwright-core";
 import { Preflight__factory, TestToken__factory, type Preflight, type TestToken } from "../../typechain-types";
-import { launchChromium, type RunningBrowser } from "../helpers/browser";
+import { bundlePage, launchChromium, pageResult, servePages, type RunningBrowser } from "../helpers/browser";
 import { devAccount, freePort, providerFor, startHardhatNode, type RunningNode } from "../helpers/nodes";
 import { buildPackages, tempDir } from "../helpers/packages";
 import { PRICE, type PageInput, type PageOutput } from "./browser/shared";
@@ -15,43 +11,6 @@ import { PRICE, type PageInput, type PageOutput } from "./browser/shared";
 const CHAIN_ID = 31337;
 const DEPOSIT = 1_000_000n;
 const PAGES = ["viem", "ethers"] as const;
-
-/** Bundles a page with esbuild as a dApp would: @preflight/sdk by name (its dist), the library bundled in. */
-async function bundlePage(name: (typeof PAGES)[number], outDir: string): Promise<number> {
-  const result = await build({
-    entryPoints: [path.join(__dirname, "browser", `${name}.ts`)],
-    bundle: true,
-    minify: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    outfile: path.join(outDir, `${name}.js`),
-    tsconfigRaw: {}, // resolve the package like a dApp does, not through the repository's source paths
-    logLevel: "silent",
-    metafile: true,
-  });
-  const inputs = Object.keys(result.metafile.inputs);
-  if (!inputs.includes("packages/sdk/dist/index.mjs")) throw new Error(`${name} page did not bundle @preflight/sdk's dist: ${inputs.join(", ")}`);
-  writeFileSync(path.join(outDir, `${name}.html`), `<!doctype html><meta charset="utf-8"><title>${name}</title><script type="module" src="${name}.js"></script>`);
-  return readFileSync(path.join(outDir, `${name}.js`)).length;
-}
-
-/** A static file server for the bundled pages, on a free 127.0.0.1 port. */
-async function serve(dir: string): Promise<{ url: string; close: () => Promise<void> }> {
-  const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript" };
-  const server = http.createServer((req, res) => {
-    const file = path.join(dir, path.basename(new URL(req.url ?? "/", "http://127.0.0.1").pathname));
-    try {
-      const body = readFileSync(file);
-      res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" }).end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
 
 describe("Packages: a dApp page in headless Chromium signs, a Hardhat node settles", function () {
   this.timeout(300_000);
@@ -67,8 +26,8 @@ describe("Packages: a dApp page in headless Chromium signs, a Hardhat node settl
 
   before(async function () {
     await buildPackages();
-    for (const page of PAGES) bundleSizes[page] = await bundlePage(page, temp.dir);
-    site = await serve(temp.dir);
+    for (const page of PAGES) bundleSizes[page] = await bundlePage(path.join(__dirname, "browser", `${page}.ts`), page, temp.dir, "packages/sdk/dist/index.mjs");
+    site = await servePages(temp.dir);
     node = await startHardhatNode(await freePort());
     chrome = await launchChromium();
     browser = await chromium.connectOverCDP(chrome.wsEndpoint);
@@ -107,16 +66,8 @@ describe("Packages: a dApp page in headless Chromium signs, a Hardhat node settl
         payerKey: payer.privateKey as `0x${string}`,
         now: String(latest!.timestamp),
       };
-      const context = browser.contexts()[0] ?? (await browser.newContext());
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
-      await page.goto(`${site.url}/${library}.html#${encodeURIComponent(JSON.stringify(input))}`);
-      await page.waitForFunction(() => (window as unknown as { preflightResult?: string }).preflightResult !== undefined || document.title === "error", undefined, { timeout: 30_000 }).catch(() => {
-        throw new Error(`the ${library} page did not sign: ${errors.join("; ") || "no page error"}`);
-      });
-      const output = JSON.parse(await page.evaluate(() => (window as unknown as { preflightResult: string }).preflightResult)) as PageOutput;
-      await page.close();
+      const { result, errors } = await pageResult(browser, `${site.url}/${library}.html#${encodeURIComponent(JSON.stringify(input))}`, 30_000);
+      const output = JSON.parse(result) as PageOutput;
       expect(errors).to.deep.equal([]);
       expect(output.library).to.equal(library);
       expect(output.payer).to.equal(payer.address);

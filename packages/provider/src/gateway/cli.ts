@@ -16,10 +16,12 @@ import { jsonLogger, type LogLevel } from "./log";
 import { priceTable, type ModelPrice } from "./pricing";
 import { RpcSimulationPreflighter } from "./rpcPreflighter";
 import { startGateway } from "./server";
+import { corsPolicy } from "./cors";
 
 const USAGE = `usage: PREFLIGHT_PROVIDER_KEY=0x... preflight-gateway --upstream URL --rpc URL --contract ADDRESS --token ADDRESS --price MODEL=request:N|input:N,output:N [--price ...]
   [--listen 127.0.0.1:8402] [--credit-limit N] [--redis redis://127.0.0.1:6379] [--from-block N] [--batch-size 100] [--batch-age-ms 10000]
-  [--collect-every-ms 60000] [--poll-ms 1000] [--confirmations 0] [--payment on|off] [--preflight local|rpc] [--log-level info] [--config FILE]`;
+  [--collect-every-ms 60000] [--poll-ms 1000] [--confirmations 0] [--payment on|off] [--preflight local|rpc]
+  [--cors-origin https://app.example.com|* [--cors-origin ...]] [--log-level info] [--config FILE]`;
 
 class UsageError extends Error {}
 
@@ -40,6 +42,7 @@ interface FileConfig {
   confirmations?: number;
   payment?: "on" | "off";
   preflight?: "local" | "rpc";
+  corsOrigins?: string[];
   logLevel?: LogLevel;
 }
 
@@ -87,6 +90,7 @@ async function main(argv: string[]): Promise<void> {
       confirmations: { type: "string" },
       payment: { type: "string" },
       preflight: { type: "string" },
+      "cors-origin": { type: "string", multiple: true },
       "log-level": { type: "string" },
       config: { type: "string" },
       help: { type: "boolean" },
@@ -127,6 +131,14 @@ async function main(argv: string[]): Promise<void> {
   if (payment !== "on" && payment !== "off") throw new UsageError(`--payment ${payment}: on or off`);
   const preflightMode = values.preflight ?? file.preflight ?? "local";
   if (preflightMode !== "local" && preflightMode !== "rpc") throw new UsageError(`--preflight ${preflightMode}: local (in-process, the default) or rpc (an eth_call simulation per call, like an x402 facilitator)`);
+  const corsOrigins = values["cors-origin"] ?? file.corsOrigins;
+  if (corsOrigins !== undefined) {
+    try {
+      corsPolicy({ origins: corsOrigins }); // the gateway's own check, here to fail before any chain call
+    } catch (e) {
+      throw new UsageError(`--cors-origin ${(e as Error).message.replace(/^INVALID_OPTION: cors origins?:? ?/, "")}`);
+    }
+  }
   const logLevel = (values["log-level"] ?? file.logLevel ?? "info") as LogLevel;
   if (!["debug", "info", "warn", "error"].includes(logLevel)) throw new UsageError(`--log-level ${logLevel}: debug, info, warn or error`);
 
@@ -155,6 +167,7 @@ async function main(argv: string[]): Promise<void> {
     pollMs: integer("poll-ms", values["poll-ms"] ?? file.pollMs),
     confirmations: integer("confirmations", values.confirmations ?? file.confirmations),
     payment: payment === "on",
+    cors: corsOrigins ? { origins: corsOrigins } : undefined,
     preflighter: preflightMode === "rpc" ? await RpcSimulationPreflighter.create(chain, contract, signer.address) : undefined,
     logger: jsonLogger(logLevel),
   });

@@ -29,6 +29,7 @@ import { parsePayment } from "./payment";
 import { meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
+import { corsPolicy, isCorsHeader, type CorsOptions } from "./cors";
 import { logsDebug, silentLogger, type Logger } from "./log";
 
 /** Everything a gateway needs. */
@@ -59,6 +60,8 @@ export interface GatewayOptions {
   releaseGraceMs?: number;
   /** `false` serves without asking for payment (a plain proxy: for measuring, or free models). */
   payment?: boolean;
+  /** Browser pages of these origins may call the gateway (CORS; `cors.ts`). Default: none (same-origin only). */
+  cors?: CorsOptions;
   logger?: Logger;
   /** Unix seconds (default: the wall clock). */
   clock?: () => bigint;
@@ -103,6 +106,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const releaseGraceMs = options.releaseGraceMs ?? 5_000;
   const paymentOn = options.payment !== false;
+  const cors = options.cors ? corsPolicy(options.cors) : undefined;
+  // With a policy of its own, the gateway's CORS headers replace the model server's.
+  const dropUpstream = cors ? isCorsHeader : undefined;
   const releases = new Set<Promise<void>>();
   let closing = false;
   let inFlight = 0;
@@ -209,6 +215,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (cors?.apply(req, res)) return; // a preflight, answered
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     if (req.method === "GET" && path === "/healthz") return sendJson(res, closing ? 503 : 200, { status: closing ? "closing" : "ok", queued: options.settlement.queuedCount, settling: options.settlement.settlingCount });
     if (req.method === "GET" && path === "/metrics") {
@@ -356,7 +363,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const answer = await upstream.request(req.method ?? "GET", req.url ?? "/", req.headers, body);
     metrics.upstreamSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     const served = answer.statusCode < 500;
-    const headers = responseHeaders(answer.headers);
+    const headers = responseHeaders(answer.headers, dropUpstream);
     const isStream = String(answer.headers["content-type"] ?? "").includes("text/event-stream");
     const out = served ? { ...headers, ...extraHeaders } : headers;
     if (!isStream) {
@@ -376,7 +383,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   async function forwardMetered(req: IncomingMessage, res: ServerResponse, body: Uint8Array, charge: (usage: Usage) => Promise<PaymentResponse>): Promise<void> {
     const answer = await upstream.request(req.method ?? "POST", req.url ?? "/", req.headers, body);
     const text = await answer.body.text();
-    const headers = responseHeaders(answer.headers);
+    const headers = responseHeaders(answer.headers, dropUpstream);
     if (answer.statusCode >= 400) {
       res.writeHead(answer.statusCode, headers);
       return void res.end(text);

@@ -7,6 +7,7 @@
  * const running = await startGateway({ upstream: "http://127.0.0.1:8000", providerSigner, contract, token, models: priceTable({ "llama3.1": { perRequest: 1_000n } }), creditLimit: 50_000n });
  */
 export { createGateway, type Gateway, type GatewayOptions } from "./gateway";
+export type { CorsOptions } from "./cors";
 export { startGateway, providerSignerFrom, type StartGatewayOptions, type RunningGateway } from "./server";
 export type { Preflighter, PreflightDecision, ReservationStore, SettlementQueue, SettlementBatch, SettledItem, LaneTotals, CoverOutcome, RequestReservation } from "./interfaces";
 export { VerifierPreflighter, type VerifierPreflighterOptions } from "./verifierPreflighter";

@@ -49,10 +49,10 @@ export class Upstream {
   }
 }
 
-/** Response headers safe to pass back to the client. */
-export function responseHeaders(headers: Dispatcher.ResponseData["headers"]): Record<string, string | string[]> {
+/** Response headers safe to pass back to the client, less those `drop` names (e.g. the model server's CORS headers when the gateway has its own policy). */
+export function responseHeaders(headers: Dispatcher.ResponseData["headers"], drop?: (name: string) => boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !DROP_RESPONSE.has(k)) out[k] = v;
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !DROP_RESPONSE.has(k) && !drop?.(k)) out[k] = v;
   return out;
 }
 

@@ -48,6 +48,8 @@ export interface StartGatewayOptions {
   /** Replace the preflight (e.g. the RPC-simulation one the benchmark compares with). */
   preflighter?: Preflighter;
   payment?: boolean;
+  /** Browser pages of these origins may call the gateway (CORS). Default: none (same-origin only). */
+  cors?: GatewayOptions["cors"];
   logger?: Logger;
   /** Unix seconds the gateway decides at (default: the wall clock). */
   clock?: () => bigint;
@@ -112,6 +114,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     openAmount: options.openAmount,
     releaseGraceMs: options.releaseGraceMs,
     payment: options.payment,
+    cors: options.cors,
     logger: log,
     clock: options.clock,
   });
