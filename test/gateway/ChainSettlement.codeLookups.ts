@@ -16,7 +16,7 @@ describe("Gateway settlement code lookups", function () {
     const f = await loadFixture(deployPreflightFixture);
     const rpc = await startFlakyRpc();
     const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
-    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 3_600_000 });
+    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 180_000 });
     try {
       const payer = await fundedWallet(f, 1_000_000n);
       const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });

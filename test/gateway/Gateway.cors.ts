@@ -13,32 +13,12 @@ import { chromium, type Browser } from "playwright-core";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
 import { bundlePage, launchChromium, pageResult, servePages, type RunningBrowser } from "../helpers/browser";
 import { buildPackages, tempDir } from "../helpers/packages";
-import { chainNow, fundedLane, fundedWallet, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
+import { chainNow, fundedLane, fundedWallet, httpCall, METERED, PER_INPUT_TOKEN, PER_OUTPUT_TOKEN, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
 import type { PayingPageInput, PayingPageOutput } from "./browser/payingPage";
 
 const APP = "https://app.example.com";
 // The page's prompt is 3 words (3 prompt tokens); the mock answers 8 completion tokens.
 const CALL_COST = 3n * PER_INPUT_TOKEN + 8n * PER_OUTPUT_TOKEN;
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** One HTTP call with any headers (a browser's `Origin` included, which fetch implementations may refuse to set). */
-function call(url: string, method: string, headers: Record<string, string>, body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (text += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
 
 const preflightFrom = (origin: string) => ({
   origin,
@@ -74,7 +54,7 @@ describe("Gateway CORS: browser dApps on other origins", function () {
     });
 
     it("answers an allowed origin's preflight with what it may send, and caches it", async function () {
-      const r = await call(`${gw.running.url}/v1/chat/completions`, "OPTIONS", preflightFrom(APP));
+      const r = await httpCall(`${gw.running.url}/v1/chat/completions`, "OPTIONS", preflightFrom(APP));
       expect(r.status).to.equal(204);
       expect(r.headers).to.include({
         "access-control-allow-origin": APP,
@@ -87,17 +67,17 @@ describe("Gateway CORS: browser dApps on other origins", function () {
     });
 
     it("refuses another origin's preflight with 403 and says how to allow it; its calls get no CORS headers", async function () {
-      const r = await call(`${gw.running.url}/v1/chat/completions`, "OPTIONS", preflightFrom("https://evil.example"));
+      const r = await httpCall(`${gw.running.url}/v1/chat/completions`, "OPTIONS", preflightFrom("https://evil.example"));
       expect(r.status).to.equal(403);
       expect(r.headers).to.not.have.property("access-control-allow-origin");
       expect(JSON.parse(r.body).error.message).to.equal('origin https://evil.example may not call this gateway: start it with --cors-origin https://evil.example (or "*")');
-      const unpaid = await call(`${gw.running.url}/v1/chat/completions`, "POST", { origin: "https://evil.example", "content-type": "application/json" }, chatBody);
+      const unpaid = await httpCall(`${gw.running.url}/v1/chat/completions`, "POST", { origin: "https://evil.example", "content-type": "application/json" }, chatBody);
       expect(unpaid.status).to.equal(402);
       expect(unpaid.headers).to.not.have.property("access-control-allow-origin");
     });
 
     it("lets an allowed page read what to pay: the 402 exposes PAYMENT-REQUIRED (and a paid answer PAYMENT-RESPONSE)", async function () {
-      const r = await call(`${gw.running.url}/v1/chat/completions`, "POST", { origin: APP, "content-type": "application/json" }, chatBody);
+      const r = await httpCall(`${gw.running.url}/v1/chat/completions`, "POST", { origin: APP, "content-type": "application/json" }, chatBody);
       expect(r.status).to.equal(402);
       expect(r.headers["access-control-allow-origin"]).to.equal(APP);
       expect(r.headers["access-control-expose-headers"]).to.equal("PAYMENT-REQUIRED, PAYMENT-RESPONSE");
@@ -107,11 +87,11 @@ describe("Gateway CORS: browser dApps on other origins", function () {
     it("answers any origin with * when so configured, and replaces the model server's own CORS headers", async function () {
       const any = await startTestGateway(f, { cors: { origins: ["*"] }, upstream: `http://127.0.0.1:${(upstreamWithCors.address() as { port: number }).port}` });
       try {
-        const pre = await call(`${any.running.url}/v1/models`, "OPTIONS", preflightFrom("https://anyone.example"));
+        const pre = await httpCall(`${any.running.url}/v1/models`, "OPTIONS", preflightFrom("https://anyone.example"));
         expect(pre.status).to.equal(204);
         expect(pre.headers["access-control-allow-origin"]).to.equal("*");
         expect(pre.headers).to.not.have.property("vary");
-        const models = await call(`${any.running.url}/v1/models`, "GET", { origin: "https://anyone.example" });
+        const models = await httpCall(`${any.running.url}/v1/models`, "GET", { origin: "https://anyone.example" });
         expect(models.status).to.equal(200);
         expect(models.headers["access-control-allow-origin"]).to.equal("*");
       } finally {
@@ -120,10 +100,10 @@ describe("Gateway CORS: browser dApps on other origins", function () {
     });
 
     it("without a policy sends no CORS headers and does not answer preflights (browsers keep other origins out)", async function () {
-      const pre = await call(`${plain.running.url}/v1/chat/completions`, "OPTIONS", preflightFrom(APP));
+      const pre = await httpCall(`${plain.running.url}/v1/chat/completions`, "OPTIONS", preflightFrom(APP));
       expect(pre.status).to.equal(404);
       expect(pre.headers).to.not.have.property("access-control-allow-origin");
-      const unpaid = await call(`${plain.running.url}/v1/chat/completions`, "POST", { origin: APP, "content-type": "application/json" }, chatBody);
+      const unpaid = await httpCall(`${plain.running.url}/v1/chat/completions`, "POST", { origin: APP, "content-type": "application/json" }, chatBody);
       expect(unpaid.status).to.equal(402);
       expect(unpaid.headers).to.not.have.property("access-control-allow-origin");
     });

@@ -15,7 +15,7 @@ describe("Gateway releases", function () {
     const f = await loadFixture(deployPreflightFixture);
     const token = await f.usdc.getAddress();
     // Batches of 2: the second call sends both of the payer's calls in one settlement.
-    const gw = await startTestGateway(f, { maxBatchSize: 2, maxAgeMs: 3_600_000 });
+    const gw = await startTestGateway(f, { maxBatchSize: 2, maxAgeMs: 180_000 });
     try {
       const payer = await fundedWallet(f, 3n * PRICE);
       const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });

@@ -21,7 +21,7 @@ describe("Gateway settlement over a flaky RPC", function () {
     // The provider's key signs locally and talks to the chain only through the flaky endpoint.
     const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
     expect(providerSigner.address).to.equal(f.provider.address);
-    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 3_600_000, settlementRetry: { baseDelayMs: 20, maxDelayMs: 200 } });
+    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 180_000, settlementRetry: { baseDelayMs: 20, maxDelayMs: 200 } });
     try {
       const payer = await fundedWallet(f, 1_000_000n);
       const laner = await fundedLane(f, 1_000_000n);
@@ -65,7 +65,7 @@ describe("Gateway settlement over a flaky RPC", function () {
     const rpc = await startFlakyRpc();
     const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
     // Batches of 3; the first send finds the RPC down and waits 300 ms before its retry.
-    const gw = await startTestGateway(f, { providerSigner, maxBatchSize: 3, maxAgeMs: 3_600_000, settlementRetry: { baseDelayMs: 300, maxDelayMs: 300 } });
+    const gw = await startTestGateway(f, { providerSigner, maxBatchSize: 3, maxAgeMs: 180_000, settlementRetry: { baseDelayMs: 300, maxDelayMs: 300 } });
     try {
       const payer = await fundedWallet(f, 1_000_000n);
       const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });

@@ -12,8 +12,8 @@ describe("Gateway shutdown", function () {
   it("settles the whole queue before it exits, even long before the batch would have been due", async function () {
     const f = await loadFixture(deployPreflightFixture);
     const token = await f.usdc.getAddress();
-    // Batches of 4, due after an hour: only shutdown can settle the remainder.
-    const gw = await startTestGateway(f, { maxBatchSize: 4, maxAgeMs: 3_600_000 });
+    // Batches of 4, due after 3 minutes (the longest that still leaves signed requests time to settle): only shutdown can settle the remainder.
+    const gw = await startTestGateway(f, { maxBatchSize: 4, maxAgeMs: 180_000 });
     const payer = await fundedWallet(f, 1_000_000n);
     const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
     const call = () => pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] }) });

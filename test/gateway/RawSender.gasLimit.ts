@@ -118,7 +118,7 @@ describe("Raw sender gas limit", function () {
     const f = await loadFixture(deployPreflightFixture);
     const rpc = await startFlakyRpc();
     const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
-    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 3_600_000, maxBatchSize: 3 });
+    const gw = await startTestGateway(f, { providerSigner, maxAgeMs: 180_000, maxBatchSize: 3 });
     try {
       const payer = await fundedWallet(f, 1_000_000n);
       // One clock reading for all six calls: a second passing between calls (a busy machine) would

@@ -1,8 +1,11 @@
 /** Shared setup of the gateway tests: a mock model server and a gateway on 127.0.0.1 free ports. */
-import { Wallet } from "ethers";
+import http from "node:http";
+import { keccak256, Wallet } from "ethers";
+import { modelId, signRequest } from "@preflight/sdk";
+import { encodeHeader, type PaymentRequirements } from "@preflight/sdk/fetch";
 import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { jsonLogger, priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type RunningGateway, type StartGatewayOptions } from "@preflight/provider/gateway";
+import { jsonLogger, priceTable, startGateway, startMockModelServer, silentLogger, type MockModelServer, type MockModelServerOptions, type RunningGateway, type StartGatewayOptions } from "@preflight/provider/gateway";
 import type { PreflightFixture } from "./fixtures";
 
 export const PER_REQUEST = "fixed-model";
@@ -43,8 +46,12 @@ export function chainNow(): number {
 }
 
 /** A gateway for `provider` of the fixture's deployment, in front of a fresh mock model server. */
-export async function startTestGateway(f: PreflightFixture, overrides: Partial<StartGatewayOptions> & { provider?: HardhatEthersSigner } = {}): Promise<TestGateway> {
-  const upstream = await startMockModelServer({ models: [PER_REQUEST, METERED] });
+export async function startTestGateway(
+  f: PreflightFixture,
+  overrides: Partial<StartGatewayOptions> & { provider?: HardhatEthersSigner; mock?: MockModelServerOptions } = {},
+): Promise<TestGateway> {
+  const { mock, ...gatewayOverrides } = overrides;
+  const upstream = await startMockModelServer({ models: [PER_REQUEST, METERED], ...mock });
   const running = await startGateway({
     upstream: upstream.url,
     port: 0,
@@ -58,7 +65,7 @@ export async function startTestGateway(f: PreflightFixture, overrides: Partial<S
     maxAgeMs: 60_000,
     logger: process.env.GATEWAY_TEST_LOG ? jsonLogger("warn") : silentLogger,
     clock: (await chainClock()).clock,
-    ...overrides,
+    ...gatewayOverrides,
   });
   return {
     upstream,
@@ -82,4 +89,57 @@ export async function fundedLane(f: PreflightFixture, amount: bigint): Promise<W
   const wallet = Wallet.createRandom();
   await f.preflight.connect(f.payer).depositToLane(wallet.address, f.provider.address, await f.usdc.getAddress(), amount);
   return new Wallet(wallet.privateKey);
+}
+
+/** An HTTP answer read whole. */
+export interface RawAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One HTTP call over node:http, with any headers (a browser's `Origin` included, which fetch may refuse to set). */
+export function httpCall(url: string, method: string, headers: Record<string, string>, body?: string): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** A JSON POST with extra headers (e.g. a hand-made PAYMENT-SIGNATURE). */
+export function postRaw(url: string, body: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
+  return httpCall(url, "POST", { "content-type": "application/json", ...headers }, body);
+}
+
+/**
+ * A PAYMENT-SIGNATURE header paying for `body` with a request of the fixture's deployment, model
+ * PER_REQUEST at PRICE, signed by `payer` (fields may be overridden: a short deadline, a given nonce).
+ */
+export async function signedRequestHeader(
+  f: PreflightFixture,
+  payer: Pick<Wallet, "address" | "signTypedData">,
+  body: string,
+  fields: Partial<{ price: bigint; nonce: bigint; deadline: bigint }> = {},
+): Promise<string> {
+  const token = await f.usdc.getAddress();
+  const request = {
+    payer: payer.address,
+    provider: f.provider.address,
+    token,
+    model: modelId(PER_REQUEST),
+    price: fields.price ?? PRICE,
+    nonce: fields.nonce ?? BigInt(Math.floor(Math.random() * 1e9)),
+    deadline: fields.deadline ?? BigInt(chainNow() + 300),
+    inputHash: keccak256(Buffer.from(body)),
+  };
+  const signature = await signRequest(payer as Wallet, f.domain, request);
+  const wire = { ...request, price: request.price.toString(), nonce: request.nonce.toString(), deadline: request.deadline.toString(), signature };
+  delete (wire as { provider?: string }).provider;
+  return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { request: wire } });
 }

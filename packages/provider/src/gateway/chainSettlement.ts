@@ -71,6 +71,10 @@ export class ChainSettlementQueue implements SettlementQueue {
   private readonly store: ReservationStore;
   private readonly maxBatchSize: number;
   private readonly maxAgeMs: number;
+  /** `maxAgeMs`: the longest a queued item waits before its batch is sent. */
+  get maxWaitMs(): number {
+    return this.maxAgeMs;
+  }
   private readonly collectEveryMs: number;
   private readonly attempts: number;
   private readonly baseDelayMs: number;

@@ -6,7 +6,8 @@
  *     --rpc http://127.0.0.1:8545 --contract 0x... --token 0x... \
  *     --price "llama3.1=request:1000" --price "qwen2.5=input:1,output:3" --credit-limit 100000
  *
- * or `--config gateway.json` with the same keys in camelCase (flags win). SIGINT/SIGTERM stop
+ * or `--config gateway.json` with the same keys in camelCase (flags win). PREFLIGHT_UPSTREAM_API_KEY, when
+ * set, is the model server's API key (sent in place of the client's credentials). SIGINT/SIGTERM stop
  * taking calls, settle the queue, then exit. Bad input: one line saying what and how to fix it.
  */
 import { readFileSync } from "node:fs";
@@ -21,7 +22,8 @@ import { corsPolicy } from "./cors";
 const USAGE = `usage: PREFLIGHT_PROVIDER_KEY=0x... preflight-gateway --upstream URL --rpc URL --contract ADDRESS --token ADDRESS --price MODEL=request:N|input:N,output:N [--price ...]
   [--listen 127.0.0.1:8402] [--credit-limit N] [--redis redis://127.0.0.1:6379] [--from-block N] [--batch-size 100] [--batch-age-ms 10000]
   [--collect-every-ms 60000] [--poll-ms 1000] [--confirmations 0] [--payment on|off] [--preflight local|rpc]
-  [--cors-origin https://app.example.com|* [--cors-origin ...]] [--log-level info] [--config FILE]`;
+  [--cors-origin https://app.example.com|* [--cors-origin ...]] [--log-level info] [--config FILE]
+  PREFLIGHT_UPSTREAM_API_KEY=...: the model server's API key, if it asks for one (vLLM --api-key)`;
 
 class UsageError extends Error {}
 
@@ -168,6 +170,7 @@ async function main(argv: string[]): Promise<void> {
     confirmations: integer("confirmations", values.confirmations ?? file.confirmations),
     payment: payment === "on",
     cors: corsOrigins ? { origins: corsOrigins } : undefined,
+    upstreamOptions: process.env.PREFLIGHT_UPSTREAM_API_KEY ? { apiKey: process.env.PREFLIGHT_UPSTREAM_API_KEY } : undefined,
     preflighter: preflightMode === "rpc" ? await RpcSimulationPreflighter.create(chain, contract, signer.address) : undefined,
     logger: jsonLogger(logLevel),
   });

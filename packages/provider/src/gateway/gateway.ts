@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { keccak256Bytes, toHex } from "../crypto";
-import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
+import { PreflightSdkError, Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import {
   LANE_SCHEME,
   PAYMENT_REQUIRED_HEADER,
@@ -15,6 +15,7 @@ import {
   REQUEST_SCHEME,
   STREAM_PAYMENT_FIELD,
   X402_VERSION,
+  MAX_SIGNED_TIMEOUT_SECONDS,
   caip2,
   encodeHeader,
   type LaneState,
@@ -54,6 +55,12 @@ export interface GatewayOptions {
   openAmount?: bigint;
   /** Longest validity a signed request may ask for, in seconds (default 600). */
   maxTimeoutSeconds?: number;
+  /**
+   * Shortest validity a signed request may have, in seconds (default: the settlement queue's
+   * longest wait plus 60 s to send, retry and mine it): a request that expires before its batch
+   * reaches the chain is skipped there as Expired, and its call would be served for nothing.
+   */
+  minTimeoutSeconds?: number;
   /** Largest request body, in bytes (default 1 MiB). */
   maxBodyBytes?: number;
   /** After the chain shows a settlement, keep its funds held this much longer, so that every replica has followed it (default 5,000 ms). */
@@ -76,6 +83,8 @@ export interface Gateway {
 }
 
 const PAID_ROUTES = new Set(["/v1/chat/completions", "/v1/completions"]);
+/** Time to send, retry and mine a batch after it leaves the queue. */
+const SEND_MARGIN_SECONDS = 60;
 const FREE_ROUTES = new Set(["/v1/models"]);
 
 class HttpError extends Error {
@@ -106,6 +115,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const releaseGraceMs = options.releaseGraceMs ?? 5_000;
   const paymentOn = options.payment !== false;
+  const minTimeoutSeconds = options.minTimeoutSeconds ?? Math.ceil(options.settlement.maxWaitMs / 1000) + SEND_MARGIN_SECONDS;
+  // The paying fetch signs for min(maxTimeoutSeconds, 300) s: a minimum above that refuses every request.
+  if (paymentOn && minTimeoutSeconds > Math.min(maxTimeoutSeconds, MAX_SIGNED_TIMEOUT_SECONDS)) {
+    throw new PreflightSdkError("INVALID_OPTION", `a request must live at least ${minTimeoutSeconds} s to be settled (the settlement queue waits up to ${options.settlement.maxWaitMs} ms), but clients sign for at most ${Math.min(maxTimeoutSeconds, MAX_SIGNED_TIMEOUT_SECONDS)} s: settle more often (--batch-age-ms)`);
+  }
   const cors = options.cors ? corsPolicy(options.cors) : undefined;
   // With a policy of its own, the gateway's CORS headers replace the model server's.
   const dropUpstream = cors ? isCorsHeader : undefined;
@@ -149,7 +163,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled, attempts: batch.attempts ?? 1 });
     const release = (async () => {
       if (batch.blockNumber !== undefined) await options.preflighter.waitForBlock(batch.blockNumber);
-      if (!closing && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
+      // The grace lets the other replicas follow the chain first: without it one of them, still seeing
+      // the old balance, would accept the released funds again. Only a store no one else shares skips it on shutdown.
+      if ((!closing || options.store.shared) && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
       for (const { payer, pool, amount } of held.values()) await options.store.releaseFunds(payer, pool, amount);
     })().catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
     releases.add(release);
@@ -236,6 +252,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     } catch {
       throw new HttpError(400, "the request body must be JSON");
     }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new HttpError(400, "the request body must be a JSON object");
+    // Only a boolean decides how the answer is metered: the model server may read `1` or "true" as a stream too.
+    if (parsed.stream !== undefined && typeof parsed.stream !== "boolean") throw new HttpError(400, "stream must be true or false");
     const model = typeof parsed.model === "string" ? options.models.get(parsed.model) : undefined;
     if (!model) throw new HttpError(404, `model ${JSON.stringify(parsed.model)} is not served here; GET /v1/models lists the models`);
     const header = req.headers["payment-signature"];
@@ -243,8 +262,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     const payment = parsePayment(header);
     if (payment.scheme === undefined) return refuse(res, req, model, gatewayRefusal("MalformedPayment", payment.error), "none");
     const now = clock();
-    if (payment.scheme === REQUEST_SCHEME) return paidByRequest(req, res, body, model, payment.request, now, started);
-    return paidByLane(req, res, body, parsed, model, payment.voucher, now, started);
+    // Admitted: a shutdown waits for this call (and queues it) before it settles. A client still
+    // sending its body is not waited for: it would hold the settlement of every call until it gave up.
+    inFlight++;
+    try {
+      if (payment.scheme === REQUEST_SCHEME) return await paidByRequest(req, res, body, model, payment.request, now, started);
+      return await paidByLane(req, res, body, parsed, model, payment.voucher, now, started);
+    } finally {
+      if (--inFlight === 0) idle?.();
+    }
   }
 
   async function paidByRequest(req: IncomingMessage, res: ServerResponse, body: Uint8Array, model: PricedModel, item: SignedRequest, now: bigint, started: bigint): Promise<void> {
@@ -254,6 +280,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the request must be for ${model.name} in token ${options.token} at a price of at least ${model.perRequest}`), scheme);
     }
     if (item.deadline > now + BigInt(maxTimeoutSeconds)) return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the deadline may be at most ${maxTimeoutSeconds} s ahead`), scheme);
+    if (item.deadline < now + BigInt(minTimeoutSeconds)) {
+      return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the deadline must be at least ${minTimeoutSeconds} s ahead, so that the request can be settled before it expires`), scheme);
+    }
     if ("0x" + toHex(keccak256Bytes(body)) !== item.inputHash.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("InputMismatch", "inputHash is not the keccak-256 of this request's body: the payment was signed for another input"), scheme);
     }
@@ -264,14 +293,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(reserved === "nonce-used" ? Reason.NonceUsed : Reason.InsufficientBalance), scheme);
     accepted(scheme, started, item.payer, item.price);
     const receipt: PaymentResponse = { success: true, transaction: "", network, payer: item.payer, scheme, amount: item.price.toString() };
+    // Served once the model server's answer starts on its way to the client: a client that hangs up
+    // before the end of a stream still got the answer (and must not get its payment back to replay).
     let served = false;
     try {
-      served = await forward(req, res, body, { [PAYMENT_RESPONSE_HEADER]: encodeHeader(receipt) });
+      await forward(req, res, body, { [PAYMENT_RESPONSE_HEADER]: encodeHeader(receipt) }, { onAnswered: () => (served = true) });
     } finally {
       if (served) {
         options.settlement.enqueueRequest(item, item.price);
       } else {
-        // Not served (the model server failed): the payment is not taken and its nonce is free again.
+        // Not served (the model server refused or failed): the payment is not taken and its nonce is free again.
         await options.store.cancelRequest(item.payer, item.token, item.nonce, item.price);
       }
     }
@@ -319,8 +350,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       // A voucher that adds nothing still proves who is calling: it must be signed by the key whose
       // voucher (checked with the contract's rules) last raised this lane.
       if (totals.signer === "") return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total`), scheme, laneState(totals));
-      const signer = options.preflighter.laneVoucherSigner(voucher);
+      const { signer, reason } = options.preflighter.laneVoucherSigner(voucher, now);
       if (!signer || signer !== totals.signer) return refuse(res, req, model, gatewayRefusal("WrongLaneSigner", "the voucher is not signed by the key that opened this lane", 403), scheme, laneState(totals));
+      // A delegate's grant still bounds what it may use the lane for (model, provider, expiry, revocation).
+      if (reason !== Reason.Settled) return refuse(res, req, model, contractRefusal(reason), scheme, laneState(totals));
     }
     const admitted = await options.store.admit(laneKey, model.holdPerCall, options.creditLimit);
     if (!admitted.admitted) {
@@ -329,8 +362,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     accepted(scheme, started, voucher.payer, voucher.cumulativeAmount);
     let charged = false;
-    const charge = async (usage: Usage): Promise<PaymentResponse> => {
-      const cost = meteredCost(model, usage);
+    let answered = false;
+    const progress = { events: 0 }; // content events a stream has passed on so far
+    // Usage the model server did not report (no JSON, no `usage`) costs the call's hold: unmetered is not free.
+    const charge = async (usage: Usage | undefined): Promise<PaymentResponse> => {
+      const cost = usage ? meteredCost(model, usage) : model.holdPerCall;
       charged = true;
       const after = await options.store.charge(laneKey, model.holdPerCall, cost);
       return { success: true, transaction: "", network, payer: voucher.payer, scheme, amount: cost.toString(), lane: laneState(after) };
@@ -339,48 +375,59 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (parsed.stream === true) {
         // Ask the model server for the token counts in the stream's last event.
         const forwarded = Buffer.from(JSON.stringify({ ...parsed, stream_options: { ...(parsed.stream_options as object | undefined), include_usage: true } }));
-        await forward(req, res, forwarded, {}, async (usage) => ({ [STREAM_PAYMENT_FIELD]: encodeHeader(await charge(usage)) }));
+        await forward(req, res, forwarded, {}, { meter: async (usage) => ({ [STREAM_PAYMENT_FIELD]: encodeHeader(await charge(usage)) }), onAnswered: () => (answered = true), progress });
       } else {
         await forwardMetered(req, res, body, charge);
       }
     } finally {
-      if (!charged) await options.store.charge(laneKey, model.holdPerCall, 0n);
+      // A stream cut short after it started (the client hung up, the model server broke off) never
+      // reached its usage event: it costs what it passed on (a token per content event), and at least
+      // the call's hold (its prompt was processed, and the hold is what the call was admitted for).
+      if (!charged) {
+        const delivered = meteredCost(model, { prompt_tokens: 0, completion_tokens: progress.events });
+        await options.store.charge(laneKey, model.holdPerCall, answered ? (delivered > model.holdPerCall ? delivered : model.holdPerCall) : 0n);
+      }
     }
   }
 
   /**
-   * Forwards to the model server and streams its answer back; resolves true when the model server
-   * answered below 500 (the call counts as served). With `meter`, an SSE answer is metered.
+   * Forwards to the model server and streams its answer back. When the model server answered (below
+   * 400), `onAnswered` runs just before the answer is written: the call counts as served from then
+   * on, even if the client hangs up before its end. With `meter`, an SSE answer is metered, and
+   * `progress.events` counts its content events as they pass.
    */
   async function forward(
     req: IncomingMessage,
     res: ServerResponse,
     body: Uint8Array,
     extraHeaders: Record<string, string> = {},
-    meter?: (usage: Usage) => Promise<Record<string, unknown>>,
-  ): Promise<boolean> {
+    { meter, onAnswered, progress }: { meter?: (usage: Usage) => Promise<Record<string, unknown>>; onAnswered?: () => void; progress?: { events: number } } = {},
+  ): Promise<void> {
     const t0 = process.hrtime.bigint();
     const answer = await upstream.request(req.method ?? "GET", req.url ?? "/", req.headers, body);
     metrics.upstreamSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
-    const served = answer.statusCode < 500;
+    // Paid only for an answer: the model server's refusals (4xx: a bad request, its rate limit, its
+    // key) and failures (5xx) are not charged, as in the metered path (forwardMetered).
+    const served = answer.statusCode < 400;
     const headers = responseHeaders(answer.headers, dropUpstream);
     const isStream = String(answer.headers["content-type"] ?? "").includes("text/event-stream");
     const out = served ? { ...headers, ...extraHeaders } : headers;
     if (!isStream) {
       // A whole answer: one write with its length (cheaper than a stream pipeline per call).
       const whole = Buffer.from(await answer.body.arrayBuffer());
+      if (served) onAnswered?.();
       res.writeHead(answer.statusCode, { ...out, "content-length": whole.length });
       res.end(whole);
-      return served;
+      return;
     }
+    if (served) onAnswered?.();
     res.writeHead(answer.statusCode, out);
-    if (meter && served) await pipeline(answer.body, meterStream((usage) => meter(usage)), res);
+    if (meter && served) await pipeline(answer.body, meterStream((usage) => meter(usage), progress), res);
     else await pipeline(answer.body, res);
-    return served;
   }
 
   /** A non-streamed metered answer: read it, charge its usage, then answer with the payment response header. */
-  async function forwardMetered(req: IncomingMessage, res: ServerResponse, body: Uint8Array, charge: (usage: Usage) => Promise<PaymentResponse>): Promise<void> {
+  async function forwardMetered(req: IncomingMessage, res: ServerResponse, body: Uint8Array, charge: (usage: Usage | undefined) => Promise<PaymentResponse>): Promise<void> {
     const answer = await upstream.request(req.method ?? "POST", req.url ?? "/", req.headers, body);
     const text = await answer.body.text();
     const headers = responseHeaders(answer.headers, dropUpstream);
@@ -388,11 +435,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       res.writeHead(answer.statusCode, headers);
       return void res.end(text);
     }
-    let usage: Usage = {};
+    let usage: Usage | undefined;
     try {
-      usage = ((JSON.parse(text) as { usage?: Usage }).usage ?? {}) as Usage;
+      const reported = (JSON.parse(text) as { usage?: unknown } | null)?.usage;
+      if (typeof reported === "object" && reported !== null) usage = reported as Usage;
     } catch {
-      // not JSON: nothing to meter
+      // not JSON: no usage to meter (the charge falls back to the hold)
     }
     const receipt = await charge(usage);
     res.writeHead(answer.statusCode, { ...headers, [PAYMENT_RESPONSE_HEADER]: encodeHeader(receipt), "content-length": Buffer.byteLength(text) });
@@ -400,7 +448,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    inFlight++;
     handle(req, res)
       .catch((error: unknown) => {
       const status = error instanceof HttpError ? error.status : 502;
@@ -408,9 +455,6 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (!(error instanceof HttpError)) log("warn", "upstream-error", { error: message });
       if (res.headersSent) return void res.destroy();
       sendJson(res, status, { error: { message, type: status === 502 ? "upstream_error" : "invalid_request_error" } });
-      })
-      .finally(() => {
-        if (--inFlight === 0) idle?.();
       });
   };
 

@@ -22,8 +22,9 @@ export interface PreflightDecision {
   /** The key that signed (lowercase), when the signature recovered. */
   signer?: string;
   /**
-   * The funds as the chain holds them (at the last followed block), that the store reserves
-   * against: the payer's escrow balance for a request, the lane's funds for a lane voucher.
+   * The funds, as of the last followed block, that the store reserves against: what the payer's
+   * escrow can still pay this provider (its balance less a withdrawal that can execute before the
+   * settlement) for a request, the lane's funds (none while its close can execute) for a lane voucher.
    */
   balance: bigint;
   /** Lane vouchers: what the lane already paid on chain (also on a refusal, when known). */
@@ -36,8 +37,12 @@ export interface Preflighter {
   checkRequest(item: SignedRequest, now: bigint): PreflightDecision | Promise<PreflightDecision>;
   /** Decide a lane voucher's increase over what its lane (payer, this provider, token) paid on chain, without reserving. */
   checkLaneVoucher(item: SignedLaneVoucher, now: bigint): PreflightDecision | Promise<PreflightDecision>;
-  /** The key that signed a lane voucher (lowercase), or undefined: for vouchers that add nothing new. */
-  laneVoucherSigner(item: SignedLaneVoucher): string | undefined;
+  /**
+   * For a lane voucher that adds nothing new: the key that signed it (lowercase, undefined when none
+   * recovers), and `Reason.Settled` while that key may still pay for the voucher's model (a delegate's
+   * grant not revoked or expired and covering the model), else the contract's reason.
+   */
+  laneVoucherSigner(item: SignedLaneVoucher, now: bigint): { signer?: string; reason: Reason };
   /** Resolves once the chain state the preflight reads includes `block` (so settled reservations may go). */
   waitForBlock(block: number): Promise<void>;
   /** Stop following the chain. */
@@ -64,6 +69,8 @@ export interface LaneTotals {
 
 /** Reservations shared by every replica of a provider's gateway; each method is atomic. */
 export interface ReservationStore {
+  /** Whether other gateway processes share these reservations (then a release waits for them to follow the chain, even on shutdown). */
+  readonly shared: boolean;
   /**
    * Marks (payer, token, nonce) used and holds `amount` of the payer's funds, unless the nonce is
    * taken or `balance` does not cover everything held. Funds are held per (payer, pool): the pool
@@ -138,4 +145,6 @@ export interface SettlementQueue {
   readonly queuedAmount: bigint;
   /** Items taken from the queue whose settlement transactions are still under way. */
   readonly settlingCount: number;
+  /** The longest a queued item waits before its batch is sent, in ms (a request must not expire before that). */
+  readonly maxWaitMs: number;
 }

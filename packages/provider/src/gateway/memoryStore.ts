@@ -14,6 +14,7 @@ interface UsedNonce {
  * await store.reserveRequest(payer, token, 7n, 1_000n, balance, 600);
  */
 export class MemoryReservationStore implements ReservationStore {
+  readonly shared = false; // this process only
   private readonly nonces = new Map<string, UsedNonce>();
   private readonly funds = new Map<string, bigint>();
   private readonly lanes = new Map<string, LaneTotals>();

@@ -10,7 +10,10 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Usage } from "./pricing";
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1), plus what must not reach the model server.
-const DROP_REQUEST = new Set(["connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length", "payment-signature", "expect"]);
+// The client's accept-encoding too: answers are metered from their text, so the model server answers uncompressed.
+const DROP_REQUEST = new Set(["connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length", "payment-signature", "expect", "accept-encoding"]);
+// With the provider's own key for the model server, the client's credentials (the `openai` client always sends one) stay out.
+const DROP_REQUEST_WITH_KEY = new Set([...DROP_REQUEST, "authorization", "api-key", "x-api-key"]);
 const DROP_RESPONSE = new Set(["connection", "keep-alive", "transfer-encoding", "trailer", "upgrade", "content-length"]);
 
 export interface UpstreamOptions {
@@ -20,16 +23,25 @@ export interface UpstreamOptions {
   headersTimeoutMs?: number;
   /** Wait at most this long between body chunks (default 300 s). */
   bodyTimeoutMs?: number;
+  /**
+   * The model server's API key (vLLM `--api-key`, a hosted OpenAI-compatible API): sent as
+   * `Authorization: Bearer <key>` on every call, in place of whatever credentials the client sent.
+   */
+  apiKey?: string;
 }
 
 /** The model server behind the gateway. */
 export class Upstream {
   private readonly pool: Pool;
   private readonly basePath: string;
+  private readonly drop: Set<string>;
+  private readonly authorization: string | undefined;
 
   constructor(url: string, options: UpstreamOptions = {}) {
     const u = new URL(url);
     this.basePath = u.pathname.replace(/\/$/, "");
+    this.drop = options.apiKey ? DROP_REQUEST_WITH_KEY : DROP_REQUEST;
+    this.authorization = options.apiKey ? `Bearer ${options.apiKey}` : undefined;
     this.pool = new Pool(u.origin, {
       connections: options.connections ?? 256,
       headersTimeout: options.headersTimeoutMs ?? 300_000,
@@ -40,7 +52,9 @@ export class Upstream {
   /** Sends a request; the response body is a stream the caller must consume or destroy. */
   request(method: string, path: string, headers: IncomingHttpHeaders, body: Uint8Array | undefined): Promise<Dispatcher.ResponseData> {
     const out: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(headers)) if (v !== undefined && !DROP_REQUEST.has(k)) out[k] = v;
+    for (const [k, v] of Object.entries(headers)) if (v !== undefined && !this.drop.has(k)) out[k] = v;
+    out["accept-encoding"] = "identity";
+    if (this.authorization) out.authorization = this.authorization;
     return this.pool.request({ method: method as Dispatcher.HttpMethod, path: this.basePath + path, headers: out, body: body && body.length > 0 ? body : undefined });
   }
 
@@ -59,9 +73,10 @@ export function responseHeaders(headers: Dispatcher.ResponseData["headers"], dro
 /**
  * Passes SSE events through, holding back the `usage` event and `[DONE]` until `finish(usage)`
  * resolves with the fields to add to the last event. A stream without a `usage` event gets one
- * (`choices: []`, like OpenAI's), with the count of content events as completion tokens.
+ * (`choices: []`, like OpenAI's), with the count of content events as completion tokens; `progress.events`
+ * follows that count as events pass (what a stream cut short delivered).
  */
-export function meterStream(finish: (usage: Usage, reported: boolean) => Promise<Record<string, unknown>>): Transform {
+export function meterStream(finish: (usage: Usage, reported: boolean) => Promise<Record<string, unknown>>, progress?: { events: number }): Transform {
   let buffer = "";
   let usageEvent: Record<string, unknown> | undefined;
   let done = false;
@@ -94,6 +109,7 @@ export function meterStream(finish: (usage: Usage, reported: boolean) => Promise
           }
         }
         if (data !== undefined) contentEvents++;
+        if (progress) progress.events = contentEvents;
         out += event + "\n\n";
       }
       callback(null, out.length > 0 ? out : undefined);

@@ -131,6 +131,7 @@ export interface RedisReservationStoreOptions {
  * const store = await RedisReservationStore.connect({ url: "redis://127.0.0.1:6379", prefix: `preflight:${contract}:${provider}:` });
  */
 export class RedisReservationStore implements ReservationStore {
+  readonly shared = true; // every replica on this Redis
   private constructor(
     private readonly redis: Scripted,
     private readonly prefix: string,

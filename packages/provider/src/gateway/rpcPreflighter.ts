@@ -37,7 +37,7 @@ export class RpcSimulationPreflighter implements Preflighter {
   }
 
   async checkLaneVoucher(item: SignedLaneVoucher): Promise<PreflightDecision> {
-    const signer = this.laneVoucherSigner(item);
+    const { signer } = this.laneVoucherSigner(item);
     try {
       // claimLane reverts on any refusal, with the error named after the contract's reason.
       const amount = await this.contract.claimLane.staticCall(item);
@@ -50,9 +50,10 @@ export class RpcSimulationPreflighter implements Preflighter {
     }
   }
 
-  laneVoucherSigner(item: SignedLaneVoucher): string | undefined {
+  /** The signer only: this comparison mode (an x402 facilitator's) does not follow grants between raises. */
+  laneVoucherSigner(item: SignedLaneVoucher): { signer?: string; reason: Reason } {
     const recovered = recoverSignature(this.digests.laneVoucher(item, this.provider), hexToBytes(item.signature));
-    return recovered.status === SignatureStatus.Ok && recovered.publicKey ? publicKeyToAddress(recovered.publicKey) : undefined;
+    return { signer: recovered.status === SignatureStatus.Ok && recovered.publicKey ? publicKeyToAddress(recovered.publicKey) : undefined, reason: Reason.Settled };
   }
 
   async waitForBlock(): Promise<void> {}

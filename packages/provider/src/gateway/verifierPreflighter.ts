@@ -4,8 +4,6 @@
  * gateway's `ReservationStore` holds what was accepted, shared across replicas.
  */
 import { PreflightVerifier, type Decision } from "../verifier";
-import { DigestComputer } from "../digest";
-import { hexToBytes, publicKeyToAddress, recoverSignature, SignatureStatus } from "../crypto";
 import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
 import type { PreflightDecision, Preflighter } from "./interfaces";
@@ -34,8 +32,6 @@ export class VerifierPreflighter implements Preflighter {
   private constructor(
     /** The underlying verifier (for its views: balances, grants, synced block). */
     readonly verifier: PreflightVerifier,
-    private readonly provider: string,
-    private readonly digests: DigestComputer,
     private readonly pollMs: number,
   ) {}
 
@@ -46,11 +42,9 @@ export class VerifierPreflighter implements Preflighter {
       fromBlock: options.fromBlock,
       confirmations: options.confirmations,
     });
-    const network = await options.contract.runner!.provider!.getNetwork();
-    const digests = new DigestComputer({ chainId: network.chainId, verifyingContract: await options.contract.getAddress() });
     const pollMs = options.pollMs ?? 1_000;
     verifier.start(pollMs, options.onSyncError);
-    return new VerifierPreflighter(verifier, options.provider.toLowerCase(), digests, pollMs);
+    return new VerifierPreflighter(verifier, pollMs);
   }
 
   /** Decided in-process, without a promise, unless the refusal may be cured by a newer block (then one sync first). */
@@ -62,7 +56,9 @@ export class VerifierPreflighter implements Preflighter {
   }
 
   private requestDecision(item: SignedRequest, d: Decision): PreflightDecision {
-    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: this.verifier.accountOf(item.payer, item.token).balance };
+    // The rules' spendable balance (less a withdrawal that can execute before the settlement), not the
+    // raw one: the store's holds across calls are checked against it.
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n };
   }
 
   async checkLaneVoucher(item: SignedLaneVoucher, now: bigint): Promise<PreflightDecision> {
@@ -75,7 +71,7 @@ export class VerifierPreflighter implements Preflighter {
       d = await this.verifier.verifyLaneVoucherAsync(item, options);
     }
     const lane = this.verifier.laneOf(item.payer, item.token);
-    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: lane?.funds ?? 0n, claimed: lane?.claimed };
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n, claimed: lane?.claimed };
   }
 
   /**
@@ -86,9 +82,9 @@ export class VerifierPreflighter implements Preflighter {
     return reason === Reason.InsufficientBalance || reason === Reason.InvalidSigner;
   }
 
-  laneVoucherSigner(item: SignedLaneVoucher): string | undefined {
-    const recovered = recoverSignature(this.digests.laneVoucher(item, this.provider), hexToBytes(item.signature));
-    return recovered.status === SignatureStatus.Ok && recovered.publicKey ? publicKeyToAddress(recovered.publicKey) : undefined;
+  laneVoucherSigner(item: SignedLaneVoucher, now: bigint): { signer?: string; reason: Reason } {
+    const d = this.verifier.laneVoucherSigner(item, { at: now });
+    return { signer: d.signer, reason: d.reason };
   }
 
   async waitForBlock(block: number): Promise<void> {

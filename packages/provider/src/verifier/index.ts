@@ -17,7 +17,7 @@ import { ChainFollower } from "./follower";
 import { isAddress, validateLaneVoucher, validateRequest, validateVoucher } from "./input";
 import { StateReader } from "./reader";
 import { Reservations } from "./reservations";
-import { decideLaneVoucher, decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
+import { decideLaneSigner, decideLaneVoucher, decideRequest, decideVoucher, type RecoveredSignature, type RuleState, type RuleTime, type Verdict } from "./rules";
 import { ChainState } from "./state";
 import { fillUnknown } from "./fill";
 import type { AccountView, Decision, GrantView, LaneView, PreflightVerifierOptions, VerifyOptions } from "./types";
@@ -232,6 +232,19 @@ export class PreflightVerifier {
    */
   releaseLaneVoucher(voucher: Pick<SignedLaneVoucher, "payer" | "token">): void {
     this.reservations.giveUpVoucher(voucher.payer.toLowerCase(), voucher.token.toLowerCase(), undefined);
+  }
+
+  /**
+   * For a lane voucher that adds nothing: its signer, and whether that key may still use the lane for
+   * the voucher's model (a delegate's grant not revoked or expired, still covering this provider and
+   * the model; the payer always). No RPC, nothing reserved.
+   * @example
+   * const d = verifier.laneVoucherSigner(voucher);
+   * if (!d.accepted) console.log(reasonName(d.reason)); // e.g. ModelNotAllowed
+   */
+  laneVoucherSigner(voucher: SignedLaneVoucher, options: VerifyOptions = {}): Decision {
+    validateLaneVoucher(voucher);
+    return decideLaneSigner(this.rules, voucher, this.recover(this.digests.laneVoucher(voucher, this.provider), voucher.signature), this.time(options, undefined)).decision;
   }
 
   private laneVerdict(voucher: SignedLaneVoucher, options: VerifyOptions, erc1271: boolean | undefined): Verdict {

@@ -108,7 +108,7 @@ export function decideRequest(state: RuleState, r: SignedRequest, recover: () =>
   else if (((bits | state.reservedNonces(payer, token, word)) >> (r.nonce & 63n)) & 1n) {
     return finish({ ...auth, reason: Reason.NonceUsed, amount: price }, unknown);
   }
-  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount: price }, unknown);
+  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount: price, spendable }, unknown);
 }
 
 /**
@@ -134,7 +134,7 @@ export function decideVoucher(state: RuleState, v: SignedVoucher, recover: () =>
   if (auth.reason !== Reason.Settled) return finish({ ...auth, amount }, unknown);
   const spendable = spendableBalance(state, payer, token, t, held?.amount ?? 0n, unknown);
   if (spendable !== undefined && spendable < amount) return finish({ ...auth, reason: Reason.InsufficientBalance, amount }, unknown);
-  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount }, unknown);
+  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount, spendable }, unknown);
 }
 
 /**
@@ -161,7 +161,28 @@ export function decideLaneVoucher(state: RuleState, v: SignedLaneVoucher, recove
   // One voucher per lane is held at a time, and this one replaces it: the lane's funds cover it alone.
   const funds = canExecuteWithin(lane.closeReadyAt, lane.closeExpiresAt, t) ? 0n : lane.funds;
   if (funds < amount) return finish({ ...auth, reason: Reason.InsufficientBalance, amount }, unknown);
-  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount }, unknown);
+  return finish({ ...auth, accepted: true, reason: Reason.Settled, amount, spendable: funds }, unknown);
+}
+
+/**
+ * Whether a lane voucher that adds nothing may still be used by its signer (the gateway accepts such
+ * a voucher only from the key whose voucher last raised the lane, which passed every rule then): a
+ * delegate only while its grant is not revoked or expired and still covers this provider and the
+ * voucher's model; the payer, or a key its ERC-1271 wallet accepted, always. Nothing is debited, so
+ * no budget is checked.
+ */
+export function decideLaneSigner(state: RuleState, v: SignedLaneVoucher, sig: RecoveredSignature, t: RuleTime): Verdict {
+  const unknown: StateKey[] = [];
+  const payer = v.payer.toLowerCase();
+  const token = v.token.toLowerCase();
+  const signer = sig.signer;
+  const base: Decision = { accepted: true, reason: Reason.Settled, signer, digest: sig.digest, amount: 0n };
+  if (signer === undefined || signer === payer) return { decision: base, unknown };
+  const grant = state.grant(payer, token, signer);
+  if (grant === undefined) unknown.push({ kind: "grant", payer, token, delegate: signer });
+  if (!grant || grant.epoch === 0n) return finish(base, unknown); // not a delegate
+  const reason = checkGrant(state, grant, payer, token, signer, v.model, 0n, false, t.now, 0n, unknown);
+  return finish({ ...base, delegate: signer, accepted: reason === Reason.Settled, reason }, unknown);
 }
 
 /**

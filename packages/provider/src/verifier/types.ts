@@ -22,6 +22,13 @@ export interface Decision {
   /** The amount it debits: the request's price, or the voucher's excess over what its channel paid. */
   amount: bigint;
   /**
+   * On an accepted request or voucher: what the funds it debits can still pay this provider, this
+   * item included (a payer's balance less a withdrawal that can execute before the settlement and
+   * less what this verifier reserved; a lane's funds, none while a close can execute). A store that
+   * holds reservations of its own (the gateway's) checks its holds against this.
+   */
+  spendable?: bigint;
+  /**
    * ECDSA did not match and the payer is a contract whose ERC-1271 answer is unknown: call
    * `verifyAsync` (one eth_call) to decide.
    */

@@ -7,6 +7,7 @@
 import { keccak_256 } from "@noble/hashes/sha3";
 import { LANE_VOUCHER_TYPES, REQUEST_TYPES } from "../eip712";
 import {
+  MAX_SIGNED_TIMEOUT_SECONDS,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
   PAYMENT_SIGNATURE_HEADER,
@@ -169,7 +170,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     }
     const payer = await payerOf();
     const now = options.now ? options.now() : Math.floor(Date.now() / 1000);
-    const deadline = BigInt(Math.floor(now) + Math.min(req.maxTimeoutSeconds, 300));
+    const deadline = BigInt(Math.floor(now) + Math.min(req.maxTimeoutSeconds, MAX_SIGNED_TIMEOUT_SECONDS));
     const request = {
       payer,
       provider: req.payTo,
@@ -289,7 +290,9 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     const send = (payment: string | undefined) => {
       const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
       if (payment) headers.set(PAYMENT_SIGNATURE_HEADER, payment);
-      return inner(input instanceof Request ? input.url : input, { ...init, method: init?.method ?? (input instanceof Request ? input.method : undefined), headers, body: body.length > 0 ? (body as Uint8Array<ArrayBuffer>) : undefined });
+      // A paid call never follows a redirect: fetch would carry the payment header to wherever it points.
+      const redirect = payment ? "manual" : (init?.redirect ?? (input instanceof Request ? input.redirect : undefined));
+      return inner(input instanceof Request ? input.url : input, { ...init, redirect, method: init?.method ?? (input instanceof Request ? input.method : undefined), headers, body: body.length > 0 ? (body as Uint8Array<ArrayBuffer>) : undefined });
     };
     const cached = known.get(key);
     let req = cached ? choose(cached) : undefined;
@@ -302,11 +305,14 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       known.set(key, required.accepts);
       const next = choose(required.accepts);
       if (!next) return response;
-      // A refusal (a reason code) of a payment that was current is final, unless the lane's total
-      // moved (the gateway reported more owed, e.g. what the chain already claimed from the lane).
-      if (paid && required.reason !== undefined) {
+      // After a paid attempt, sign again only when something changed: a refusal (a reason code) of
+      // a payment that was current is final, and so is a plain 402 asking for the terms just paid,
+      // unless the lane's total moved (the gateway reported more owed, e.g. what the chain already
+      // claimed from the lane). A gateway that answers every payment with a 402 gets one signature.
+      if (paid && req) {
         const lane = next.scheme === LANE_SCHEME ? laneOf(origin, next) : undefined;
-        if (!lane || laneTotal(lane, next) === lane.signed) break;
+        const moved = lane !== undefined && laneTotal(lane, next) !== lane.signed;
+        if (!moved && (required.reason !== undefined || sameTerms(req, next))) break;
       }
       req = next;
       paid = true;
@@ -369,6 +375,13 @@ function streamObserver(seen: (response: PaymentResponse, usage: Usage | undefin
       }
     },
   });
+}
+
+/** Whether two requirements ask for the same payment (scheme, price, provider, token, chain, contract, model). */
+function sameTerms(a: PaymentRequirements, b: PaymentRequirements): boolean {
+  const key = (r: PaymentRequirements) =>
+    [r.scheme, r.amount, r.payTo.toLowerCase(), r.asset.toLowerCase(), r.network, String(r.extra?.contract).toLowerCase(), String(r.extra?.modelId).toLowerCase()].join("|");
+  return key(a) === key(b);
 }
 
 async function readRequired(response: Response): Promise<PaymentRequired | undefined> {

@@ -23,6 +23,8 @@ export const X402_VERSION = 2 as const;
 export const PAYMENT_REQUIRED_HEADER = "PAYMENT-REQUIRED";
 export const PAYMENT_SIGNATURE_HEADER = "PAYMENT-SIGNATURE";
 export const PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE";
+/** The longest a paying fetch's signed request lives (its deadline is at most this far ahead, in seconds). */
+export const MAX_SIGNED_TIMEOUT_SECONDS = 300;
 
 /** The two schemes. */
 export const REQUEST_SCHEME = "preflight-request" as const;

@@ -17,6 +17,8 @@ export interface MockModelServerOptions {
   port?: number;
   /** Models listed by /v1/models. */
   models?: string[];
+  /** Answer 401 to calls without `Authorization: Bearer <apiKey>` (like vLLM's `--api-key`). */
+  apiKey?: string;
 }
 
 export interface MockModelServer {
@@ -42,6 +44,10 @@ export async function startMockModelServer(options: MockModelServerOptions = {})
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const path = (req.url ?? "").split("?")[0];
+      if (options.apiKey !== undefined && req.headers.authorization !== `Bearer ${options.apiKey}`) {
+        res.writeHead(401, { "content-type": "application/json" });
+        return void res.end(JSON.stringify({ error: { message: "invalid API key", type: "invalid_request_error" } }));
+      }
       if (req.method === "GET" && path === "/v1/models") {
         const body = JSON.stringify({ object: "list", data: (options.models ?? ["mock-model"]).map((id) => ({ id, object: "model", created: 0, owned_by: "mock" })) });
         res.writeHead(200, { "content-type": "application/json" });

@@ -1,0 +1,256 @@
+/**
+ * The metered (lane voucher) path under attack (a hostile review's findings, each fixed): a stream
+ * dropped before its usage event, a "stream" the model server reads differently, numbers wider than
+ * the contract's types, a body that is not an object, a delegate outside its grant on a voucher that
+ * adds nothing, and a compressed answer that could not be metered.
+ */
+import { expect } from "chai";
+import http, { type Server } from "node:http";
+import { gzipSync } from "node:zlib";
+import type { AddressInfo } from "node:net";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import type { Wallet } from "ethers";
+import { modelId, signLaneVoucher, type PreflightSigner } from "@preflight/sdk";
+import { priceTable, startMockModelServer } from "@preflight/provider/gateway";
+import { decodeHeader, encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
+import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
+import { fundedLane, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
+
+const HOLD = 100n; // testModels' holdPerCall for METERED
+const CHEAP = "cheap-model";
+const DEAR = "dear-model";
+
+/** An OpenAI-compatible answer of 1,000 completion tokens, gzip-compressed when the request accepts gzip (as nginx `gzip on`, or a compression middleware, does). */
+async function compressingModelServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const body = JSON.stringify({ id: "x", object: "chat.completion", created: 0, model: METERED, choices: [{ index: 0, message: { role: "assistant", content: "long answer" }, finish_reason: "stop" }], usage: { prompt_tokens: 1, completion_tokens: 1000, total_tokens: 1001 } });
+      if (String(req.headers["accept-encoding"] ?? "").includes("gzip")) {
+        res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" });
+        res.end(gzipSync(body));
+      } else {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(body);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }) };
+}
+
+describe("metered calls that try not to pay", function () {
+  this.timeout(120_000);
+  let f: PreflightFixture;
+  let gw: TestGateway;
+  let token: string;
+
+  beforeEach(async function () {
+    f = await loadFixture(deployPreflightFixture);
+    token = await f.usdc.getAddress();
+    gw = await startTestGateway(f);
+  });
+  afterEach(async function () {
+    await gw?.close();
+  });
+
+  async function voucher(payer: Wallet, cumulativeAmount: bigint | string, model = METERED): Promise<string> {
+    const id = modelId(model);
+    const amount = BigInt(cumulativeAmount);
+    const signature = amount < 1n << 128n ? await signLaneVoucher(payer, f.domain, { payer: payer.address, provider: f.provider.address, token, model: id, cumulativeAmount: amount }) : "0x" + "11".repeat(65);
+    const wire = { payer: payer.address, token, model: id, cumulativeAmount: cumulativeAmount.toString(), signature };
+    return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: wire } });
+  }
+
+  async function post(payment: string | undefined, body: string): Promise<{ status: number; text: string }> {
+    const headers: Record<string, string> = {};
+    if (payment) headers[PAYMENT_SIGNATURE_HEADER] = payment;
+    const r = await fetch(`${gw.running.url}/v1/chat/completions`, { method: "POST", headers, body });
+    return { status: r.status, text: await r.text() };
+  }
+
+  /** The lane's totals as the gateway's store has them. */
+  async function totals(payer: Wallet) {
+    // The store is not exposed: a non-stream call with a voucher that adds nothing reports the totals in PAYMENT-RESPONSE
+    // (the probe's own cost included).
+    const r = await fetch(`${gw.running.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { [PAYMENT_SIGNATURE_HEADER]: await voucher(payer, HOLD) },
+      body: JSON.stringify({ model: METERED, messages: [{ role: "user", content: "x" }] }),
+    });
+    const header = r.headers.get("payment-response");
+    const body = await r.text();
+    if (!header) return { status: r.status, body };
+    const { decodeHeader } = await import("@preflight/sdk/fetch");
+    return decodeHeader<{ lane: { owed: string; covered: string } }>(header).lane;
+  }
+
+  /** Streams a metered call and drops the connection as soon as the last content event (finish_reason) arrives. */
+  function streamAndAbort(payment: string, marker: string): Promise<string> {
+    const body = JSON.stringify({ model: METERED, stream: true, messages: [{ role: "user", content: "hi" }] });
+    const url = new URL(`${gw.running.url}/v1/chat/completions`);
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment, "content-type": "application/json" } }, (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => {
+          text += c.toString("utf8");
+          if (text.includes(marker)) {
+            req.destroy();
+            resolve(text);
+          }
+        });
+        res.on("end", () => resolve(text));
+        res.on("error", () => resolve(text));
+      });
+      req.on("error", () => undefined);
+      req.end(body);
+    });
+  }
+
+  it("a stream the client drops just before its end is still charged for what it received", async function () {
+    await gw.close();
+    // A model server that answers 50 tokens, 5 ms apart (as a real one streams).
+    const slow = await startMockModelServer({ models: [METERED], completionTokens: 50, tokenIntervalMs: 5 });
+    gw = await startTestGateway(f, { upstream: slow.url });
+    try {
+      const payer = await fundedLane(f, 1_000_000n);
+      const open = await voucher(payer, HOLD); // the opening voucher: covered 100, all the client ever signs
+      // 20 streams; each drops the connection once tok48 (49 of 50 tokens) has arrived.
+      let received = 0;
+      for (let i = 0; i < 20; i++) {
+        const text = await streamAndAbort(open, "tok48");
+        if (text.includes("tok48")) received++;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const t = await totals(payer);
+      expect(received).to.equal(20);
+      // 20 calls * 49 tokens * 5 = 4,900 at the least, beyond the 100 the client covered.
+      expect(BigInt((t as { owed: string }).owed)).to.be.greaterThanOrEqual(20n * 49n * 5n);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("refuses a \"stream\" that is not a boolean (the model server could stream it unmetered), and charges nothing", async function () {
+    const payer = await fundedLane(f, 1_000_000n);
+    const open = await voucher(payer, HOLD);
+    for (const stream of [1, "true"]) {
+      const r = await post(open, JSON.stringify({ model: METERED, stream, messages: [{ role: "user", content: "hi" }] }));
+      expect(r.status).to.equal(400);
+      expect(JSON.parse(r.text).error.message).to.equal("stream must be true or false");
+    }
+    // Only the probe's own call (1 * 2 + 8 * 5) was charged.
+    expect(((await totals(payer)) as { owed: string }).owed).to.equal("42");
+  });
+
+  it("a voucher whose cumulativeAmount does not fit uint128 is refused 402 MalformedPayment, not 502", async function () {
+    const payer = await fundedLane(f, 1_000_000n);
+    const r = await post(await voucher(payer, (1n << 200n).toString()), JSON.stringify({ model: METERED, messages: [{ role: "user", content: "hi" }] }));
+    expect(r.status).to.be.oneOf([402, 403]);
+  });
+
+  it("a JSON body of `null` is a 400, not a 502 'model server could not be reached'", async function () {
+    const r = await post(undefined, "null");
+    expect(r.status).to.equal(400);
+  });
+});
+
+describe("a delegate paying on its payer's lane", function () {
+  this.timeout(120_000);
+  let f: PreflightFixture;
+  let gw: TestGateway;
+  let token: string;
+
+  beforeEach(async function () {
+    f = await loadFixture(deployPreflightFixture);
+    token = await f.usdc.getAddress();
+    gw = await startTestGateway(f, {
+      models: priceTable({
+        [CHEAP]: { perInputToken: 1n, perOutputToken: 1n, holdPerCall: 100n },
+        [DEAR]: { perInputToken: 10n, perOutputToken: 10n, holdPerCall: 100n },
+        [PER_REQUEST]: { perRequest: PRICE },
+      }),
+    });
+  });
+  afterEach(async function () {
+    await gw?.close();
+  });
+
+  async function laneVoucher(signer: PreflightSigner, cumulativeAmount: bigint, model: string): Promise<string> {
+    const id = modelId(model);
+    const signature = await signLaneVoucher(signer, f.domain, { payer: f.payer.address, provider: f.provider.address, token, model: id, cumulativeAmount });
+    const wire = { payer: f.payer.address, token, model: id, cumulativeAmount: cumulativeAmount.toString(), signature };
+    return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: wire } });
+  }
+
+  const post = async (payment: string, body: string) => {
+    const r = await fetch(`${gw.running.url}/v1/chat/completions`, { method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment }, body });
+    const text = await r.text();
+    const header = r.headers.get("payment-response");
+    return { status: r.status, text, receipt: header ? decodeHeader<{ amount: string; lane?: { owed: string; covered: string } }>(header) : undefined };
+  };
+
+  it("a delegate whose grant allows only one model cannot be served another model on the lane", async function () {
+    await f.preflight.connect(f.payer).fundLane(f.provider.address, token, 100_000n);
+    await f.preflight.connect(f.payer).grant({
+      delegate: f.delegate.address,
+      token,
+      provider: f.provider.address,
+      maxPrice: 10_000n,
+      budget: 100_000n,
+      period: 0n,
+      expiry: BigInt(await time.latest()) + 86_400n,
+      models: [modelId(CHEAP)],
+    });
+    const body = (model: string) => JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] });
+    // Sanity: a raising voucher for the model outside the grant is refused (403 ModelNotAllowed).
+    const direct = await post(await laneVoucher(f.delegate, 1_000n, DEAR), body(DEAR));
+    expect(direct.status).to.equal(403);
+    // The delegate opens the lane with a voucher for the model it may use...
+    const open = await post(await laneVoucher(f.delegate, 1_000n, CHEAP), body(CHEAP));
+    expect(open.status).to.equal(200);
+    // ...then sends a voucher that adds nothing, for the model its grant does not allow.
+    const dear = await post(await laneVoucher(f.delegate, 1_000n, DEAR), body(DEAR));
+    expect(dear.status, "served a model outside the delegate's grant, charged to the payer's lane").to.equal(403);
+  });
+});
+
+describe("a model server that compresses its answers", function () {
+  this.timeout(120_000);
+  let f: PreflightFixture;
+  let gw: TestGateway;
+  let upstream: { url: string; close(): Promise<void> };
+
+  beforeEach(async function () {
+    f = await loadFixture(deployPreflightFixture);
+    upstream = await compressingModelServer();
+    gw = await startTestGateway(f, { upstream: upstream.url });
+  });
+  afterEach(async function () {
+    await gw?.close();
+    await upstream?.close();
+  });
+
+  it("a metered call whose answer comes back gzip-compressed is charged its usage", async function () {
+    const token = await f.usdc.getAddress();
+    const payer: Wallet = await fundedLane(f, 1_000_000n);
+    const id = modelId(METERED);
+    const signature = await signLaneVoucher(payer, f.domain, { payer: payer.address, provider: f.provider.address, token, model: id, cumulativeAmount: 100n });
+    const payment = encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: { payer: payer.address, token, model: id, cumulativeAmount: "100", signature } } });
+    // A raw request that says it accepts gzip (browsers and most HTTP clients do).
+    const url = new URL(`${gw.running.url}/v1/chat/completions`);
+    const result = await new Promise<{ status: number; receipt?: string }>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment, "accept-encoding": "gzip", "content-type": "application/json" } }, (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, receipt: res.headers["payment-response"] as string | undefined }));
+        res.on("error", () => resolve({ status: res.statusCode ?? 0, receipt: res.headers["payment-response"] as string | undefined }));
+      });
+      req.on("error", reject);
+      req.end(JSON.stringify({ model: METERED, messages: [{ role: "user", content: "hi" }] }));
+    });
+    const receipt = result.receipt ? decodeHeader<{ amount: string; lane: { owed: string } }>(result.receipt) : undefined;
+    expect(result.status).to.equal(200);
+    // 1 prompt token * 2 + 1,000 completion tokens * 5.
+    expect(receipt?.amount).to.equal("5002");
+  });
+});
