@@ -1,7 +1,8 @@
 /**
  * The per-request path under attack (a hostile review's findings, each fixed): a client that hangs up
  * on a stream it paid for, deadlines too short to settle, numbers wider than the contract's types, a
- * payer withdrawing behind the gateway's back, a client stalling shutdown, replicas releasing holds.
+ * payer withdrawing behind the gateway's back, a delegate past its budget, a client stalling
+ * shutdown, replicas releasing holds.
  */
 import { expect } from "chai";
 import http from "node:http";
@@ -12,6 +13,7 @@ import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
 import { startMockModelServer } from "@preflight/provider/gateway";
 import { deployPreflightFixture, NOTICE_PERIOD } from "../helpers/fixtures";
 import { chainNow, fundedWallet, PER_REQUEST, postRaw as post, PRICE, signedRequestHeader as paymentHeader, startTestGateway } from "../helpers/gateway";
+import { makeGrant } from "../helpers/grants";
 import { startRedis } from "../helpers/redis";
 
 describe("Gateway under attack: per-request payments", function () {
@@ -178,6 +180,49 @@ describe("Gateway under attack: per-request payments", function () {
       } finally {
         await b.close().catch(() => undefined);
         await redis.stop();
+      }
+    });
+  });
+
+  describe("a delegate past its grant's budget", function () {
+    it("serves a delegate no more than its grant's budget across calls in flight, refused as BudgetExceeded", async function () {
+      const f = await loadFixture(deployPreflightFixture);
+      const token = await f.usdc.getAddress();
+      await f.preflight.connect(f.payer).grant(await makeGrant({ delegate: f.delegate.address, token, maxPrice: PRICE, budget: 2n * PRICE }));
+      const gw = await startTestGateway(f, { maxAgeMs: 180_000 });
+      try {
+        const body = JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] });
+        const url = `${gw.running.url}/v1/chat/completions`;
+        const statuses: number[] = [];
+        for (let i = 0; i < 4; i++) statuses.push((await post(url, body, { "payment-signature": await paymentHeader(f, f.delegate, body, { nonce: BigInt(i), payer: f.payer.address }) })).status);
+        expect(statuses).to.deep.equal([200, 200, 403, 403]); // BudgetExceeded: the key may not pay more
+        const refused = await post(url, body, { "payment-signature": await paymentHeader(f, f.delegate, body, { nonce: 9n, payer: f.payer.address }) });
+        expect(JSON.parse(refused.body).reason).to.deep.equal({ code: 10, name: "BudgetExceeded" });
+        const batches = await gw.running.close();
+        expect(batches.flatMap((b) => b.items).map((i) => i.reason)).to.deep.equal([0, 0]);
+        expect(await f.preflight.earningsOf(f.provider.address, token)).to.equal(2n * PRICE);
+      } finally {
+        await gw.close();
+      }
+    });
+    it("lets a delegate's spend go once the chain shows it settled, so the rest of its budget pays", async function () {
+      const f = await loadFixture(deployPreflightFixture);
+      const token = await f.usdc.getAddress();
+      await f.preflight.connect(f.payer).grant(await makeGrant({ delegate: f.delegate.address, token, maxPrice: PRICE, budget: 3n * PRICE }));
+      const gw = await startTestGateway(f, { maxAgeMs: 180_000, maxBatchSize: 2 }); // two calls make a batch
+      try {
+        const body = JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] });
+        const url = `${gw.running.url}/v1/chat/completions`;
+        const pay = async (nonce: bigint) => (await post(url, body, { "payment-signature": await paymentHeader(f, f.delegate, body, { nonce, payer: f.payer.address }) })).status;
+        expect([await pay(0n), await pay(1n)]).to.deep.equal([200, 200]);
+        // The batch settles. Once the gateway has followed it, its grant shows 1 call left: were the two
+        // holds kept, 2 held + 1 would pass it and the last call of the budget would be refused.
+        for (let tries = 0; tries < 100 && (await f.preflight.earningsOf(f.provider.address, token)) < 2n * PRICE; tries++) await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 1_000)); // the gateway follows every 50 ms, releases with no grace
+        expect(await pay(2n), "the rest of the budget pays after the settlement").to.equal(200);
+        expect(await pay(3n), "and no more").to.equal(403);
+      } finally {
+        await gw.close();
       }
     });
   });

@@ -4,6 +4,7 @@
  */
 import { expect } from "chai";
 import { MemoryReservationStore, RedisReservationStore, type ReservationStore } from "@preflight/provider/gateway";
+import { grantPool } from "../../packages/provider/src/gateway/memoryStore";
 import { startRedis, type RedisServer } from "../helpers/redis";
 
 const PAYER = "0x" + "11".repeat(20);
@@ -32,6 +33,23 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
     expect(await store.reserveRequest(PAYER, TOKEN, 2n, 40n, 100n, 60)).to.equal("reserved");
     await store.releaseFunds(PAYER, TOKEN, 60n);
     expect(await store.reserveRequest(PAYER, TOKEN, 3n, 60n, 100n, 60)).to.equal("reserved");
+  });
+
+  it("holds a delegate's spend within its grant's remaining budget, taking nothing when it refuses, and lets it go on cancel and release", async function () {
+    const grant = { pool: grantPool(TOKEN, "0x" + "33".repeat(20)), remaining: 100n };
+    expect(await store.reserveRequest(PAYER, TOKEN, 1n, 60n, 1_000n, 60, grant)).to.equal("reserved");
+    expect(await store.reserveRequest(PAYER, TOKEN, 2n, 41n, 1_000n, 60, grant)).to.equal("budget-exceeded");
+    // The refusal took nothing: nonce 2 and the payer's funds are still free.
+    expect(await store.reserveRequest(PAYER, TOKEN, 2n, 40n, 1_000n, 60, grant)).to.equal("reserved");
+    await store.cancelRequest(PAYER, TOKEN, 2n, 40n, grant.pool);
+    expect(await store.reserveRequest(PAYER, TOKEN, 3n, 40n, 1_000n, 60, grant)).to.equal("reserved");
+    // Settled: the chain's remaining budget now counts it, and the hold goes.
+    await store.releaseFunds(PAYER, grant.pool, 100n);
+    expect(await store.reserveRequest(PAYER, TOKEN, 4n, 100n, 1_000n, 60, grant)).to.equal("reserved");
+    // Another delegate of the same payer has a budget of its own; the payer's funds still bound both.
+    const other = { pool: grantPool(TOKEN, "0x" + "44".repeat(20)), remaining: 10_000n };
+    expect(await store.reserveRequest(PAYER, TOKEN, 5n, 801n, 1_000n, 60, other)).to.equal("insufficient-balance"); // 200 held + 801
+    expect(await store.reserveRequest(PAYER, TOKEN, 5n, 800n, 1_000n, 60, other)).to.equal("reserved");
   });
 
   it("is exact beyond 2^64", async function () {

@@ -119,17 +119,18 @@ export function postRaw(url: string, body: string, headers: Record<string, strin
 
 /**
  * A PAYMENT-SIGNATURE header paying for `body` with a request of the fixture's deployment, model
- * PER_REQUEST at PRICE, signed by `payer` (fields may be overridden: a short deadline, a given nonce).
+ * PER_REQUEST at PRICE, signed by `signer` for itself (fields may be overridden: a short deadline, a
+ * given nonce, another payer for a delegate's request).
  */
 export async function signedRequestHeader(
   f: PreflightFixture,
-  payer: Pick<Wallet, "address" | "signTypedData">,
+  signer: Pick<Wallet, "address" | "signTypedData">,
   body: string,
-  fields: Partial<{ price: bigint; nonce: bigint; deadline: bigint }> = {},
+  fields: Partial<{ price: bigint; nonce: bigint; deadline: bigint; payer: string }> = {},
 ): Promise<string> {
   const token = await f.usdc.getAddress();
   const request = {
-    payer: payer.address,
+    payer: fields.payer ?? signer.address,
     provider: f.provider.address,
     token,
     model: modelId(PER_REQUEST),
@@ -138,7 +139,7 @@ export async function signedRequestHeader(
     deadline: fields.deadline ?? BigInt(chainNow() + 300),
     inputHash: keccak256(Buffer.from(body)),
   };
-  const signature = await signRequest(payer as Wallet, f.domain, request);
+  const signature = await signRequest(signer as Wallet, f.domain, request);
   const wire = { ...request, price: request.price.toString(), nonce: request.nonce.toString(), deadline: request.deadline.toString(), signature };
   delete (wire as { provider?: string }).provider;
   return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { request: wire } });

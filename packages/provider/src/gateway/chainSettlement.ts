@@ -132,9 +132,9 @@ export class ChainSettlementQueue implements SettlementQueue {
     return this.sending;
   }
 
-  enqueueRequest(item: SignedRequest, held: bigint): void {
+  enqueueRequest(item: SignedRequest, held: bigint, grantPool?: string): void {
     this.assertOpen();
-    this.requests.push({ item, held });
+    this.requests.push({ item, held, grantPool });
     this.amount += held;
     this.schedule();
   }
@@ -319,7 +319,7 @@ export class ChainSettlementQueue implements SettlementQueue {
       const hit = seen.get(`${b.item.payer.toLowerCase()}|${b.item.nonce}`);
       if (!hit) rest.push(b);
       else {
-        done.push(requestItem(b.item, hit.reason, b.held));
+        done.push(requestItem(b, hit.reason));
         tx = hit;
       }
     }

@@ -83,6 +83,8 @@ export interface Gateway {
 }
 
 const PAID_ROUTES = new Set(["/v1/chat/completions", "/v1/completions"]);
+/** The contract's reason for each way a reservation can fail. */
+const RESERVATION_REASON = { "nonce-used": Reason.NonceUsed, "insufficient-balance": Reason.InsufficientBalance, "budget-exceeded": Reason.BudgetExceeded } as const;
 /** Time to send, retry and mine a batch after it leaves the queue. */
 const SEND_MARGIN_SECONDS = 60;
 const FREE_ROUTES = new Set(["/v1/models"]);
@@ -149,6 +151,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     for (const item of batch.items) {
       byReason.set(item.reason, (byReason.get(item.reason) ?? 0) + 1);
       settled += item.amount;
+      if (item.held > 0n && item.grantPool) {
+        // The delegate's spend goes with the funds: the verifier's view of the grant now counts it.
+        const key = fundsKey(item.payer, item.grantPool);
+        const entry = held.get(key);
+        if (entry) entry.amount += item.held;
+        else held.set(key, { payer: item.payer, pool: item.grantPool, amount: item.held });
+      }
       if (item.held > 0n) {
         const pool = item.kind === "lane" ? laneFundsPool(item.token) : item.token;
         const key = fundsKey(item.payer, pool);
@@ -289,8 +298,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     const pending = options.preflighter.checkRequest(item, now);
     const decision = pending instanceof Promise ? await pending : pending;
     if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme);
-    const reserved = await options.store.reserveRequest(item.payer, item.token, item.nonce, item.price, decision.balance, Number(item.deadline - now) + 60);
-    if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(reserved === "nonce-used" ? Reason.NonceUsed : Reason.InsufficientBalance), scheme);
+    // A delegate's spend is held too: its grant's budget bounds the calls in flight, not each call alone.
+    const reserved = await options.store.reserveRequest(item.payer, item.token, item.nonce, item.price, decision.balance, Number(item.deadline - now) + 60, decision.grant);
+    if (reserved !== "reserved") return refuse(res, req, model, contractRefusal(RESERVATION_REASON[reserved]), scheme);
     accepted(scheme, started, item.payer, item.price);
     const receipt: PaymentResponse = { success: true, transaction: "", network, payer: item.payer, scheme, amount: item.price.toString() };
     // Served once the model server's answer starts on its way to the client: a client that hangs up
@@ -300,10 +310,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       await forward(req, res, body, { [PAYMENT_RESPONSE_HEADER]: encodeHeader(receipt) }, { onAnswered: () => (served = true) });
     } finally {
       if (served) {
-        options.settlement.enqueueRequest(item, item.price);
+        options.settlement.enqueueRequest(item, item.price, decision.grant?.pool);
       } else {
         // Not served (the model server refused or failed): the payment is not taken and its nonce is free again.
-        await options.store.cancelRequest(item.payer, item.token, item.nonce, item.price);
+        await options.store.cancelRequest(item.payer, item.token, item.nonce, item.price, decision.grant?.pool);
       }
     }
   }

@@ -29,6 +29,11 @@ export interface PreflightDecision {
   balance: bigint;
   /** Lane vouchers: what the lane already paid on chain (also on a refusal, when known). */
   claimed?: bigint;
+  /**
+   * An item signed by a delegate: the pool of its grant's spend (`grantPool`) and what the grant may
+   * still spend, that the store also reserves against (a delegate's budget across calls in flight).
+   */
+  grant?: { pool: string; remaining: bigint };
 }
 
 /** Decides items in-process, with the contract's rules. */
@@ -50,7 +55,7 @@ export interface Preflighter {
 }
 
 /** Outcome of reserving a request. */
-export type RequestReservation = "reserved" | "nonce-used" | "insufficient-balance";
+export type RequestReservation = "reserved" | "nonce-used" | "insufficient-balance" | "budget-exceeded";
 
 /** Outcome of raising a lane's cover with a new voucher. */
 export type CoverOutcome = { status: "raised"; held: bigint } | { status: "stale"; covered: bigint } | { status: "insufficient-balance" };
@@ -74,11 +79,12 @@ export interface ReservationStore {
   /**
    * Marks (payer, token, nonce) used and holds `amount` of the payer's funds, unless the nonce is
    * taken or `balance` does not cover everything held. Funds are held per (payer, pool): the pool
-   * is the token for escrow balances, `laneFundsPool(token)` for a lane's funds.
+   * is the token for escrow balances, `laneFundsPool(token)` for a lane's funds. With `grant`, the
+   * amount is also held in the grant's pool, unless that would pass `grant.remaining`.
    */
-  reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number): Promise<RequestReservation>;
-  /** Undoes `reserveRequest` for a call that was not served (the nonce is free again). */
-  cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint): Promise<void>;
+  reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number, grant?: { pool: string; remaining: bigint }): Promise<RequestReservation>;
+  /** Undoes `reserveRequest` for a call that was not served (the nonce is free again, and the grant's spend). */
+  cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint, grantPool?: string): Promise<void>;
   /** Lets go of `amount` of held funds once the chain shows them settled. */
   releaseFunds(payer: string, token: string, amount: bigint): Promise<void>;
   /**
@@ -109,6 +115,8 @@ export interface SettledItem {
   reason: Reason;
   /** The amount the gateway held for it (released once the chain shows the settlement). */
   held: bigint;
+  /** The delegate's grant pool the same amount was also held in (requests signed by a delegate). */
+  grantPool?: string;
 }
 
 /**
@@ -130,8 +138,8 @@ export interface SettlementBatch {
 
 /** Background settlement. */
 export interface SettlementQueue {
-  /** Queue a served, reserved request. */
-  enqueueRequest(item: SignedRequest, held: bigint): void;
+  /** Queue a served, reserved request (`grantPool`: where its delegate's spend is held, if any). */
+  enqueueRequest(item: SignedRequest, held: bigint, grantPool?: string): void;
   /** Queue a lane's latest voucher (replaces any queued voucher of the same lane); `held` is the increase it covers. */
   enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint): void;
   /** Calls `listener` after every settlement transaction (or failure). */

@@ -21,7 +21,7 @@ export class MemoryReservationStore implements ReservationStore {
   private readonly locks = new Map<string, Promise<unknown>>();
   private sweepAt = 0;
 
-  async reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number): Promise<RequestReservation> {
+  async reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number, grant?: { pool: string; remaining: bigint }): Promise<RequestReservation> {
     const now = Date.now();
     this.sweep(now);
     const key = nonceKey(payer, token, nonce);
@@ -30,14 +30,19 @@ export class MemoryReservationStore implements ReservationStore {
     const fk = fundsKey(payer, token);
     const held = this.funds.get(fk) ?? 0n;
     if (held + amount > balance) return "insufficient-balance";
+    const gk = grant ? fundsKey(payer, grant.pool) : undefined;
+    const spent = gk ? (this.funds.get(gk) ?? 0n) : 0n;
+    if (grant && spent + amount > grant.remaining) return "budget-exceeded";
     this.nonces.set(key, { expiresAt: now + ttlSeconds * 1000 });
     this.funds.set(fk, held + amount);
+    if (gk) this.funds.set(gk, spent + amount);
     return "reserved";
   }
 
-  async cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint): Promise<void> {
+  async cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint, grantPool?: string): Promise<void> {
     this.nonces.delete(nonceKey(payer, token, nonce));
     this.subtract(fundsKey(payer, token), amount);
+    if (grantPool) this.subtract(fundsKey(payer, grantPool), amount);
   }
 
   async releaseFunds(payer: string, token: string, amount: bigint): Promise<void> {
@@ -118,4 +123,13 @@ export function fundsKey(payer: string, pool: string): string {
  */
 export function laneFundsPool(token: string): string {
   return `lane:${token.toLowerCase()}`;
+}
+
+/**
+ * The pool a delegate's grant spend is held in, per payer like its funds.
+ * @example
+ * await store.reserveRequest(payer, token, nonce, price, balance, ttl, { pool: grantPool(token, delegate), remaining });
+ */
+export function grantPool(token: string, delegate: string): string {
+  return `grant:${token.toLowerCase()}:${delegate.toLowerCase()}`;
 }

@@ -60,14 +60,23 @@ end
 local function max(a, b) if cmp(a, b) >= 0 then return a end return b end
 `;
 
-/** KEYS: nonce, funds. ARGV: amount, balance, ttl seconds. Returns 0 reserved, 1 nonce used, 2 insufficient. */
+/**
+ * KEYS: nonce, funds, [grant]. ARGV: amount, balance, ttl seconds, [grant remaining]. Returns 0
+ * reserved, 1 nonce used, 2 insufficient, 3 the grant's budget exceeded (with a grant key).
+ */
 const RESERVE_REQUEST = `${BIGNUM_LUA}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 local held = redis.call('GET', KEYS[2]) or '0'
 local after = add(held, ARGV[1])
 if cmp(after, ARGV[2]) > 0 then return 2 end
+local spent
+if KEYS[3] then
+  spent = add(redis.call('GET', KEYS[3]) or '0', ARGV[1])
+  if cmp(spent, ARGV[4]) > 0 then return 3 end
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 redis.call('SET', KEYS[2], after)
+if KEYS[3] then redis.call('SET', KEYS[3], spent) end
 return 0`;
 
 /** KEYS: funds, [nonce]. ARGV: amount. Drops the nonce when given, subtracts the amount (never below 0). */
@@ -111,7 +120,7 @@ return {owed, v[2] or '0', held, v[4] or ''}`;
 const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 type Scripted = Redis & {
-  pfReserve(nonce: string, funds: string, amount: string, balance: string, ttl: number): Promise<number>;
+  pfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   pfRelease(numKeys: number, ...args: string[]): Promise<number>;
   pfRaise(lane: string, funds: string, cumulative: string, claimed: string, balance: string, signer: string): Promise<[number, string]>;
   pfAdmit(lane: string, hold: string, credit: string): Promise<[number, string, string, string, string]>;
@@ -139,7 +148,7 @@ export class RedisReservationStore implements ReservationStore {
 
   static async connect(options: RedisReservationStoreOptions): Promise<RedisReservationStore> {
     const redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: false }) as Scripted;
-    redis.defineCommand("pfReserve", { numberOfKeys: 2, lua: RESERVE_REQUEST });
+    redis.defineCommand("pfReserve", { lua: RESERVE_REQUEST });
     redis.defineCommand("pfRelease", { lua: RELEASE });
     redis.defineCommand("pfRaise", { numberOfKeys: 2, lua: RAISE_COVER });
     redis.defineCommand("pfAdmit", { numberOfKeys: 1, lua: ADMIT });
@@ -149,13 +158,16 @@ export class RedisReservationStore implements ReservationStore {
     return new RedisReservationStore(redis, options.prefix ?? "preflight:");
   }
 
-  async reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number): Promise<RequestReservation> {
-    const r = await this.redis.pfReserve(this.key(nonceKey(payer, token, nonce)), this.key(fundsKey(payer, token)), amount.toString(), balance.toString(), Math.max(1, Math.ceil(ttlSeconds)));
-    return r === 0 ? "reserved" : r === 1 ? "nonce-used" : "insufficient-balance";
+  async reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number, grant?: { pool: string; remaining: bigint }): Promise<RequestReservation> {
+    const keys = [this.key(nonceKey(payer, token, nonce)), this.key(fundsKey(payer, token)), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
+    const args = [amount.toString(), balance.toString(), Math.max(1, Math.ceil(ttlSeconds)), ...(grant ? [grant.remaining.toString()] : [])];
+    const r = await this.redis.pfReserve(keys.length, ...keys, ...args);
+    return r === 0 ? "reserved" : r === 1 ? "nonce-used" : r === 2 ? "insufficient-balance" : "budget-exceeded";
   }
 
-  async cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint): Promise<void> {
+  async cancelRequest(payer: string, token: string, nonce: bigint, amount: bigint, grantPool?: string): Promise<void> {
     await this.redis.pfRelease(2, this.key(fundsKey(payer, token)), this.key(nonceKey(payer, token, nonce)), amount.toString());
+    if (grantPool) await this.redis.pfRelease(1, this.key(fundsKey(payer, grantPool)), amount.toString());
   }
 
   async releaseFunds(payer: string, token: string, amount: bigint): Promise<void> {

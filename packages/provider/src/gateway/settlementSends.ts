@@ -29,6 +29,8 @@ import type { SettledItem } from "./interfaces";
 export interface Queued<T> {
   item: T;
   held: bigint;
+  /** A delegate's request: the grant pool `held` is also held in. */
+  grantPool?: string;
 }
 
 export type QueuedRequest = Queued<SignedRequest>;
@@ -85,7 +87,7 @@ export class SettlementSends {
         const receipt = await this.sender!.send(this.contractAddress(), data);
         const records = this.logsOf(receipt, REQUESTS_SETTLED_TOPIC).flatMap((l) => decodeRequestsSettled(l).records);
         if (records.length !== sorted.length) throw new Error(`${receipt.hash} logged ${records.length} requests, sent ${sorted.length}`);
-        sorted.forEach((b, i) => done.push(requestItem(b.item, records[i]!.reason as Reason, b.held)));
+        sorted.forEach((b, i) => done.push(requestItem(b, records[i]!.reason as Reason)));
         last = { txHash: receipt.hash, blockNumber: receipt.blockNumber };
         gasUsed += receipt.gasUsed;
       }
@@ -134,12 +136,12 @@ export class SettlementSends {
   private async viaSettler(batch: QueuedRequest[]): Promise<Attempt<QueuedRequest>> {
     // A fresh settler per attempt: one whose attempt failed midway holds nothing back.
     const settler = new BatchSettler({ contract: this.contract, token: this.token, maxBatchSize: Number.MAX_SAFE_INTEGER, maxAgeMs: 2 ** 31 - 1 });
-    const held = new Map(batch.map((b) => [b.item, b.held]));
+    const queued = new Map(batch.map((b) => [b.item, b]));
     const outcomes = batch.map((b) => settler.add(b.item));
     const results = await settler.flush();
     const failed = results.find((r) => r.error !== undefined);
     if (failed || results.length === 0) return { error: failed?.error ?? new Error("nothing sent") };
-    const items: SettledItem[] = (await Promise.all(outcomes)).map((o) => requestItem(o.item, o.reason, held.get(o.item) ?? 0n));
+    const items: SettledItem[] = (await Promise.all(outcomes)).map((o) => requestItem(queued.get(o.item) ?? { item: o.item, held: 0n }, o.reason));
     const last = results[results.length - 1]!;
     const receipt = last.txHash ? await this.receipt(last.txHash) : null;
     return { done: items, rest: [], txHash: last.txHash, blockNumber: receipt?.blockNumber, gasUsed: results.reduce((g, r) => g + r.gasUsed, 0n) };
@@ -242,8 +244,8 @@ export class SettlementSends {
   }
 }
 
-export function requestItem(item: SignedRequest, reason: Reason, held: bigint): SettledItem {
-  return { kind: "request", payer: item.payer, token: item.token, amount: reason === Reason.Settled ? item.price : 0n, reason, held };
+export function requestItem({ item, held, grantPool }: QueuedRequest, reason: Reason): SettledItem {
+  return { kind: "request", payer: item.payer, token: item.token, amount: reason === Reason.Settled ? item.price : 0n, reason, held, grantPool };
 }
 
 export function laneItem(item: SignedLaneVoucher, reason: Reason, amount: bigint, held: bigint): SettledItem {

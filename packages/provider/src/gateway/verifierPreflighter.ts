@@ -7,6 +7,7 @@ import { PreflightVerifier, type Decision } from "../verifier";
 import { Reason, type SignedLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
 import type { PreflightDecision, Preflighter } from "./interfaces";
+import { grantPool } from "./memoryStore";
 
 export interface VerifierPreflighterOptions {
   /** The Preflight contract, connected to an RPC provider. */
@@ -58,7 +59,8 @@ export class VerifierPreflighter implements Preflighter {
   private requestDecision(item: SignedRequest, d: Decision): PreflightDecision {
     // The rules' spendable balance (less a withdrawal that can execute before the settlement), not the
     // raw one: the store's holds across calls are checked against it.
-    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n };
+    const grant = d.delegate !== undefined && d.grantRemaining !== undefined ? { pool: grantPool(item.token, d.delegate), remaining: d.grantRemaining } : undefined;
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n, grant };
   }
 
   async checkLaneVoucher(item: SignedLaneVoucher, now: bigint): Promise<PreflightDecision> {

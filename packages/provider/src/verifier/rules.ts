@@ -213,7 +213,8 @@ export function authorize(
     }
     if (grant !== null && grant.epoch !== 0n) {
       const reason = checkGrant(state, grant, payer, token, signer, model, amount, isRequest, t.now, replacedGrant, unknown);
-      return { ...base, delegate: signer, reason };
+      const grantRemaining = rollover(grant, t.now).remaining - state.reservedGrant(payer, token, signer) + replacedGrant;
+      return { ...base, delegate: signer, reason, grantRemaining };
     }
   }
   const sigReason =

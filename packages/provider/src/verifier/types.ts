@@ -29,6 +29,12 @@ export interface Decision {
    */
   spendable?: bigint;
   /**
+   * On an accepted item signed by a delegate: what its grant may still spend in the current period,
+   * this item included (less what this verifier reserved). A store holding reservations of its own
+   * checks its holds of the delegate's spend against this.
+   */
+  grantRemaining?: bigint;
+  /**
    * ECDSA did not match and the payer is a contract whose ERC-1271 answer is unknown: call
    * `verifyAsync` (one eth_call) to decide.
    */
