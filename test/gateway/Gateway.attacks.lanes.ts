@@ -143,6 +143,19 @@ describe("metered calls that try not to pay", function () {
     expect(((await totals(payer)) as { owed: string }).owed).to.equal("42");
   });
 
+  it("refuses a call whose prompt alone could cost more than the lane's cover and credit, before it runs", async function () {
+    const payer = await fundedLane(f, 1_000_000n);
+    const open = await voucher(payer, HOLD); // covered 100: all the client ever signs
+    const prompt = Array.from({ length: 100_000 }, () => "w").join(" "); // 200 KB, under the 1 MiB body limit
+    const r = await post(open, JSON.stringify({ model: METERED, messages: [{ role: "user", content: prompt }] }));
+    expect(r.status).to.equal(402);
+    expect((JSON.parse(r.text) as { reason: { name: string } }).reason.name).to.equal("CreditLimit");
+    // A max_tokens the lane cannot cover is refused the same way; an ordinary call still runs.
+    const long = await post(open, JSON.stringify({ model: METERED, max_tokens: 100_000, messages: [{ role: "user", content: "hi" }] }));
+    expect(long.status).to.equal(402);
+    expect((await post(open, JSON.stringify({ model: METERED, messages: [{ role: "user", content: "hi" }] }))).status).to.equal(200);
+  });
+
   it("a voucher whose cumulativeAmount does not fit uint128 is refused 402 MalformedPayment, not 502", async function () {
     const payer = await fundedLane(f, 1_000_000n);
     const r = await post(await voucher(payer, (1n << 200n).toString()), JSON.stringify({ model: METERED, messages: [{ role: "user", content: "hi" }] }));

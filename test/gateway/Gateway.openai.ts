@@ -111,13 +111,17 @@ describe("Gateway with the openai client", function () {
 
   it("refuses new metered work past the credit limit, with the reason and what to pay", async function () {
     const wallet = await fundedLane(f, 1_000_000n);
+    const request = JSON.stringify({ model: METERED, messages: MESSAGES });
+    // A call is held for its prompt's bound (a token per body byte) plus the model's hold per call (100).
+    const hold = BigInt(Buffer.byteLength(request)) * PER_INPUT_TOKEN + 100n;
     await gw.close();
-    gw = await startTestGateway(f, { creditLimit: CALL_COST });
+    gw = await startTestGateway(f, { creditLimit: CALL_COST + hold - 100n });
     // A client that never signs more than the opening voucher (100, the model's hold per call).
     const stingy = createPayingFetch({ now: chainNow, signer: fromEthers(wallet), maxPricePerRequest: 0n, maxLaneTotal: 100n, prefer: "preflight-lane" });
-    const call = () => stingy(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: METERED, messages: MESSAGES }) });
+    const call = () => stingy(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: request });
     expect((await call()).status).to.equal(200); // covered 100, owed 46
-    expect((await call()).status).to.equal(200); // owed 92: 92 + 100 held <= 100 + 46 credit was still true before it
+    expect((await call()).status).to.equal(200); // 46 owed + the hold <= 100 covered + the credit limit, just
+    // owed 92: 92 + the hold passes 100 + the credit limit
     const refused = await call();
     expect(refused.status).to.equal(402);
     const body = (await refused.json()) as PaymentRequired;

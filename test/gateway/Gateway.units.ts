@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/gateway";
+import { callHold, cutShortCost } from "../../packages/provider/src/gateway/pricing";
 import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
 import { addressBytesCall } from "../../packages/provider/src/gateway/rawSender";
@@ -97,6 +98,19 @@ describe("Gateway units", function () {
       expect(model.holdPerCall).to.equal(5n * 1024n);
       expect(() => priceTable({ m: {} })).to.throw(/perRequest/);
     });
+    it("holds a metered call for a bound of its cost: a token per body byte, max_tokens x n answers (or the model's hold)", function () {
+      const model = priceTable({ m: { perInputToken: 2n, perOutputToken: 5n, holdPerCall: 100n } }).get("m")!;
+      expect(callHold(model, {}, 50)).to.equal(50n * 2n + 100n);
+      expect(callHold(model, { max_tokens: 10 }, 50)).to.equal(50n * 2n + 10n * 5n);
+      expect(callHold(model, { max_tokens: 10, max_completion_tokens: 20, n: 3 }, 50)).to.equal(50n * 2n + 20n * 3n * 5n);
+      // Not a whole number: no limit given, the model's hold applies.
+      expect(callHold(model, { max_tokens: "10", n: 1.5 }, 0)).to.equal(100n);
+      // Cut short: the prompt's bound and what was passed on, at least the hold per call, at most the call's hold.
+      expect(cutShortCost(model, 1_000n, 50, 3)).to.equal(50n * 2n + 100n);
+      expect(cutShortCost(model, 1_000n, 50, 40)).to.equal(50n * 2n + 40n * 5n);
+      expect(cutShortCost(model, 250n, 50, 40)).to.equal(250n);
+    });
+
     it("answers 402 where a new payment can cure it and 403 where the key may not pay", function () {
       expect(contractRefusal(Reason.InsufficientBalance)).to.include({ status: 402, code: 12, name: "InsufficientBalance" });
       expect(contractRefusal(Reason.NonceUsed).status).to.equal(402);

@@ -27,7 +27,7 @@ import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, Settle
 import { GatewayMetrics } from "./metrics";
 import { fundsKey, laneFundsPool } from "./memoryStore";
 import { parsePayment } from "./payment";
-import { meteredCost, type PricedModel, type Usage } from "./pricing";
+import { callHold, cutShortCost, meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
 import { corsPolicy, isCorsHeader, type CorsOptions } from "./cors";
@@ -322,7 +322,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     req: IncomingMessage,
     res: ServerResponse,
     body: Uint8Array,
-    parsed: { stream?: unknown; stream_options?: unknown },
+    parsed: { stream?: unknown; stream_options?: unknown; max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown },
     model: PricedModel,
     voucher: SignedLaneVoucher,
     now: bigint,
@@ -365,7 +365,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       // A delegate's grant still bounds what it may use the lane for (model, provider, expiry, revocation).
       if (reason !== Reason.Settled) return refuse(res, req, model, contractRefusal(reason), scheme, laneState(totals));
     }
-    const admitted = await options.store.admit(laneKey, model.holdPerCall, options.creditLimit);
+    // Held for an upper bound of this call's cost (its body, its max_tokens), not a flat amount: a
+    // very long prompt or answer must fit the lane's cover and credit limit before it runs.
+    const hold = callHold(model, parsed, body.length);
+    const admitted = await options.store.admit(laneKey, hold, options.creditLimit);
     if (!admitted.admitted) {
       const t = admitted.totals;
       return refuse(res, req, model, gatewayRefusal("CreditLimit", `the lane owes ${t.owed - t.covered} unpaid (${t.held} held for calls in flight) against a credit limit of ${options.creditLimit}: send a voucher for ${t.owed}`), scheme, laneState(t));
@@ -376,9 +379,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     const progress = { events: 0 }; // content events a stream has passed on so far
     // Usage the model server did not report (no JSON, no `usage`) costs the call's hold: unmetered is not free.
     const charge = async (usage: Usage | undefined): Promise<PaymentResponse> => {
-      const cost = usage ? meteredCost(model, usage) : model.holdPerCall;
+      const cost = usage ? meteredCost(model, usage) : hold;
       charged = true;
-      const after = await options.store.charge(laneKey, model.holdPerCall, cost);
+      const after = await options.store.charge(laneKey, hold, cost);
       return { success: true, transaction: "", network, payer: voucher.payer, scheme, amount: cost.toString(), lane: laneState(after) };
     };
     try {
@@ -391,12 +394,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
     } finally {
       // A stream cut short after it started (the client hung up, the model server broke off) never
-      // reached its usage event: it costs what it passed on (a token per content event), and at least
-      // the call's hold (its prompt was processed, and the hold is what the call was admitted for).
-      if (!charged) {
-        const delivered = meteredCost(model, { prompt_tokens: 0, completion_tokens: progress.events });
-        await options.store.charge(laneKey, model.holdPerCall, answered ? (delivered > model.holdPerCall ? delivered : model.holdPerCall) : 0n);
-      }
+      // reached its usage event: it costs its prompt and what it passed on (cutShortCost).
+      if (!charged) await options.store.charge(laneKey, hold, answered ? cutShortCost(model, hold, body.length, progress.events) : 0n);
     }
   }
 

@@ -63,3 +63,32 @@ export function meteredCost(model: PricedModel, usage: Usage): bigint {
   const tokens = (n: number | undefined) => (Number.isSafeInteger(n) && (n as number) > 0 ? BigInt(n as number) : 0n);
   return tokens(usage.prompt_tokens) * (model.perInputToken ?? 0n) + tokens(usage.completion_tokens) * (model.perOutputToken ?? 0n);
 }
+
+/**
+ * What a metered call is held for while it runs: an upper bound of its cost where the request gives
+ * one. The prompt costs at most a token per byte of the request body (a token is at least one byte),
+ * and the answer at most `max_tokens` (or `max_completion_tokens`) times `n` tokens; without such a
+ * limit the answer is held for the model's `holdPerCall`. A call is admitted only if this fits the
+ * lane's cover and credit limit, so one call cannot run up more than that unnoticed.
+ * @example
+ * callHold(model, { max_tokens: 256 }, body.length);
+ */
+export function callHold(model: PricedModel, request: { max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown }, bodyBytes: number): bigint {
+  const count = (v: unknown): bigint | undefined => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined);
+  const prompt = BigInt(bodyBytes) * (model.perInputToken ?? 0n);
+  const maxTokens = count(request.max_completion_tokens) ?? count(request.max_tokens);
+  const answers = count(request.n) ?? 1n;
+  const answer = maxTokens !== undefined ? maxTokens * (answers > 0n ? answers : 1n) * (model.perOutputToken ?? 0n) : model.holdPerCall;
+  return prompt + answer;
+}
+
+/**
+ * What a metered stream cut short before its usage event costs: the prompt's bound, plus what it
+ * passed on (a token per content event) and at least the model's `holdPerCall`, never more than
+ * the call was held for. A dropped stream is never cheaper than a finished one of the same length.
+ */
+export function cutShortCost(model: PricedModel, hold: bigint, bodyBytes: number, deliveredTokens: number): bigint {
+  const delivered = meteredCost(model, { completion_tokens: deliveredTokens });
+  const cost = BigInt(bodyBytes) * (model.perInputToken ?? 0n) + (delivered > model.holdPerCall ? delivered : model.holdPerCall);
+  return cost < hold ? cost : hold;
+}
