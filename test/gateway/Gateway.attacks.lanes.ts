@@ -13,12 +13,20 @@ import type { Wallet } from "ethers";
 import { modelId, signLaneVoucher, type PreflightSigner } from "@preflight/sdk";
 import { priceTable, startMockModelServer } from "@preflight/provider/gateway";
 import { decodeHeader, encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequirements } from "@preflight/sdk/fetch";
+import { ethers } from "hardhat";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
+import { startRedis, type RedisServer } from "../helpers/redis";
 import { fundedLane, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
 
 const HOLD = 100n; // testModels' holdPerCall for METERED
 const CHEAP = "cheap-model";
 const DEAR = "dear-model";
+const delegateModels = () =>
+  priceTable({
+    [CHEAP]: { perInputToken: 1n, perOutputToken: 1n, holdPerCall: 100n },
+    [DEAR]: { perInputToken: 10n, perOutputToken: 10n, holdPerCall: 100n },
+    [PER_REQUEST]: { perRequest: PRICE },
+  });
 
 /** An OpenAI-compatible answer of 1,000 completion tokens, gzip-compressed when the request accepts gzip (as nginx `gzip on`, or a compression middleware, does). */
 async function compressingModelServer(): Promise<{ url: string; close(): Promise<void> }> {
@@ -177,13 +185,7 @@ describe("a delegate paying on its payer's lane", function () {
   beforeEach(async function () {
     f = await loadFixture(deployPreflightFixture);
     token = await f.usdc.getAddress();
-    gw = await startTestGateway(f, {
-      models: priceTable({
-        [CHEAP]: { perInputToken: 1n, perOutputToken: 1n, holdPerCall: 100n },
-        [DEAR]: { perInputToken: 10n, perOutputToken: 10n, holdPerCall: 100n },
-        [PER_REQUEST]: { perRequest: PRICE },
-      }),
-    });
+    gw = await startTestGateway(f, { models: delegateModels() });
   });
   afterEach(async function () {
     await gw?.close();
@@ -225,6 +227,49 @@ describe("a delegate paying on its payer's lane", function () {
     // ...then sends a voucher that adds nothing, for the model its grant does not allow.
     const dear = await post(await laneVoucher(f.delegate, 1_000n, DEAR), body(DEAR));
     expect(dear.status, "served a model outside the delegate's grant, charged to the payer's lane").to.equal(403);
+  });
+
+  describe("on a gateway whose verifier never saw the grant (a later --from-block, another replica)", function () {
+    let redis: RedisServer;
+    const more: TestGateway[] = [];
+    before(async function () {
+      redis = await startRedis();
+    });
+    after(async function () {
+      await redis?.stop();
+    });
+    afterEach(async function () {
+      await Promise.all(more.splice(0).map((g) => g.close()));
+    });
+
+    /** A lane and a grant for both models, then a block after them: the block a gateway may follow from. */
+    async function grantBothModels(): Promise<number> {
+      await f.preflight.connect(f.payer).fundLane(f.provider.address, token, 100_000n);
+      await f.preflight.connect(f.payer).grant({ delegate: f.delegate.address, token, provider: f.provider.address, maxPrice: 10_000n, budget: 100_000n, period: 0n, expiry: BigInt(await time.latest()) + 86_400n, models: [modelId(CHEAP), modelId(DEAR)] });
+      await ethers.provider.send("evm_mine", []);
+      return ethers.provider.getBlockNumber();
+    }
+    const body = (model: string) => JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] });
+
+    it("reads the grant from the chain for a voucher that adds nothing, instead of refusing a model it allows", async function () {
+      const fromBlock = await grantBothModels();
+      await gw.close();
+      gw = await startTestGateway(f, { models: delegateModels(), fromBlock });
+      const cheap = await post(await laneVoucher(f.delegate, 1_000n, CHEAP), body(CHEAP));
+      expect(cheap.status, cheap.text).to.equal(200);
+      const dear = await post(await laneVoucher(f.delegate, 1_000n, DEAR), body(DEAR));
+      expect(dear.status, dear.text).to.equal(200);
+    });
+
+    it("serves the lane's own delegate on a replica that did not see the raise", async function () {
+      const fromBlock = await grantBothModels();
+      const a = await startTestGateway(f, { models: delegateModels(), fromBlock, redis: `${redis.url}/0` });
+      const b = await startTestGateway(f, { models: delegateModels(), fromBlock, redis: `${redis.url}/0` });
+      more.push(a, b);
+      const on = async (g: TestGateway, model: string) => (await fetch(`${g.running.url}/v1/chat/completions`, { method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: await laneVoucher(f.delegate, 1_000n, model) }, body: body(model) })).status;
+      expect(await on(a, CHEAP)).to.equal(200);
+      expect(await on(b, CHEAP)).to.equal(200);
+    });
   });
 });
 

@@ -360,7 +360,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       // A voucher that adds nothing still proves who is calling: it must be signed by the key whose
       // voucher (checked with the contract's rules) last raised this lane.
       if (totals.signer === "") return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total`), scheme, laneState(totals));
-      const { signer, reason } = options.preflighter.laneVoucherSigner(voucher, now);
+      const pendingSigner = options.preflighter.laneVoucherSigner(voucher, now);
+      const { signer, reason } = pendingSigner instanceof Promise ? await pendingSigner : pendingSigner;
       if (!signer || signer !== totals.signer) return refuse(res, req, model, gatewayRefusal("WrongLaneSigner", "the voucher is not signed by the key that opened this lane", 403), scheme, laneState(totals));
       // A delegate's grant still bounds what it may use the lane for (model, provider, expiry, revocation).
       if (reason !== Reason.Settled) return refuse(res, req, model, contractRefusal(reason), scheme, laneState(totals));

@@ -47,7 +47,7 @@ export interface Preflighter {
    * recovers), and `Reason.Settled` while that key may still pay for the voucher's model (a delegate's
    * grant not revoked or expired and covering the model), else the contract's reason.
    */
-  laneVoucherSigner(item: SignedLaneVoucher, now: bigint): { signer?: string; reason: Reason };
+  laneVoucherSigner(item: SignedLaneVoucher, now: bigint): { signer?: string; reason: Reason } | Promise<{ signer?: string; reason: Reason }>;
   /** Resolves once the chain state the preflight reads includes `block` (so settled reservations may go). */
   waitForBlock(block: number): Promise<void>;
   /** Stop following the chain. */

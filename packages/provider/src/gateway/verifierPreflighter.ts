@@ -84,9 +84,11 @@ export class VerifierPreflighter implements Preflighter {
     return reason === Reason.InsufficientBalance || reason === Reason.InvalidSigner;
   }
 
-  laneVoucherSigner(item: SignedLaneVoucher, now: bigint): { signer?: string; reason: Reason } {
+  /** Without a promise, unless the grant it depends on is not in the cache (then one chain read). */
+  laneVoucherSigner(item: SignedLaneVoucher, now: bigint): { signer?: string; reason: Reason } | Promise<{ signer?: string; reason: Reason }> {
     const d = this.verifier.laneVoucherSigner(item, { at: now });
-    return { signer: d.signer, reason: d.reason };
+    if (!d.needsChainRead) return { signer: d.signer, reason: d.reason };
+    return this.verifier.laneVoucherSignerAsync(item, { at: now }).then((a) => ({ signer: a.signer, reason: a.reason }));
   }
 
   async waitForBlock(block: number): Promise<void> {

@@ -243,8 +243,28 @@ export class PreflightVerifier {
    * if (!d.accepted) console.log(reasonName(d.reason)); // e.g. ModelNotAllowed
    */
   laneVoucherSigner(voucher: SignedLaneVoucher, options: VerifyOptions = {}): Decision {
+    return this.laneSignerVerdict(voucher, options).decision;
+  }
+
+  /**
+   * `laneVoucherSigner`, first reading from the chain the grant (or its entry for the voucher's
+   * model) the cache does not hold: a verifier that followed from a later block, a replica that did
+   * not see the lane's raise, or one that forgot its state after a reorg.
+   * @example
+   * const d = await verifier.laneVoucherSignerAsync(voucher);
+   */
+  async laneVoucherSignerAsync(voucher: SignedLaneVoucher, options: VerifyOptions = {}): Promise<Decision> {
+    let verdict = this.laneSignerVerdict(voucher, options);
+    for (let attempt = 0; verdict.unknown.length > 0 && attempt < READ_ATTEMPTS; attempt++) {
+      await fillUnknown(this.state, this.reader, this.follower, verdict.unknown);
+      verdict = this.laneSignerVerdict(voucher, options);
+    }
+    return verdict.decision;
+  }
+
+  private laneSignerVerdict(voucher: SignedLaneVoucher, options: VerifyOptions): Verdict {
     validateLaneVoucher(voucher);
-    return decideLaneSigner(this.rules, voucher, this.recover(this.digests.laneVoucher(voucher, this.provider), voucher.signature), this.time(options, undefined)).decision;
+    return decideLaneSigner(this.rules, voucher, this.recover(this.digests.laneVoucher(voucher, this.provider), voucher.signature), this.time(options, undefined));
   }
 
   private laneVerdict(voucher: SignedLaneVoucher, options: VerifyOptions, erc1271: boolean | undefined): Verdict {
