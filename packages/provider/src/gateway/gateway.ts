@@ -25,13 +25,14 @@ import {
 } from "@preflight/sdk/fetch";
 import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
 import { GatewayMetrics } from "./metrics";
-import { fundsKey, laneFundsPool } from "./memoryStore";
+import { laneFundsPool } from "./memoryStore";
 import { parsePayment } from "./payment";
 import { callHold, cutShortCost, meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
 import { corsPolicy, isCorsHeader, type CorsOptions } from "./cors";
 import { logsDebug, silentLogger, type Logger } from "./log";
+import { HoldReleases, holdsOf } from "./releases";
 
 /** Everything a gateway needs. */
 export interface GatewayOptions {
@@ -83,11 +84,11 @@ export interface Gateway {
 }
 
 const PAID_ROUTES = new Set(["/v1/chat/completions", "/v1/completions"]);
+const FREE_ROUTES = new Set(["/v1/models"]);
 /** The contract's reason for each way a reservation can fail. */
 const RESERVATION_REASON = { "nonce-used": Reason.NonceUsed, "insufficient-balance": Reason.InsufficientBalance, "budget-exceeded": Reason.BudgetExceeded } as const;
 /** Time to send, retry and mine a batch after it leaves the queue. */
 const SEND_MARGIN_SECONDS = 60;
-const FREE_ROUTES = new Set(["/v1/models"]);
 
 class HttpError extends Error {
   constructor(
@@ -125,7 +126,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const cors = options.cors ? corsPolicy(options.cors) : undefined;
   // With a policy of its own, the gateway's CORS headers replace the model server's.
   const dropUpstream = cors ? isCorsHeader : undefined;
-  const releases = new Set<Promise<void>>();
+  const releases = new HoldReleases(options.store, options.preflighter, releaseGraceMs, (e) => log("error", "release-failed", { error: String(e) }));
   let closing = false;
   let inFlight = 0;
   let idle: (() => void) | undefined;
@@ -143,42 +144,18 @@ export function createGateway(options: GatewayOptions): Gateway {
       log("info", "collected", { txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, lanes: batch.items.length, amount: batch.collected ?? 0n });
       return;
     }
-    // Counted per reason, and released per payer and pool, once a batch (a batch holds up to
-    // thousands of items; a metric update or a store call per item held the event loop for each).
+    // Counted per reason once a batch (a metric update per item held the event loop for each).
     let settled = 0n;
     const byReason = new Map<Reason, number>();
-    const held = new Map<string, { payer: string; pool: string; amount: bigint }>();
     for (const item of batch.items) {
       byReason.set(item.reason, (byReason.get(item.reason) ?? 0) + 1);
       settled += item.amount;
-      if (item.held > 0n && item.grantPool) {
-        // The delegate's spend goes with the funds: the verifier's view of the grant now counts it.
-        const key = fundsKey(item.payer, item.grantPool);
-        const entry = held.get(key);
-        if (entry) entry.amount += item.held;
-        else held.set(key, { payer: item.payer, pool: item.grantPool, amount: item.held });
-      }
-      if (item.held > 0n) {
-        const pool = item.kind === "lane" ? laneFundsPool(item.token) : item.token;
-        const key = fundsKey(item.payer, pool);
-        const entry = held.get(key);
-        if (entry) entry.amount += item.held;
-        else held.set(key, { payer: item.payer, pool, amount: item.held });
-      }
     }
     for (const [reason, count] of byReason) metrics.settledItems.inc({ kind, reason: reasonLabel(reason) }, count);
     metrics.settledAmount.inc({ kind }, Number(settled));
     metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
     log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled, attempts: batch.attempts ?? 1 });
-    const release = (async () => {
-      if (batch.blockNumber !== undefined) await options.preflighter.waitForBlock(batch.blockNumber);
-      // The grace lets the other replicas follow the chain first: without it one of them, still seeing
-      // the old balance, would accept the released funds again. Only a store no one else shares skips it on shutdown.
-      if ((!closing || options.store.shared) && releaseGraceMs > 0) await new Promise((r) => setTimeout(r, releaseGraceMs).unref());
-      for (const { payer, pool, amount } of held.values()) await options.store.releaseFunds(payer, pool, amount);
-    })().catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
-    releases.add(release);
-    void release.finally(() => releases.delete(release));
+    releases.release(holdsOf(batch.items), batch.blockNumber, closing);
   }
   options.settlement.subscribe(onBatch);
 
@@ -474,7 +451,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Calls already admitted finish (and are queued) before the last settlement.
     if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
     const batches = await options.settlement.close();
-    await Promise.all([...releases]);
+    await releases.settled();
     options.preflighter.close();
     await upstream.close();
     await options.store.close();
