@@ -2,16 +2,21 @@
  * Settlement survives a flaky RPC: sends that never reach the node, and sends the node mined but
  * whose answer was lost, are retried with backoff; what a lost send settled is read back from the
  * chain, not sent again. Every served item settles exactly once, and shutdown still settles the
- * whole queue.
+ * whole queue. A batch that fails for good lets its requests' holds go (nothing will debit them),
+ * and a lane voucher's hold carries over to the lane's next voucher, whose claim takes the same
+ * increase.
  */
 import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
-import { network } from "hardhat";
+import { ethers, network } from "hardhat";
 import { deployPreflightFixture } from "../helpers/fixtures";
 import { fundedLane, fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, chainNow } from "../helpers/gateway";
 import { devAccount, providerFor } from "../helpers/nodes";
 import { startFlakyRpc } from "../helpers/flakyRpc";
 import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
+import { signLaneVoucher, type SignedRequest } from "@preflight/sdk";
+import { ChainSettlementQueue, MemoryReservationStore } from "@preflight/provider/gateway";
+import { makeRequest, signedRequest } from "../helpers/requests";
 
 describe("Gateway settlement over a flaky RPC", function () {
   it("retries lost and refused sends, never sends an item twice, and settles everything on shutdown", async function () {
@@ -86,6 +91,83 @@ describe("Gateway settlement over a flaky RPC", function () {
       expect(await f.preflight.earningsOf(f.provider.address, await f.usdc.getAddress())).to.equal(3n * PRICE);
     } finally {
       await gw.close();
+      await rpc.close();
+    }
+  });
+
+  it("lets a payer's funds pay again once its batch fails for good (the holds of a reverted batch are released)", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const rpc = await startFlakyRpc();
+    const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
+    const gw = await startTestGateway(f, { providerSigner, maxBatchSize: 2, maxAgeMs: 180_000 });
+    try {
+      const payer = await fundedWallet(f, 2n * PRICE); // two calls' worth
+      const pay = createPayingFetch({ now: chainNow, signer: fromEthers(payer), maxPricePerRequest: PRICE });
+      const call = () => pay(`${gw.running.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] }) }).then((r) => r.status);
+      const failures = async () => /preflight_gateway_settlement_failures_total\{kind="request"\} (\d+)/.exec(await (await fetch(`${gw.running.url}/metrics`)).text())?.[1];
+      expect(await call()).to.equal(200);
+      // The second call fills the batch; its gas estimate comes back reverted.
+      rpc.revertNext = 1;
+      expect(await call()).to.equal(200);
+      const deadline = Date.now() + 20_000;
+      while ((await failures()) !== "1" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(await failures()).to.equal("1");
+      expect(rpc.revertNext).to.equal(0);
+      expect(rpc.sent).to.have.length(0); // nothing reached the chain: the payer still has both calls' funds
+      // Before the fix the two holds stayed and this call got 402 until the gateway restarted.
+      let status = 0;
+      while ((status = await call()) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(status).to.equal(200);
+    } finally {
+      await gw.close();
+      await rpc.close();
+    }
+  });
+
+  it("reports the requests a failed batch gave up on with their holds, and carries a given-up lane voucher's hold to the lane's next claim", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const token = await f.usdc.getAddress();
+    const rpc = await startFlakyRpc();
+    const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
+    const queue = new ChainSettlementQueue({ contract: f.preflight.connect(providerSigner), token, store: new MemoryReservationStore(), maxAgeMs: 3_600_000, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+    try {
+      const requests: SignedRequest[] = [];
+      for (const nonce of [0n, 1n]) {
+        const request = await makeRequest({ payer: f.payer.address, provider: f.provider.address, token, nonce });
+        requests.push((await signedRequest(f.payer, f.domain, request)) as SignedRequest);
+      }
+      queue.enqueueRequest(requests[0]!, 1_000n);
+      queue.enqueueRequest(requests[1]!, 1_000n, "grant-pool");
+      rpc.revertNext = 1;
+      const [failed] = await queue.flush();
+      expect(failed!.error).to.not.equal(undefined);
+      expect(failed!.items).to.deep.equal([]);
+      expect(failed!.dropped).to.deep.equal([
+        { kind: "request", payer: f.payer.address, token, held: 1_000n, grantPool: undefined },
+        { kind: "request", payer: f.payer.address, token, held: 1_000n, grantPool: "grant-pool" },
+      ]);
+      expect(queue.queuedCount).to.equal(0); // a failure no retry cures is not sent again
+
+      const model = ethers.id("model-metered");
+      const laner = f.other;
+      await f.preflight.connect(f.payer).depositToLane(laner.address, f.provider.address, token, 10_000n);
+      const voucher = async (cumulativeAmount: bigint) => ({
+        payer: laner.address, token, model, cumulativeAmount,
+        signature: await signLaneVoucher(laner, f.domain, { payer: laner.address, provider: f.provider.address, token, model, cumulativeAmount }, true),
+      });
+      queue.enqueueLaneVoucher(await voucher(300n), 300n);
+      rpc.revertNext = 1;
+      const [claimFailed] = await queue.flush();
+      expect(claimFailed!.error).to.not.equal(undefined);
+      expect(claimFailed!.dropped).to.deep.equal([]); // the lane's increase is still owed: its hold stays
+      // The next voucher claims both increases, so its settlement releases both holds.
+      queue.enqueueLaneVoucher(await voucher(500n), 200n);
+      expect(queue.queuedAmount).to.equal(500n);
+      const [claimed] = await queue.flush();
+      expect(claimed!.error).to.equal(undefined);
+      expect(claimed!.items.map((i) => [i.amount, i.held])).to.deep.equal([[500n, 500n]]);
+    } finally {
+      await queue.close();
       await rpc.close();
     }
   });

@@ -112,4 +112,33 @@ describe("RedisReservationStore (a real redis-server)", function () {
     await redis?.stop();
   });
   behavesAsAReservationStore(() => RedisReservationStore.connect({ url: redis.url, prefix: `t${n++}:` }));
+
+  it("forgets held funds and grant spend that nothing released, holdTtlSeconds after their payer's last reserve", async function () {
+    const store = await RedisReservationStore.connect({ url: redis.url, prefix: `ttl${n++}:`, holdTtlSeconds: 1 });
+    try {
+      const grant = { pool: grantPool(TOKEN, "0x" + "33".repeat(20)), remaining: 100n };
+      expect(await store.reserveRequest(PAYER, TOKEN, 1n, 60n, 100n, 60, grant)).to.equal("reserved");
+      await store.releaseFunds(PAYER, TOKEN, 10n); // a release leaves the expiry as it was
+      expect(await store.reserveRequest(PAYER, TOKEN, 2n, 51n, 100n, 60)).to.equal("insufficient-balance");
+      await new Promise((r) => setTimeout(r, 1_300));
+      // A replica that died with these held would otherwise have kept them for good.
+      expect(await store.reserveRequest(PAYER, TOKEN, 2n, 100n, 100n, 60, grant)).to.equal("reserved");
+      expect(await store.reserveRequest(PAYER, TOKEN, 1n, 1n, 1_000n, 60)).to.equal("nonce-used"); // nonces keep their own expiry
+      // A lane's held increase too (the lane's totals stay: they are what the lane owes).
+      const pool = "lane-pool";
+      expect((await store.raiseCover("a", PAYER, pool, 100n, 0n, 100n, PAYER)).status).to.equal("raised");
+      expect((await store.raiseCover("b", PAYER, pool, 1n, 0n, 100n, PAYER)).status).to.equal("insufficient-balance");
+      await new Promise((r) => setTimeout(r, 1_300));
+      expect((await store.raiseCover("b", PAYER, pool, 1n, 0n, 100n, PAYER)).status).to.equal("raised");
+      expect((await store.lane("a")).covered).to.equal(100n);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("refuses a holdTtlSeconds that is not a whole number of seconds >= 1, before connecting", async function () {
+    for (const holdTtlSeconds of [0, 1.5, -1, Number.NaN]) {
+      await expect(RedisReservationStore.connect({ url: redis.url, holdTtlSeconds })).to.be.rejectedWith(RangeError, "holdTtlSeconds must be a whole number of seconds >= 1");
+    }
+  });
 });

@@ -2,7 +2,8 @@
  * A JSON-RPC endpoint on 127.0.0.1 in front of the in-process Hardhat node that fails on command:
  * it can refuse requests before they reach the node (an RPC that is down: 502), or pass a
  * transaction to the node and then drop the connection before the answer (the transaction is
- * mined, the sender never hears of it). Every call is counted by method.
+ * mined, the sender never hears of it), or answer gas estimates and calls as reverted (a failure
+ * no retry cures). Every call is counted by method.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -17,6 +18,8 @@ export interface FlakyRpc {
   sendFaults: SendFault[];
   /** Refuse this many more requests of any method (after the send faults are applied). */
   refuseNext: number;
+  /** Answer this many more `eth_call` / `eth_estimateGas` requests with "execution reverted". */
+  revertNext: number;
   /** Requests seen, by method (including refused ones). */
   calls: Map<string, number>;
   /** Transactions the node accepted. */
@@ -31,7 +34,7 @@ interface RpcCall {
 }
 
 export async function startFlakyRpc(): Promise<FlakyRpc> {
-  const state: Omit<FlakyRpc, "url" | "close"> = { sendFaults: [], refuseNext: 0, calls: new Map(), sent: [] };
+  const state: Omit<FlakyRpc, "url" | "close"> = { sendFaults: [], refuseNext: 0, revertNext: 0, calls: new Map(), sent: [] };
   const answer = async (call: RpcCall): Promise<unknown> => {
     try {
       return { jsonrpc: "2.0", id: call.id, result: await network.provider.request({ method: call.method, params: call.params ?? [] }) };
@@ -57,6 +60,11 @@ export async function startFlakyRpc(): Promise<FlakyRpc> {
         }
         const answers = [];
         for (const c of calls) {
+          if ((c.method === "eth_call" || c.method === "eth_estimateGas") && state.revertNext > 0) {
+            state.revertNext--;
+            answers.push({ jsonrpc: "2.0", id: c.id, error: { code: 3, message: "execution reverted", data: "0x" } });
+            continue;
+          }
           const a = await answer(c);
           if (c.method === "eth_sendRawTransaction" && (a as { result?: string }).result) state.sent.push((a as { result: string }).result);
           answers.push(a);

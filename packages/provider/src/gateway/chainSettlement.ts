@@ -27,7 +27,7 @@ import {
   type SignedRequest,
 } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
-import type { ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
+import type { DroppedItem, ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
 
 export interface SettlementRetryOptions {
   /** Sends tried per batch before its items go back to the queue (default 8). */
@@ -84,6 +84,8 @@ export class ChainSettlementQueue implements SettlementQueue {
   private lanes = new Map<string, QueuedLane>();
   /** Payers whose lanes hold claimed amounts not yet collected into the provider's earnings. */
   private readonly uncollected = new Set<string>();
+  /** What lanes' given-up vouchers held, by payer: the lane's next voucher carries it (`giveUp`). */
+  private readonly carried = new Map<string, bigint>();
   private amount = 0n;
   /** Items a flush took from the queue whose transactions are not done yet. */
   private sending = 0;
@@ -150,8 +152,10 @@ export class ChainSettlementQueue implements SettlementQueue {
     const key = entry.item.payer.toLowerCase();
     const previous = this.lanes.get(key);
     const item = previous && previous.item.cumulativeAmount > entry.item.cumulativeAmount ? previous.item : entry.item;
-    this.lanes.set(key, { item, held: (previous?.held ?? 0n) + entry.held });
-    this.amount += entry.held;
+    const carried = this.carried.get(key) ?? 0n;
+    this.carried.delete(key);
+    this.lanes.set(key, { item, held: (previous?.held ?? 0n) + entry.held + carried });
+    this.amount += entry.held + carried;
   }
 
   flush(): Promise<SettlementBatch[]> {
@@ -282,8 +286,29 @@ export class ChainSettlementQueue implements SettlementQueue {
         } else this.queueLane(p as unknown as QueuedLane);
       }
       this.schedule();
+      return this.emit({ kind, ...last, items: done, error, attempts: this.attempts });
     }
-    return this.emit({ kind, ...last, items: done, error, attempts: this.attempts });
+    // Shutting down after a transient failure, a send whose answer was lost may still land: its
+    // items' holds stay (in Redis until they expire). After a revert nothing of it can land.
+    const dropped = isTransient(error) ? [] : this.giveUp(kind, pending);
+    return this.emit({ kind, ...last, items: done, error, dropped, attempts: this.attempts });
+  }
+
+  /**
+   * The items a batch gives up on after a failure no retry cures (a revert: nothing of it landed).
+   * A request's hold can go: nothing will settle it. A lane's cannot:
+   * the lane's next voucher claims the same increase (cumulative totals), so its hold carries over to
+   * that voucher and is released with its claim (a hold released now would let the lane's funds be
+   * promised twice).
+   */
+  private giveUp<T extends Queued<unknown>>(kind: "request" | "lane", pending: T[]): DroppedItem[] {
+    const dropped: DroppedItem[] = [];
+    for (const p of pending) {
+      const { payer, token } = p.item as SignedRequest | SignedLaneVoucher;
+      if (kind === "request") dropped.push({ kind, payer, token, held: p.held, grantPool: p.grantPool });
+      else this.carried.set(payer.toLowerCase(), (this.carried.get(payer.toLowerCase()) ?? 0n) + p.held);
+    }
+    return dropped;
   }
 
   /** Waits (bounded) until none of the provider's transactions is pending, so a lost send either landed or never will. */

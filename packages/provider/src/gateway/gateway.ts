@@ -136,7 +136,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     const kind = batch.kind;
     if (batch.error) {
       metrics.settlementFailures.inc({ kind });
-      log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500) });
+      log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500), settled: batch.items.length, dropped: batch.dropped?.length ?? 0 });
+      // What an earlier attempt settled is on chain; what the queue gave up on never will be (no
+      // block to wait for). Both holds go, or they would count against their payers for good.
+      if (batch.items.length) releases.release(holdsOf(batch.items), batch.blockNumber, closing);
+      if (batch.dropped?.length) releases.release(holdsOf(batch.dropped), undefined, closing);
       return;
     }
     metrics.settlementGas.inc({ kind }, Number(batch.gasUsed));

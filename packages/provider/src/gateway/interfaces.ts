@@ -119,6 +119,9 @@ export interface SettledItem {
   grantPool?: string;
 }
 
+/** A request a failed batch gave up on, with what the gateway held for it. */
+export type DroppedItem = Pick<SettledItem, "kind" | "payer" | "token" | "held" | "grantPool">;
+
 /**
  * One settlement transaction: signed requests (`settleBatch`), lane claims (`claimLanesPacked`), or
  * the collection of claimed lanes into the provider's earnings (`collectLanes`, `collected`).
@@ -134,6 +137,14 @@ export interface SettlementBatch {
   /** Sends tried for this batch (more than 1 after transient failures). */
   attempts?: number;
   error?: unknown;
+  /**
+   * With `error`: the requests the queue gave up on after a failure no retry cures (a revert). No
+   * transaction settled them, so their holds can go; `items` are what an earlier attempt did
+   * settle. A lane's voucher is never dropped this way: its hold carries over to the lane's next
+   * queued voucher, whose claim takes the same increase. Items left after a transient failure
+   * while shutting down are not listed: a send whose answer was lost may still land.
+   */
+  dropped?: DroppedItem[];
 }
 
 /** Background settlement. */

@@ -61,8 +61,9 @@ local function max(a, b) if cmp(a, b) >= 0 then return a end return b end
 `;
 
 /**
- * KEYS: nonce, funds, [grant]. ARGV: amount, balance, ttl seconds, [grant remaining]. Returns 0
- * reserved, 1 nonce used, 2 insufficient, 3 the grant's budget exceeded (with a grant key).
+ * KEYS: nonce, funds, [grant]. ARGV: amount, balance, nonce ttl seconds, hold ttl seconds, [grant
+ * remaining]. Returns 0 reserved, 1 nonce used, 2 insufficient, 3 the grant's budget exceeded (with a
+ * grant key). Every reserve renews the held keys' expiry (`holdTtlSeconds`).
  */
 const RESERVE_REQUEST = `${BIGNUM_LUA}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
@@ -72,21 +73,21 @@ if cmp(after, ARGV[2]) > 0 then return 2 end
 local spent
 if KEYS[3] then
   spent = add(redis.call('GET', KEYS[3]) or '0', ARGV[1])
-  if cmp(spent, ARGV[4]) > 0 then return 3 end
+  if cmp(spent, ARGV[5]) > 0 then return 3 end
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
-redis.call('SET', KEYS[2], after)
-if KEYS[3] then redis.call('SET', KEYS[3], spent) end
+redis.call('SET', KEYS[2], after, 'EX', ARGV[4])
+if KEYS[3] then redis.call('SET', KEYS[3], spent, 'EX', ARGV[4]) end
 return 0`;
 
-/** KEYS: funds, [nonce]. ARGV: amount. Drops the nonce when given, subtracts the amount (never below 0). */
+/** KEYS: funds, [nonce]. ARGV: amount. Drops the nonce when given, subtracts the amount (never below 0), keeps the expiry. */
 const RELEASE = `${BIGNUM_LUA}
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
 local left = sub(redis.call('GET', KEYS[1]) or '0', ARGV[1])
-if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], left) end
+if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], left, 'KEEPTTL') end
 return 0`;
 
-/** KEYS: lane, funds. ARGV: cumulative, claimed, balance, signer. Returns {0, held} raised (owed lifted to claimed), {1, covered} stale, {2} insufficient. */
+/** KEYS: lane, funds. ARGV: cumulative, claimed, balance, signer, hold ttl seconds. Returns {0, held} raised (owed lifted to claimed), {1, covered} stale, {2} insufficient. */
 const RAISE_COVER = `${BIGNUM_LUA}
 local covered = redis.call('HGET', KEYS[1], 'covered') or '0'
 if cmp(ARGV[1], covered) <= 0 then return {1, covered} end
@@ -94,7 +95,7 @@ local need = sub(ARGV[1], max(covered, ARGV[2]))
 local held = redis.call('GET', KEYS[2]) or '0'
 local after = add(held, need)
 if cmp(after, ARGV[3]) > 0 then return {2, covered} end
-redis.call('SET', KEYS[2], after)
+redis.call('SET', KEYS[2], after, 'EX', ARGV[5])
 local owed = redis.call('HGET', KEYS[1], 'owed') or '0'
 redis.call('HSET', KEYS[1], 'owed', max(owed, ARGV[2]), 'covered', ARGV[1], 'signer', ARGV[4])
 return {0, need}`;
@@ -122,7 +123,7 @@ const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 type Scripted = Redis & {
   pfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   pfRelease(numKeys: number, ...args: string[]): Promise<number>;
-  pfRaise(lane: string, funds: string, cumulative: string, claimed: string, balance: string, signer: string): Promise<[number, string]>;
+  pfRaise(lane: string, funds: string, cumulative: string, claimed: string, balance: string, signer: string, holdTtl: number): Promise<[number, string]>;
   pfAdmit(lane: string, hold: string, credit: string): Promise<[number, string, string, string, string]>;
   pfCharge(lane: string, hold: string, cost: string): Promise<[string, string, string, string]>;
   pfUnlock(lock: string, token: string): Promise<number>;
@@ -133,6 +134,13 @@ export interface RedisReservationStoreOptions {
   url: string;
   /** Prefix of every key, so one Redis can serve several providers or deployments (default `preflight:`). */
   prefix?: string;
+  /**
+   * How long held funds (and a delegate's grant spend) outlive the last reserve of their payer, in
+   * seconds (default 86,400). Holds are released once the chain shows their settlement; this bounds
+   * the ones nothing releases (a replica that died with items queued). It must exceed the longest an
+   * item can wait for its settlement, retries included.
+   */
+  holdTtlSeconds?: number;
 }
 
 /**
@@ -144,9 +152,12 @@ export class RedisReservationStore implements ReservationStore {
   private constructor(
     private readonly redis: Scripted,
     private readonly prefix: string,
+    private readonly holdTtlSeconds: number,
   ) {}
 
   static async connect(options: RedisReservationStoreOptions): Promise<RedisReservationStore> {
+    const holdTtlSeconds = options.holdTtlSeconds ?? 86_400;
+    if (!Number.isSafeInteger(holdTtlSeconds) || holdTtlSeconds < 1) throw new RangeError(`holdTtlSeconds must be a whole number of seconds >= 1, got ${holdTtlSeconds}`);
     const redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: false }) as Scripted;
     redis.defineCommand("pfReserve", { lua: RESERVE_REQUEST });
     redis.defineCommand("pfRelease", { lua: RELEASE });
@@ -155,12 +166,12 @@ export class RedisReservationStore implements ReservationStore {
     redis.defineCommand("pfCharge", { numberOfKeys: 1, lua: CHARGE });
     redis.defineCommand("pfUnlock", { numberOfKeys: 1, lua: UNLOCK });
     await redis.connect();
-    return new RedisReservationStore(redis, options.prefix ?? "preflight:");
+    return new RedisReservationStore(redis, options.prefix ?? "preflight:", holdTtlSeconds);
   }
 
   async reserveRequest(payer: string, token: string, nonce: bigint, amount: bigint, balance: bigint, ttlSeconds: number, grant?: { pool: string; remaining: bigint }): Promise<RequestReservation> {
     const keys = [this.key(nonceKey(payer, token, nonce)), this.key(fundsKey(payer, token)), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
-    const args = [amount.toString(), balance.toString(), Math.max(1, Math.ceil(ttlSeconds)), ...(grant ? [grant.remaining.toString()] : [])];
+    const args = [amount.toString(), balance.toString(), Math.max(1, Math.ceil(ttlSeconds)), this.holdTtlSeconds, ...(grant ? [grant.remaining.toString()] : [])];
     const r = await this.redis.pfReserve(keys.length, ...keys, ...args);
     return r === 0 ? "reserved" : r === 1 ? "nonce-used" : r === 2 ? "insufficient-balance" : "budget-exceeded";
   }
@@ -175,7 +186,7 @@ export class RedisReservationStore implements ReservationStore {
   }
 
   async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
-    const [status, covered] = await this.redis.pfRaise(this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase());
+    const [status, covered] = await this.redis.pfRaise(this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds);
     if (status === 0) return { status: "raised", held: BigInt(covered) };
     return status === 1 ? { status: "stale", covered: BigInt(covered) } : { status: "insufficient-balance" };
   }

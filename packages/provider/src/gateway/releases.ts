@@ -4,7 +4,7 @@
  * from the store, after a grace period so that every replica has followed the chain first (one still
  * seeing the old balance would otherwise accept the released funds again).
  */
-import type { Preflighter, ReservationStore, SettledItem } from "./interfaces";
+import type { DroppedItem, Preflighter, ReservationStore } from "./interfaces";
 import { fundsKey, laneFundsPool } from "./memoryStore";
 
 /** What one (payer, pool) held for the items of a batch. */
@@ -18,8 +18,9 @@ export interface Hold {
  * The holds of a batch's items, summed per payer and pool: a batch has up to thousands of items,
  * and a store call per item held the event loop (and Redis) for each. A request's funds are in its
  * token's pool, a lane's in `laneFundsPool`; a delegate's request also held its grant's pool.
+ * Settled items and the requests a failed batch gave up on (`DroppedItem`) alike.
  */
-export function holdsOf(items: readonly SettledItem[]): Hold[] {
+export function holdsOf(items: readonly DroppedItem[]): Hold[] {
   const held = new Map<string, Hold>();
   const add = (payer: string, pool: string, amount: bigint) => {
     const key = fundsKey(payer, pool);
