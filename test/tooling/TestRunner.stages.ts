@@ -4,6 +4,10 @@ import os from "node:os";
 import path from "node:path";
 import { mochaFailures, runStages, type Stage } from "../../scripts/test/runner";
 import { COVERAGE_SUITES, STAGES } from "../../scripts/test/main";
+import { createRequire } from "node:module";
+
+/** The glob library solidity-coverage itself resolves --testfiles with (whichever version it depends on). */
+const globby = createRequire(require.resolve("solidity-coverage/package.json"))("globby") as { sync(patterns: string[]): string[] };
 
 const node = (name: string, code: string): Stage => ({ name, what: `fake stage ${name}`, command: process.execPath, args: ["-e", code] });
 
@@ -138,6 +142,11 @@ describe("npm test's stage runner", function () {
     const coverage = STAGES.find((s) => s.name === "coverage")!;
     expect(Number(coverage.env?.FC_RUNS)).to.be.lessThan(40);
     expect(coverage.args).to.include(COVERAGE_SUITES);
+    // solidity-coverage globs the same way: a pattern that matched nothing would run every test.
+    const measured = globby.sync([COVERAGE_SUITES]);
+    expect(measured).to.include.members(["test/core/Settlement.single.ts", "test/settlement/Preflight.settlePacked.ts", "test/invariants/Preflight.invariants.ts", "test/security/Review.v2.ts"]);
+    expect(measured).to.not.include("test/settlement/Preflight.payerSignedRun.adversarial.ts");
+    expect(measured.every((f) => /^test\/(core|security|settlement|invariants)\//.test(f))).to.equal(true);
     // Instrumented artifacts go elsewhere, so nothing recompiles after npm test.
     expect(coverage.env?.PREFLIGHT_COVERAGE).to.equal("1");
     expect(STAGES.find((s) => s.name === "tests")!.args).to.include("--no-compile");
