@@ -16,7 +16,7 @@ import { decodeHeader, encodeHeader, PAYMENT_SIGNATURE_HEADER, type PaymentRequi
 import { ethers } from "hardhat";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
 import { startRedis, type RedisServer } from "../helpers/redis";
-import { fundedLane, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway } from "../helpers/gateway";
+import { fundedLane, METERED, PER_REQUEST, postRaw, PRICE, signedRequestHeader, startTestGateway, type TestGateway } from "../helpers/gateway";
 
 const HOLD = 100n; // testModels' holdPerCall for METERED
 const CHEAP = "cheap-model";
@@ -227,6 +227,26 @@ describe("a delegate paying on its payer's lane", function () {
     // ...then sends a voucher that adds nothing, for the model its grant does not allow.
     const dear = await post(await laneVoucher(f.delegate, 1_000n, DEAR), body(DEAR));
     expect(dear.status, "served a model outside the delegate's grant, charged to the payer's lane").to.equal(403);
+  });
+
+  it("holds a delegate's lane raises and its requests against one budget, so together they never pass it", async function () {
+    await f.preflight.connect(f.payer).fundLane(f.provider.address, token, 100_000n);
+    const budget = 1_000n + PRICE; // the lane's opening raise and one request
+    await f.preflight.connect(f.payer).grant({ delegate: f.delegate.address, token, provider: f.provider.address, maxPrice: 10_000n, budget, period: 0n, expiry: BigInt(await time.latest()) + 86_400n, models: [] });
+    const open = await post(await laneVoucher(f.delegate, 1_000n, CHEAP), JSON.stringify({ model: CHEAP, messages: [{ role: "user", content: "hi" }] }));
+    expect(open.status, open.text).to.equal(200);
+    const body = JSON.stringify({ model: PER_REQUEST, messages: [{ role: "user", content: "hi" }] });
+    const request = async (nonce: bigint) => (await postRaw(`${gw.running.url}/v1/chat/completions`, body, { "payment-signature": await signedRequestHeader(f, f.delegate, body, { nonce, payer: f.payer.address }) })).status;
+    // The raise is held in the grant's pool until its claim settles: one request fits beside it, a
+    // second would pass the budget. Before, it was served, and settlement skipped the lane's claim
+    // as BudgetExceeded: the provider was never paid for the metered call.
+    expect([await request(0n), await request(1n)]).to.deep.equal([200, 403]);
+    // Nor may the delegate raise the lane past what is left.
+    const raise = await post(await laneVoucher(f.delegate, 1_001n, CHEAP), JSON.stringify({ model: CHEAP, messages: [{ role: "user", content: "hi" }] }));
+    expect([raise.status, JSON.parse(raise.text).reason?.name]).to.deep.equal([403, "BudgetExceeded"]);
+    const batches = await gw.running.close();
+    const items = batches.flatMap((b) => (b.kind === "collect" ? [] : b.items));
+    expect(items.map((i) => [i.kind, i.reason, i.amount])).to.have.deep.members([["request", 0, PRICE], ["lane", 0, 1_000n]]);
   });
 
   describe("on a gateway whose verifier never saw the grant (a later --from-block, another replica)", function () {

@@ -143,8 +143,8 @@ describe("Gateway settlement over a flaky RPC", function () {
       expect(failed!.error).to.not.equal(undefined);
       expect(failed!.items).to.deep.equal([]);
       expect(failed!.dropped).to.deep.equal([
-        { kind: "request", payer: f.payer.address, token, held: 1_000n, grantPool: undefined },
-        { kind: "request", payer: f.payer.address, token, held: 1_000n, grantPool: "grant-pool" },
+        { kind: "request", payer: f.payer.address, token, held: 1_000n, grantHolds: undefined },
+        { kind: "request", payer: f.payer.address, token, held: 1_000n, grantHolds: [{ pool: "grant-pool", amount: 1_000n }] },
       ]);
       expect(queue.queuedCount).to.equal(0); // a failure no retry cures is not sent again
 
@@ -155,7 +155,7 @@ describe("Gateway settlement over a flaky RPC", function () {
         payer: laner.address, token, model, cumulativeAmount,
         signature: await signLaneVoucher(laner, f.domain, { payer: laner.address, provider: f.provider.address, token, model, cumulativeAmount }, true),
       });
-      queue.enqueueLaneVoucher(await voucher(300n), 300n);
+      queue.enqueueLaneVoucher(await voucher(300n), 300n, { pool: "grant-pool", amount: 300n });
       rpc.revertNext = 1;
       const [claimFailed] = await queue.flush();
       expect(claimFailed!.error).to.not.equal(undefined);
@@ -165,7 +165,7 @@ describe("Gateway settlement over a flaky RPC", function () {
       expect(queue.queuedAmount).to.equal(500n);
       const [claimed] = await queue.flush();
       expect(claimed!.error).to.equal(undefined);
-      expect(claimed!.items.map((i) => [i.amount, i.held])).to.deep.equal([[500n, 500n]]);
+      expect(claimed!.items.map((i) => [i.amount, i.held, i.grantHolds])).to.deep.equal([[500n, 500n, [{ pool: "grant-pool", amount: 300n }]]]);
     } finally {
       await queue.close();
       await rpc.close();

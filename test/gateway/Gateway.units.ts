@@ -12,6 +12,8 @@ import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
 import { addressBytesCall } from "../../packages/provider/src/gateway/rawSender";
 import { corsPolicy } from "../../packages/provider/src/gateway/cors";
+import { holdsOf } from "../../packages/provider/src/gateway/releases";
+import { fundsKey, laneFundsPool } from "../../packages/provider/src/gateway/memoryStore";
 import { Preflight__factory } from "@preflight/sdk/typechain";
 import { decodeHeader, encodeHeader, PaymentProtocolError, STREAM_PAYMENT_FIELD } from "@preflight/sdk/fetch";
 import { PreflightSdkError, Reason } from "@preflight/sdk";
@@ -116,6 +118,27 @@ describe("Gateway units", function () {
       expect(contractRefusal(Reason.NonceUsed).status).to.equal(402);
       expect(contractRefusal(Reason.InvalidSigner)).to.include({ status: 403, name: "InvalidSigner" });
       expect(contractRefusal(Reason.ModelNotAllowed).status).to.equal(403);
+    });
+  });
+
+  describe("holdsOf", function () {
+    it("sums what a batch's items held per payer and pool: a request's token, a lane's funds, and each delegate's grant pool", function () {
+      const payer = "0x" + "aa".repeat(20);
+      const other = "0x" + "bb".repeat(20);
+      const token = "0x" + "cc".repeat(20);
+      const holds = holdsOf([
+        { kind: "request", payer, token, held: 10n, grantHolds: [{ pool: "g1", amount: 10n }] },
+        { kind: "request", payer: payer.toUpperCase().replace("0X", "0x"), token, held: 5n, grantHolds: [{ pool: "g1", amount: 5n }] },
+        { kind: "lane", payer, token, held: 7n, grantHolds: [{ pool: "g1", amount: 9n }, { pool: "g2", amount: 3n }, { pool: "g3", amount: 0n }] },
+        { kind: "request", payer: other, token, held: 0n },
+      ]);
+      const byKey = new Map(holds.map((h) => [fundsKey(h.payer, h.pool), h.amount]));
+      expect(Object.fromEntries(byKey)).to.deep.equal({
+        [fundsKey(payer, token)]: 15n,
+        [fundsKey(payer, "g1")]: 24n,
+        [fundsKey(payer, laneFundsPool(token))]: 7n,
+        [fundsKey(payer, "g2")]: 3n,
+      });
     });
   });
 

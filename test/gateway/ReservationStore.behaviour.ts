@@ -52,6 +52,26 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
     expect(await store.reserveRequest(PAYER, TOKEN, 5n, 800n, 1_000n, 60, other)).to.equal("reserved");
   });
 
+  it("holds a delegate's lane raise in its grant's pool with its requests: the increase after its own raise, the whole excess after another signer's", async function () {
+    const delegate = "0x" + "33".repeat(20);
+    const grant = { pool: grantPool(TOKEN, delegate), remaining: 1_000n };
+    const pool = "lane-pool";
+    // The payer raises to 300: nothing is held in the delegate's pool.
+    expect(await store.raiseCover("lane", PAYER, pool, 300n, 0n, 10_000n, PAYER)).to.deep.equal({ status: "raised", held: 300n, grantHeld: 0n });
+    // The delegate raises to 500: its claim will charge its grant all 500.
+    expect(await store.raiseCover("lane", PAYER, pool, 500n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 200n, grantHeld: 500n });
+    // Its own next raise holds only the increase.
+    expect(await store.raiseCover("lane", PAYER, pool, 600n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 100n });
+    // 600 held: a request of 401 would pass the budget, and so would a raise of 401; neither takes anything.
+    expect(await store.reserveRequest(PAYER, TOKEN, 1n, 401n, 10_000n, 60, grant)).to.equal("budget-exceeded");
+    expect(await store.raiseCover("lane", PAYER, pool, 1_001n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "budget-exceeded" });
+    expect((await store.lane("lane")).covered).to.equal(600n);
+    expect(await store.reserveRequest(PAYER, TOKEN, 1n, 400n, 10_000n, 60, grant)).to.equal("reserved");
+    // Settled: the claim's hold goes, and the budget pays again.
+    await store.releaseFunds(PAYER, grant.pool, 600n);
+    expect(await store.raiseCover("lane", PAYER, pool, 1_200n, 600n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 600n, grantHeld: 600n });
+  });
+
   it("is exact beyond 2^64", async function () {
     expect(await store.reserveRequest(PAYER, TOKEN, 1n, BIG - 1n, BIG, 60)).to.equal("reserved");
     expect(await store.reserveRequest(PAYER, TOKEN, 2n, 2n, BIG, 60)).to.equal("insufficient-balance");
@@ -62,11 +82,11 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
   });
 
   it("raises a lane's cover only upwards, holding the increase over what the lane paid, which it counts as owed", async function () {
-    expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xAB")).to.deep.equal({ status: "raised", held: 70n });
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xAB")).to.deep.equal({ status: "raised", held: 70n, grantHeld: 0n });
     expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "stale", covered: 100n });
     // 70 held + (BIG - 100) more would pass a balance of BIG - 31.
     expect(await store.raiseCover("lane", PAYER, TOKEN, BIG, 0n, BIG - 31n, "0xab")).to.deep.equal({ status: "insufficient-balance" });
-    expect(await store.raiseCover("lane", PAYER, TOKEN, 250n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "raised", held: 150n });
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 250n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "raised", held: 150n, grantHeld: 0n });
     expect(await store.lane("lane")).to.deep.equal({ owed: 30n, covered: 250n, held: 0n, signer: "0xab" });
   });
 

@@ -27,7 +27,7 @@ import {
   type SignedRequest,
 } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
-import type { DroppedItem, ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
+import type { DroppedItem, GrantHold, ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
 
 export interface SettlementRetryOptions {
   /** Sends tried per batch before its items go back to the queue (default 8). */
@@ -85,7 +85,7 @@ export class ChainSettlementQueue implements SettlementQueue {
   /** Payers whose lanes hold claimed amounts not yet collected into the provider's earnings. */
   private readonly uncollected = new Set<string>();
   /** What lanes' given-up vouchers held, by payer: the lane's next voucher carries it (`giveUp`). */
-  private readonly carried = new Map<string, bigint>();
+  private readonly carried = new Map<string, { held: bigint; grantHolds?: GrantHold[] }>();
   private amount = 0n;
   /** Items a flush took from the queue whose transactions are not done yet. */
   private sending = 0;
@@ -136,14 +136,14 @@ export class ChainSettlementQueue implements SettlementQueue {
 
   enqueueRequest(item: SignedRequest, held: bigint, grantPool?: string): void {
     this.assertOpen();
-    this.requests.push({ item, held, grantPool });
+    this.requests.push({ item, held, grantHolds: grantPool ? [{ pool: grantPool, amount: held }] : undefined });
     this.amount += held;
     this.schedule();
   }
 
-  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint): void {
+  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint, grantHold?: GrantHold): void {
     this.assertOpen();
-    this.queueLane({ item, held });
+    this.queueLane({ item, held, grantHolds: grantHold && grantHold.amount !== 0n ? [grantHold] : undefined });
     this.schedule();
   }
 
@@ -152,10 +152,12 @@ export class ChainSettlementQueue implements SettlementQueue {
     const key = entry.item.payer.toLowerCase();
     const previous = this.lanes.get(key);
     const item = previous && previous.item.cumulativeAmount > entry.item.cumulativeAmount ? previous.item : entry.item;
-    const carried = this.carried.get(key) ?? 0n;
+    const carried = this.carried.get(key);
     this.carried.delete(key);
-    this.lanes.set(key, { item, held: (previous?.held ?? 0n) + entry.held + carried });
-    this.amount += entry.held + carried;
+    const grantHolds = [...(previous?.grantHolds ?? []), ...(carried?.grantHolds ?? []), ...(entry.grantHolds ?? [])];
+    const held = entry.held + (carried?.held ?? 0n);
+    this.lanes.set(key, { item, held: (previous?.held ?? 0n) + held, grantHolds: grantHolds.length > 0 ? grantHolds : undefined });
+    this.amount += held;
   }
 
   flush(): Promise<SettlementBatch[]> {
@@ -305,8 +307,11 @@ export class ChainSettlementQueue implements SettlementQueue {
     const dropped: DroppedItem[] = [];
     for (const p of pending) {
       const { payer, token } = p.item as SignedRequest | SignedLaneVoucher;
-      if (kind === "request") dropped.push({ kind, payer, token, held: p.held, grantPool: p.grantPool });
-      else this.carried.set(payer.toLowerCase(), (this.carried.get(payer.toLowerCase()) ?? 0n) + p.held);
+      if (kind === "request") dropped.push({ kind, payer, token, held: p.held, grantHolds: p.grantHolds });
+      else {
+        const before = this.carried.get(payer.toLowerCase());
+        this.carried.set(payer.toLowerCase(), { held: (before?.held ?? 0n) + p.held, grantHolds: [...(before?.grantHolds ?? []), ...(p.grantHolds ?? [])] });
+      }
     }
     return dropped;
   }
@@ -366,7 +371,7 @@ export class ChainSettlementQueue implements SettlementQueue {
       const hit = seen.get(b.item.payer.toLowerCase());
       if (!hit || hit.cumulative < b.item.cumulativeAmount) rest.push(b);
       else {
-        done.push(laneItem(b.item, Reason.Settled, hit.amount, b.held));
+        done.push(laneItem(b, Reason.Settled, hit.amount));
         this.uncollected.add(b.item.payer.toLowerCase());
         tx = hit;
       }

@@ -329,11 +329,13 @@ export function createGateway(options: GatewayOptions): Gateway {
         return refuse(res, req, model, gatewayRefusal("LaneNotOpen", `the lane's first voucher here must add at least ${openAmountOf(model)} to its total of ${base}: sign one for ${base + openAmountOf(model)}`), scheme, laneState(totals, claimed));
       }
       if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals, claimed));
-      const cover = await options.store.raiseCover(laneKey, voucher.payer, laneFundsPool(voucher.token), voucher.cumulativeAmount, claimed, decision.balance, decision.signer ?? "");
+      // A delegate's raise is also held in its grant's pool, with its requests in flight.
+      const cover = await options.store.raiseCover(laneKey, voucher.payer, laneFundsPool(voucher.token), voucher.cumulativeAmount, claimed, decision.balance, decision.signer ?? "", decision.grant);
       if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals, claimed));
+      if (cover.status === "budget-exceeded") return refuse(res, req, model, contractRefusal(Reason.BudgetExceeded), scheme, laneState(totals, claimed));
       if (cover.status === "raised") {
         raised = true;
-        options.settlement.enqueueLaneVoucher(voucher, cover.held);
+        options.settlement.enqueueLaneVoucher(voucher, cover.held, decision.grant && { pool: decision.grant.pool, amount: cover.grantHeld });
       }
       totals = await options.store.lane(laneKey);
     }

@@ -9,7 +9,7 @@
 export { createGateway, type Gateway, type GatewayOptions } from "./gateway";
 export type { CorsOptions } from "./cors";
 export { startGateway, providerSignerFrom, type StartGatewayOptions, type RunningGateway } from "./server";
-export type { Preflighter, PreflightDecision, ReservationStore, SettlementQueue, SettlementBatch, SettledItem, DroppedItem, LaneTotals, CoverOutcome, RequestReservation } from "./interfaces";
+export type { Preflighter, PreflightDecision, ReservationStore, SettlementQueue, SettlementBatch, SettledItem, DroppedItem, GrantHold, LaneTotals, CoverOutcome, RequestReservation } from "./interfaces";
 export { VerifierPreflighter, type VerifierPreflighterOptions } from "./verifierPreflighter";
 export { RpcSimulationPreflighter } from "./rpcPreflighter";
 export { MemoryReservationStore, laneFundsPool } from "./memoryStore";

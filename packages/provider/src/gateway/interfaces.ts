@@ -57,8 +57,17 @@ export interface Preflighter {
 /** Outcome of reserving a request. */
 export type RequestReservation = "reserved" | "nonce-used" | "insufficient-balance" | "budget-exceeded";
 
-/** Outcome of raising a lane's cover with a new voucher. */
-export type CoverOutcome = { status: "raised"; held: bigint } | { status: "stale"; covered: bigint } | { status: "insufficient-balance" };
+/**
+ * Outcome of raising a lane's cover with a new voucher: `held` of the lane's funds, and `grantHeld`
+ * of the signing delegate's grant pool (0 for the payer).
+ */
+export type CoverOutcome = { status: "raised"; held: bigint; grantHeld: bigint } | { status: "stale"; covered: bigint } | { status: "insufficient-balance" } | { status: "budget-exceeded" };
+
+/** What a delegate's grant pool holds for one queued item. */
+export interface GrantHold {
+  pool: string;
+  amount: bigint;
+}
 
 /** A lane's totals (atomic units). */
 export interface LaneTotals {
@@ -91,8 +100,13 @@ export interface ReservationStore {
    * Raises lane `lane`'s cover to `cumulative`, holding the increase over max(cover, `claimed`) of
    * the payer's funds in `pool` (returned as `held`), and lifts what the lane owes to at least
    * `claimed` (what the chain paid was owed); `stale` when the cover is already at or above it.
+   * With `grant` (a delegate signed), the delegate's grant pool also holds what the claim of this
+   * voucher will charge its grant (returned as `grantHeld`): the increase when the same key raised
+   * the lane last (its earlier raises are held already), else everything over `claimed` (the claim
+   * charges the whole excess to the signer of the voucher it claims); `budget-exceeded`, changing
+   * nothing, when that would pass `grant.remaining`.
    */
-  raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome>;
+  raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome>;
   /** Admits a call holding `hold` on the lane, unless owed + held + hold would pass covered + `creditLimit`. */
   admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }>;
   /** Ends an admitted call: drops its hold and adds its `cost` to what the lane owes. */
@@ -115,12 +129,12 @@ export interface SettledItem {
   reason: Reason;
   /** The amount the gateway held for it (released once the chain shows the settlement). */
   held: bigint;
-  /** The delegate's grant pool the same amount was also held in (requests signed by a delegate). */
-  grantPool?: string;
+  /** What delegates' grant pools held for it (a delegate's request: its price; a lane claim: what its raises held). */
+  grantHolds?: GrantHold[];
 }
 
 /** A request a failed batch gave up on, with what the gateway held for it. */
-export type DroppedItem = Pick<SettledItem, "kind" | "payer" | "token" | "held" | "grantPool">;
+export type DroppedItem = Pick<SettledItem, "kind" | "payer" | "token" | "held" | "grantHolds">;
 
 /**
  * One settlement transaction: signed requests (`settleBatch`), lane claims (`claimLanesPacked`), or
@@ -151,8 +165,8 @@ export interface SettlementBatch {
 export interface SettlementQueue {
   /** Queue a served, reserved request (`grantPool`: where its delegate's spend is held, if any). */
   enqueueRequest(item: SignedRequest, held: bigint, grantPool?: string): void;
-  /** Queue a lane's latest voucher (replaces any queued voucher of the same lane); `held` is the increase it covers. */
-  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint): void;
+  /** Queue a lane's latest voucher (replaces any queued voucher of the same lane); `held` is the increase it covers, `grantHold` what its delegate's grant pool held. */
+  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint, grantHold?: GrantHold): void;
   /** Calls `listener` after every settlement transaction (or failure). */
   subscribe(listener: (batch: SettlementBatch) => void): void;
   /** Settle everything queued now. */

@@ -49,16 +49,23 @@ export class MemoryReservationStore implements ReservationStore {
     this.subtract(fundsKey(payer, token), amount);
   }
 
-  async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
+  async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome> {
     const totals = this.totals(lane);
     if (cumulative <= totals.covered) return { status: "stale", covered: totals.covered };
     const need = cumulative - (totals.covered > claimed ? totals.covered : claimed);
     const fk = fundsKey(payer, pool);
     const held = this.funds.get(fk) ?? 0n;
     if (held + need > balance) return { status: "insufficient-balance" };
+    // The claim charges its voucher's signer the whole excess over `claimed`; a key that raised last
+    // holds it already, less this increase.
+    const grantNeed = !grant ? 0n : totals.signer === signer.toLowerCase() ? need : cumulative - claimed;
+    const gk = grant ? fundsKey(payer, grant.pool) : undefined;
+    const spent = gk ? (this.funds.get(gk) ?? 0n) : 0n;
+    if (grant && spent + grantNeed > grant.remaining) return { status: "budget-exceeded" };
     this.funds.set(fk, held + need);
+    if (gk) this.funds.set(gk, spent + grantNeed);
     this.lanes.set(lane, { ...totals, owed: totals.owed > claimed ? totals.owed : claimed, covered: cumulative, signer: signer.toLowerCase() });
-    return { status: "raised", held: need };
+    return { status: "raised", held: need, grantHeld: grantNeed };
   }
 
   async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {

@@ -87,18 +87,30 @@ local left = sub(redis.call('GET', KEYS[1]) or '0', ARGV[1])
 if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], left, 'KEEPTTL') end
 return 0`;
 
-/** KEYS: lane, funds. ARGV: cumulative, claimed, balance, signer, hold ttl seconds. Returns {0, held} raised (owed lifted to claimed), {1, covered} stale, {2} insufficient. */
+/**
+ * KEYS: lane, funds, [grant]. ARGV: cumulative, claimed, balance, signer, hold ttl seconds, [grant
+ * remaining]. Returns {0, held, grant held} raised (owed lifted to claimed), {1, covered} stale, {2}
+ * insufficient, {3} the grant's budget exceeded. The grant pool holds the increase when the same
+ * signer raised last, else the whole excess over claimed (what the claim charges its signer).
+ */
 const RAISE_COVER = `${BIGNUM_LUA}
-local covered = redis.call('HGET', KEYS[1], 'covered') or '0'
+local v = redis.call('HMGET', KEYS[1], 'covered', 'owed', 'signer')
+local covered, owed, last = v[1] or '0', v[2] or '0', v[3] or ''
 if cmp(ARGV[1], covered) <= 0 then return {1, covered} end
 local need = sub(ARGV[1], max(covered, ARGV[2]))
 local held = redis.call('GET', KEYS[2]) or '0'
 local after = add(held, need)
 if cmp(after, ARGV[3]) > 0 then return {2, covered} end
+local grantNeed, spent = '0', '0'
+if KEYS[3] then
+  if last == ARGV[4] then grantNeed = need else grantNeed = sub(ARGV[1], ARGV[2]) end
+  spent = add(redis.call('GET', KEYS[3]) or '0', grantNeed)
+  if cmp(spent, ARGV[6]) > 0 then return {3, covered} end
+end
 redis.call('SET', KEYS[2], after, 'EX', ARGV[5])
-local owed = redis.call('HGET', KEYS[1], 'owed') or '0'
+if KEYS[3] then redis.call('SET', KEYS[3], spent, 'EX', ARGV[5]) end
 redis.call('HSET', KEYS[1], 'owed', max(owed, ARGV[2]), 'covered', ARGV[1], 'signer', ARGV[4])
-return {0, need}`;
+return {0, need, grantNeed}`;
 
 /** KEYS: lane. ARGV: hold, credit limit. Returns {admitted 1/0, owed, covered, held, signer}. */
 const ADMIT = `${BIGNUM_LUA}
@@ -123,7 +135,7 @@ const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 type Scripted = Redis & {
   pfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   pfRelease(numKeys: number, ...args: string[]): Promise<number>;
-  pfRaise(lane: string, funds: string, cumulative: string, claimed: string, balance: string, signer: string, holdTtl: number): Promise<[number, string]>;
+  pfRaise(numKeys: number, ...args: (string | number)[]): Promise<[number, string, string?]>;
   pfAdmit(lane: string, hold: string, credit: string): Promise<[number, string, string, string, string]>;
   pfCharge(lane: string, hold: string, cost: string): Promise<[string, string, string, string]>;
   pfUnlock(lock: string, token: string): Promise<number>;
@@ -161,7 +173,7 @@ export class RedisReservationStore implements ReservationStore {
     const redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: false }) as Scripted;
     redis.defineCommand("pfReserve", { lua: RESERVE_REQUEST });
     redis.defineCommand("pfRelease", { lua: RELEASE });
-    redis.defineCommand("pfRaise", { numberOfKeys: 2, lua: RAISE_COVER });
+    redis.defineCommand("pfRaise", { lua: RAISE_COVER });
     redis.defineCommand("pfAdmit", { numberOfKeys: 1, lua: ADMIT });
     redis.defineCommand("pfCharge", { numberOfKeys: 1, lua: CHARGE });
     redis.defineCommand("pfUnlock", { numberOfKeys: 1, lua: UNLOCK });
@@ -185,10 +197,13 @@ export class RedisReservationStore implements ReservationStore {
     await this.redis.pfRelease(1, this.key(fundsKey(payer, token)), amount.toString());
   }
 
-  async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string): Promise<CoverOutcome> {
-    const [status, covered] = await this.redis.pfRaise(this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds);
-    if (status === 0) return { status: "raised", held: BigInt(covered) };
-    return status === 1 ? { status: "stale", covered: BigInt(covered) } : { status: "insufficient-balance" };
+  async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome> {
+    const keys = [this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
+    const args = [cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds, ...(grant ? [grant.remaining.toString()] : [])];
+    const [status, value, grantHeld] = await this.redis.pfRaise(keys.length, ...keys, ...args);
+    if (status === 0) return { status: "raised", held: BigInt(value), grantHeld: BigInt(grantHeld ?? "0") };
+    if (status === 1) return { status: "stale", covered: BigInt(value) };
+    return status === 2 ? { status: "insufficient-balance" } : { status: "budget-exceeded" };
   }
 
   async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {

@@ -29,9 +29,8 @@ export function holdsOf(items: readonly DroppedItem[]): Hold[] {
     else held.set(key, { payer, pool, amount });
   };
   for (const item of items) {
-    if (item.held === 0n) continue;
-    add(item.payer, item.kind === "lane" ? laneFundsPool(item.token) : item.token, item.held);
-    if (item.grantPool) add(item.payer, item.grantPool, item.held);
+    if (item.held !== 0n) add(item.payer, item.kind === "lane" ? laneFundsPool(item.token) : item.token, item.held);
+    for (const g of item.grantHolds ?? []) if (g.amount !== 0n) add(item.payer, g.pool, g.amount);
   }
   return [...held.values()];
 }

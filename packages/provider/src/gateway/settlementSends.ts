@@ -23,14 +23,14 @@ import {
 } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
 import type { Provider, Signer, TransactionReceipt } from "ethers";
-import type { SettledItem } from "./interfaces";
+import type { GrantHold, SettledItem } from "./interfaces";
 
 /** A queued item and what the gateway holds for it. */
 export interface Queued<T> {
   item: T;
   held: bigint;
-  /** A delegate's request: the grant pool `held` is also held in. */
-  grantPool?: string;
+  /** What delegates' grant pools hold for it (a request: its price in its delegate's pool). */
+  grantHolds?: GrantHold[];
 }
 
 export type QueuedRequest = Queued<SignedRequest>;
@@ -177,7 +177,7 @@ export class SettlementSends {
         // amount) or skipped with its reason (docs/log-format.md). Nothing is read from calldata.
         const records = this.logsOf(receipt, LANES_CLAIMED_TOPIC).flatMap((l) => decodeLanesClaimed(l).records);
         if (records.length !== packed.length) throw new Error(`${receipt.hash} logged ${records.length} lane claims, sent ${packed.length}`);
-        packed.forEach((b, index) => items.push(laneItem(b.item, records[index]!.reason as Reason, records[index]!.amount, b.held)));
+        packed.forEach((b, index) => items.push(laneItem(b, records[index]!.reason as Reason, records[index]!.amount)));
         last = receipt;
         gasUsed += receipt.gasUsed;
       }
@@ -190,14 +190,14 @@ export class SettlementSends {
           (error: unknown) => refusalReason(this.contract, error),
         );
         if (refused !== undefined) {
-          items.push(laneItem(b.item, refused, 0n, b.held));
+          items.push(laneItem(b, refused, 0n));
           continue;
         }
         const tx = await this.contract.claimLane(voucher);
         const receipt = await tx.wait();
         if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
         const record = this.logsOf(receipt, LANES_CLAIMED_TOPIC).flatMap((l) => decodeLanesClaimed(l).records)[0];
-        items.push(laneItem(b.item, (record?.reason ?? Reason.Settled) as Reason, record?.amount ?? 0n, b.held));
+        items.push(laneItem(b, (record?.reason ?? Reason.Settled) as Reason, record?.amount ?? 0n));
         last = receipt;
         gasUsed += receipt.gasUsed;
       }
@@ -244,12 +244,12 @@ export class SettlementSends {
   }
 }
 
-export function requestItem({ item, held, grantPool }: QueuedRequest, reason: Reason): SettledItem {
-  return { kind: "request", payer: item.payer, token: item.token, amount: reason === Reason.Settled ? item.price : 0n, reason, held, grantPool };
+export function requestItem({ item, held, grantHolds }: QueuedRequest, reason: Reason): SettledItem {
+  return { kind: "request", payer: item.payer, token: item.token, amount: reason === Reason.Settled ? item.price : 0n, reason, held, grantHolds };
 }
 
-export function laneItem(item: SignedLaneVoucher, reason: Reason, amount: bigint, held: bigint): SettledItem {
-  return { kind: "lane", payer: item.payer, token: item.token, amount: reason === Reason.Settled ? amount : 0n, reason, held };
+export function laneItem({ item, held, grantHolds }: QueuedLane, reason: Reason, amount: bigint): SettledItem {
+  return { kind: "lane", payer: item.payer, token: item.token, amount: reason === Reason.Settled ? amount : 0n, reason, held, grantHolds };
 }
 
 /** For `encodePacked` of items `packable` let through: a 65-byte signature only passes it for a payer without code. */

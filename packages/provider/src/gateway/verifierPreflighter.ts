@@ -59,8 +59,7 @@ export class VerifierPreflighter implements Preflighter {
   private requestDecision(item: SignedRequest, d: Decision): PreflightDecision {
     // The rules' spendable balance (less a withdrawal that can execute before the settlement), not the
     // raw one: the store's holds across calls are checked against it.
-    const grant = d.delegate !== undefined && d.grantRemaining !== undefined ? { pool: grantPool(item.token, d.delegate), remaining: d.grantRemaining } : undefined;
-    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n, grant };
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n, grant: grantOf(item.token, d) };
   }
 
   async checkLaneVoucher(item: SignedLaneVoucher, now: bigint): Promise<PreflightDecision> {
@@ -73,7 +72,7 @@ export class VerifierPreflighter implements Preflighter {
       d = await this.verifier.verifyLaneVoucherAsync(item, options);
     }
     const lane = this.verifier.laneOf(item.payer, item.token);
-    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n, claimed: lane?.claimed };
+    return { accepted: d.accepted, reason: d.reason, amount: d.amount, signer: d.signer, balance: d.spendable ?? 0n, claimed: lane?.claimed, grant: grantOf(item.token, d) };
   }
 
   /**
@@ -101,4 +100,9 @@ export class VerifierPreflighter implements Preflighter {
   close(): void {
     this.verifier.stop();
   }
+}
+
+/** A delegate's grant pool and what its grant may still spend, for the store to hold against (none for the payer). */
+function grantOf(token: string, d: Decision): PreflightDecision["grant"] {
+  return d.delegate !== undefined && d.grantRemaining !== undefined ? { pool: grantPool(token, d.delegate), remaining: d.grantRemaining } : undefined;
 }
