@@ -52,4 +52,37 @@ describe("Gateway lane settlement with contract payers", function () {
     expect((await f.preflight.laneOf(other.address, f.provider.address, token))[0]).to.equal(200n);
     expect(await f.preflight.earningsOf(f.provider.address, token)).to.equal(500n);
   });
+
+  it("reports a wallet that refuses its claim when sent, though it passed the static call, as that voucher's refusal alone", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const token = await f.usdc.getAddress();
+    const hostile = await ethers.deployContract("HostileWallet1271", [f.delegate.address]);
+    const hostileAddress = await hostile.getAddress();
+    const honest = f.other;
+    await f.preflight.connect(f.payer).depositToLane(hostileAddress, f.provider.address, token, 1_000n);
+    await f.preflight.connect(f.payer).depositToLane(honest.address, f.provider.address, token, 300n);
+    const voucher = (payer: string, cumulativeAmount: bigint) => ({ payer, provider: f.provider.address, token, model: MODEL, cumulativeAmount });
+    // The wallet answers the provider's static call, then turns hostile before the claim is sent.
+    const real = f.preflight.connect(f.provider);
+    const claimLane = Object.assign((...args: unknown[]) => (real.claimLane as unknown as (...a: unknown[]) => unknown)(...args), {
+      staticCall: async (...args: unknown[]) => {
+        const result = await (real.claimLane.staticCall as unknown as (...a: unknown[]) => Promise<unknown>)(...args);
+        await hostile.setMode(2); // reverts every check from now on
+        return result;
+      },
+    });
+    const contract = new Proxy(real, { get: (target, key) => (key === "claimLane" ? claimLane : Reflect.get(target, key)) });
+    const queue = new ChainSettlementQueue({ contract: contract as typeof real, token, store: new MemoryReservationStore(), maxAgeMs: 3_600_000, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+    queue.enqueueLaneVoucher({ payer: honest.address, token, model: MODEL, cumulativeAmount: 200n, signature: await signLaneVoucher(honest, f.domain, voucher(honest.address, 200n)) }, 200n);
+    queue.enqueueLaneVoucher({ payer: hostileAddress, token, model: MODEL, cumulativeAmount: 500n, signature: await signLaneVoucher(f.delegate, f.domain, voucher(hostileAddress, 500n)) }, 500n);
+    const batches = await queue.close();
+
+    // Before, the whole attempt failed: the honest claim that had landed was neither reported nor collected.
+    const claims = batches.filter((b) => b.kind === "lane");
+    expect(claims.map((b) => b.error)).to.deep.equal([undefined]);
+    const byPayer = new Map(claims[0]!.items.map((i) => [i.payer.toLowerCase(), [i.reason, i.amount]]));
+    expect(byPayer.get(honest.address.toLowerCase())).to.deep.equal([Reason.Settled, 200n]);
+    expect(byPayer.get(hostileAddress.toLowerCase())).to.deep.equal([Reason.InvalidSigner, 0n]);
+    expect(await f.preflight.earningsOf(f.provider.address, token)).to.equal(200n);
+  });
 });

@@ -9,14 +9,44 @@
 import { expect } from "chai";
 import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { ethers, network } from "hardhat";
-import { deployPreflightFixture } from "../helpers/fixtures";
+import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
 import { fundedLane, fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, chainNow } from "../helpers/gateway";
 import { devAccount, providerFor } from "../helpers/nodes";
 import { startFlakyRpc } from "../helpers/flakyRpc";
 import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
-import { signLaneVoucher, type SignedRequest } from "@preflight/sdk";
+import { Reason, signLaneVoucher, type SignedRequest } from "@preflight/sdk";
 import { ChainSettlementQueue, MemoryReservationStore } from "@preflight/provider/gateway";
 import { makeRequest, signedRequest } from "../helpers/requests";
+
+/** A settlement queue whose provider key reaches the chain only through a flaky RPC. */
+async function queueOverFlakyRpc() {
+  const f = await loadFixture(deployPreflightFixture);
+  const token = await f.usdc.getAddress();
+  const rpc = await startFlakyRpc();
+  const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
+  const queue = new ChainSettlementQueue({ contract: f.preflight.connect(providerSigner), token, store: new MemoryReservationStore(), maxAgeMs: 3_600_000, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+  return { f, token, rpc, queue };
+}
+
+/** Requests the fixture's payer signed, one per nonce. */
+async function payerRequests(f: PreflightFixture, nonces: bigint[]): Promise<SignedRequest[]> {
+  const token = await f.usdc.getAddress();
+  const signed: SignedRequest[] = [];
+  for (const nonce of nonces) signed.push((await signedRequest(f.payer, f.domain, await makeRequest({ payer: f.payer.address, provider: f.provider.address, token, nonce }))) as SignedRequest);
+  return signed;
+}
+
+/** A lane of `funds` for the fixture's `other` key, and a signer of its (compact) vouchers. */
+async function fundedLaneVouchers(f: PreflightFixture, funds: bigint) {
+  const token = await f.usdc.getAddress();
+  const model = ethers.id("model-metered");
+  const laner = f.other;
+  await f.preflight.connect(f.payer).depositToLane(laner.address, f.provider.address, token, funds);
+  return async (cumulativeAmount: bigint) => ({
+    payer: laner.address, token, model, cumulativeAmount,
+    signature: await signLaneVoucher(laner, f.domain, { payer: laner.address, provider: f.provider.address, token, model, cumulativeAmount }, true),
+  });
+}
 
 describe("Gateway settlement over a flaky RPC", function () {
   it("retries lost and refused sends, never sends an item twice, and settles everything on shutdown", async function () {
@@ -124,18 +154,10 @@ describe("Gateway settlement over a flaky RPC", function () {
     }
   });
 
-  it("reports the requests a failed batch gave up on with their holds, and carries a given-up lane voucher's hold to the lane's next claim", async function () {
-    const f = await loadFixture(deployPreflightFixture);
-    const token = await f.usdc.getAddress();
-    const rpc = await startFlakyRpc();
-    const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
-    const queue = new ChainSettlementQueue({ contract: f.preflight.connect(providerSigner), token, store: new MemoryReservationStore(), maxAgeMs: 3_600_000, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+  it("reports the requests and lane claims a failed batch gave up on with their holds, moving a delegate's grant hold to the lane's queued voucher", async function () {
+    const { f, token, rpc, queue } = await queueOverFlakyRpc();
     try {
-      const requests: SignedRequest[] = [];
-      for (const nonce of [0n, 1n]) {
-        const request = await makeRequest({ payer: f.payer.address, provider: f.provider.address, token, nonce });
-        requests.push((await signedRequest(f.payer, f.domain, request)) as SignedRequest);
-      }
+      const requests = await payerRequests(f, [0n, 1n]);
       queue.enqueueRequest(requests[0]!, 1_000n);
       queue.enqueueRequest(requests[1]!, 1_000n, "grant-pool");
       rpc.revertNext = 1;
@@ -148,27 +170,69 @@ describe("Gateway settlement over a flaky RPC", function () {
       ]);
       expect(queue.queuedCount).to.equal(0); // a failure no retry cures is not sent again
 
-      const model = ethers.id("model-metered");
       const laner = f.other;
-      await f.preflight.connect(f.payer).depositToLane(laner.address, f.provider.address, token, 10_000n);
-      const voucher = async (cumulativeAmount: bigint) => ({
-        payer: laner.address, token, model, cumulativeAmount,
-        signature: await signLaneVoucher(laner, f.domain, { payer: laner.address, provider: f.provider.address, token, model, cumulativeAmount }, true),
-      });
+      const voucher = await fundedLaneVouchers(f, 10_000n);
       queue.enqueueLaneVoucher(await voucher(300n), 300n, { pool: "grant-pool", amount: 300n });
       rpc.revertNext = 1;
       const [claimFailed] = await queue.flush();
       expect(claimFailed!.error).to.not.equal(undefined);
-      expect(claimFailed!.dropped).to.deep.equal([]); // the lane's increase is still owed: its hold stays
-      // The next voucher claims both increases, so its settlement releases both holds.
-      queue.enqueueLaneVoucher(await voucher(500n), 200n);
-      expect(queue.queuedAmount).to.equal(500n);
+      // Nothing else of the lane is queued: its holds go (every raise is checked against the lane's
+      // funds for its whole excess, and the gateway has the store forget the delegate's grant hold,
+      // so that the next raise holds the whole excess again).
+      expect(claimFailed!.dropped).to.deep.equal([{ kind: "lane", payer: laner.address, token, held: 300n, grantHolds: [{ pool: "grant-pool", amount: 300n }] }]);
+      queue.enqueueLaneVoucher(await voucher(500n), 200n, { pool: "grant-pool", amount: 500n });
+      expect(queue.queuedAmount).to.equal(200n);
+      // That claim fails too, while the lane's next voucher (the same key's, holding its increase) is
+      // already queued: the grant hold moves to it, since its claim charges the whole excess.
+      rpc.revertNext = 1;
+      const failing = queue.flush();
+      queue.enqueueLaneVoucher(await voucher(600n), 100n, { pool: "grant-pool", amount: 100n });
+      const [failedAgain] = await failing;
+      expect(failedAgain!.dropped).to.deep.equal([{ kind: "lane", payer: laner.address, token, held: 200n, grantHolds: undefined }]);
       const [claimed] = await queue.flush();
       expect(claimed!.error).to.equal(undefined);
-      expect(claimed!.items.map((i) => [i.amount, i.held, i.grantHolds])).to.deep.equal([[500n, 500n, [{ pool: "grant-pool", amount: 300n }]]]);
+      const grantHeld = claimed!.items[0]!.grantHolds!.reduce((sum, g) => sum + g.amount, 0n);
+      expect([claimed!.items[0]!.amount, claimed!.items[0]!.held, grantHeld]).to.deep.equal([600n, 100n, 600n]); // all the claim charged the grant
     } finally {
       await queue.close();
       await rpc.close();
+    }
+  });
+
+  it("reads back a batch whose send was mined but answered with an unknown error, and reports it settled, not given up", async function () {
+    const { f, rpc, queue } = await queueOverFlakyRpc();
+    try {
+      for (const request of await payerRequests(f, [0n, 1n])) queue.enqueueRequest(request, 1_000n);
+      rpc.sendFaults.push("error-after-send");
+      const [batch] = await queue.flush();
+      expect(rpc.sendFaults).to.have.length(0);
+      expect(rpc.sent).to.have.length(1); // mined once, never sent again
+      // Given up, its holds would have been released while the chain had spent the funds.
+      expect([batch!.error, batch!.dropped, batch!.items.map((i) => i.reason)]).to.deep.equal([undefined, undefined, [0, 0]]);
+      expect(batch!.blockNumber).to.be.a("number");
+    } finally {
+      await queue.close();
+      await rpc.close();
+    }
+  });
+
+  it("moves the grant hold of a lane claim the contract refused to the lane's queued voucher, whose claim charges the whole excess", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const token = await f.usdc.getAddress();
+    const queue = new ChainSettlementQueue({ contract: f.preflight.connect(f.provider), token, store: new MemoryReservationStore(), maxAgeMs: 3_600_000 });
+    try {
+      const voucher = await fundedLaneVouchers(f, 100n);
+      // 300 is more than the lane's 100: the claim is refused (InsufficientBalance), charging no grant.
+      queue.enqueueLaneVoucher(await voucher(300n), 300n, { pool: "grant-pool", amount: 300n });
+      const flushing = queue.flush();
+      queue.enqueueLaneVoucher(await voucher(350n), 50n, { pool: "grant-pool", amount: 50n });
+      const [refused] = await flushing;
+      expect(refused!.items.map((i) => [i.reason, i.grantHolds])).to.deep.equal([[Reason.InsufficientBalance, undefined]]);
+      // Refused again, with nothing of the lane queued: the item keeps every hold, for the gateway to let go.
+      const [again] = await queue.flush();
+      expect(again!.items.map((i) => [i.reason, i.held, i.grantHolds])).to.deep.equal([[Reason.InsufficientBalance, 50n, [{ pool: "grant-pool", amount: 50n }, { pool: "grant-pool", amount: 300n }]]]);
+    } finally {
+      await queue.close();
     }
   });
 });

@@ -173,7 +173,7 @@ describe("Raw sender gas limit", function () {
       const nonce = await failure("eth_sendRawTransaction");
       expect([nonce?.message, isTransient(nonce)]).to.deep.equal(["eth_sendRawTransaction: nonce too low", true]);
       const funds = await failure("eth_getBalance");
-      expect([funds?.code, isTransient(funds)]).to.deep.equal(["INSUFFICIENT_FUNDS", false]);
+      expect([funds?.code, isTransient(funds)]).to.deep.equal(["INSUFFICIENT_FUNDS", true]); // settles once the key is topped up
       const down = await failure("eth_chainId");
       expect([down?.code, isTransient(down)]).to.deep.equal(["SERVER_ERROR", true]);
       const unreachable = await fetchJsonRpc("http://127.0.0.1:1").send("eth_blockNumber", []).then(() => undefined, (e: unknown) => e);

@@ -70,6 +70,14 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
     // Settled: the claim's hold goes, and the budget pays again.
     await store.releaseFunds(PAYER, grant.pool, 600n);
     expect(await store.raiseCover("lane", PAYER, pool, 1_200n, 600n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 600n, grantHeld: 600n });
+    // That claim is refused (its grant holds go uncharged): forgotten, the next raise holds the whole excess again.
+    await store.releaseFunds(PAYER, grant.pool, 600n);
+    await store.forgetLaneGrant("lane");
+    const regranted = { ...grant, remaining: 10_000n };
+    expect(await store.raiseCover("lane", PAYER, pool, 1_300n, 600n, 10_000n, delegate, regranted)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 700n });
+    // A payer's raise: its claim charges no grant, so the delegate's next raise holds the whole excess.
+    expect((await store.raiseCover("lane", PAYER, pool, 1_350n, 600n, 10_000n, PAYER)).status).to.equal("raised");
+    expect(await store.raiseCover("lane", PAYER, pool, 1_360n, 600n, 10_000n, delegate, regranted)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 760n });
   });
 
   it("is exact beyond 2^64", async function () {
@@ -151,6 +159,11 @@ describe("RedisReservationStore (a real redis-server)", function () {
       await new Promise((r) => setTimeout(r, 1_300));
       expect((await store.raiseCover("b", PAYER, pool, 1n, 0n, 100n, PAYER)).status).to.equal("raised");
       expect((await store.lane("a")).covered).to.equal(100n);
+      // A delegate's lane raise: once its grant hold expired, its next raise holds the whole excess again.
+      const delegated = { pool: grantPool(TOKEN, "0x" + "55".repeat(20)), remaining: 1_000n };
+      expect(await store.raiseCover("c", PAYER, "c-pool", 100n, 0n, 1_000n, "0x" + "55".repeat(20), delegated)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 100n });
+      await new Promise((r) => setTimeout(r, 1_300));
+      expect(await store.raiseCover("c", PAYER, "c-pool", 150n, 0n, 1_000n, "0x" + "55".repeat(20), delegated)).to.deep.equal({ status: "raised", held: 50n, grantHeld: 150n });
     } finally {
       await store.close();
     }

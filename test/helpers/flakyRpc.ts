@@ -9,8 +9,11 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { network } from "hardhat";
 
-/** What happens to the next `eth_sendRawTransaction`. */
-export type SendFault = "refuse" | "drop-response";
+/**
+ * What happens to the next `eth_sendRawTransaction`: refused before the node sees it, mined with the
+ * answer lost, or mined and answered with an error of unknown meaning (JSON-RPC -32603).
+ */
+export type SendFault = "refuse" | "drop-response" | "error-after-send";
 
 export interface FlakyRpc {
   url: string;
@@ -70,6 +73,9 @@ export async function startFlakyRpc(): Promise<FlakyRpc> {
           answers.push(a);
         }
         if (fault === "drop-response") return void res.socket?.destroy();
+        if (fault === "error-after-send") {
+          for (const [i, c] of calls.entries()) if (c.method === "eth_sendRawTransaction") answers[i] = { jsonrpc: "2.0", id: c.id, error: { code: -32603, message: "internal error" } };
+        }
         const json = JSON.stringify(Array.isArray(body) ? answers : answers[0]);
         res.writeHead(200, { "content-type": "application/json" });
         res.end(json);

@@ -84,8 +84,6 @@ export class ChainSettlementQueue implements SettlementQueue {
   private lanes = new Map<string, QueuedLane>();
   /** Payers whose lanes hold claimed amounts not yet collected into the provider's earnings. */
   private readonly uncollected = new Set<string>();
-  /** What lanes' given-up vouchers held, by payer: the lane's next voucher carries it (`giveUp`). */
-  private readonly carried = new Map<string, { held: bigint; grantHolds?: GrantHold[] }>();
   private amount = 0n;
   /** Items a flush took from the queue whose transactions are not done yet. */
   private sending = 0;
@@ -152,12 +150,9 @@ export class ChainSettlementQueue implements SettlementQueue {
     const key = entry.item.payer.toLowerCase();
     const previous = this.lanes.get(key);
     const item = previous && previous.item.cumulativeAmount > entry.item.cumulativeAmount ? previous.item : entry.item;
-    const carried = this.carried.get(key);
-    this.carried.delete(key);
-    const grantHolds = [...(previous?.grantHolds ?? []), ...(carried?.grantHolds ?? []), ...(entry.grantHolds ?? [])];
-    const held = entry.held + (carried?.held ?? 0n);
-    this.lanes.set(key, { item, held: (previous?.held ?? 0n) + held, grantHolds: grantHolds.length > 0 ? grantHolds : undefined });
-    this.amount += held;
+    const grantHolds = [...(previous?.grantHolds ?? []), ...(entry.grantHolds ?? [])];
+    this.lanes.set(key, { item, held: (previous?.held ?? 0n) + entry.held, grantHolds: grantHolds.length > 0 ? grantHolds : undefined });
+    this.amount += entry.held;
   }
 
   flush(): Promise<SettlementBatch[]> {
@@ -273,6 +268,10 @@ export class ChainSettlementQueue implements SettlementQueue {
       }
       const result = await this.store.withLock("settle", 120_000, () => send(pending));
       if (!("error" in result)) {
+        for (const item of result.done) {
+          // A refused claim charged no grant: the lane's queued voucher will charge it all.
+          if (item.kind === "lane" && item.reason !== Reason.Settled && item.reason !== Reason.NothingToClaim) item.grantHolds = this.keepForQueuedClaim(item.payer, item.grantHolds);
+        }
         done.push(...result.done);
         return this.emit({ kind, txHash: result.txHash, blockNumber: result.blockNumber, gasUsed: result.gasUsed + last.gasUsed, items: done, attempts: attempt });
       }
@@ -290,30 +289,55 @@ export class ChainSettlementQueue implements SettlementQueue {
       this.schedule();
       return this.emit({ kind, ...last, items: done, error, attempts: this.attempts });
     }
-    // Shutting down after a transient failure, a send whose answer was lost may still land: its
-    // items' holds stay (in Redis until they expire). After a revert nothing of it can land.
-    const dropped = isTransient(error) ? [] : this.giveUp(kind, pending);
+    // Before anything is given up, what an attempt landed is read back from the chain: a batch of
+    // two transactions may fail in its second, and a send may be mined whatever its answer said.
+    let unread = false;
+    if (fromBlock !== undefined) {
+      try {
+        await this.quiesce();
+        const seen = await reconcile(pending, fromBlock);
+        done.push(...seen.done);
+        pending = seen.rest;
+        if (seen.txHash) last = { txHash: seen.txHash, blockNumber: seen.blockNumber, gasUsed: last.gasUsed };
+      } catch {
+        unread = true;
+      }
+      // All of it landed after all (a send mined whatever its answer said): a settled batch.
+      if (!unread && pending.length === 0) return this.emit({ kind, ...last, items: done, attempts: this.attempts });
+    }
+    // Only a revert says the rest did not land: then their holds can go. After any other failure
+    // (a send whose answer was lost while shutting down, an error of unknown meaning) they stay
+    // (in Redis until they expire): releasing what may still land would promise those funds twice.
+    const dropped = !unread && nothingLanded(error) ? this.giveUp(kind, pending) : [];
     return this.emit({ kind, ...last, items: done, error, dropped, attempts: this.attempts });
   }
 
   /**
-   * The items a batch gives up on after a failure no retry cures (a revert: nothing of it landed).
-   * A request's hold can go: nothing will settle it. A lane's cannot:
-   * the lane's next voucher claims the same increase (cumulative totals), so its hold carries over to
-   * that voucher and is released with its claim (a hold released now would let the lane's funds be
-   * promised twice).
+   * The items a batch gives up on after a revert (nothing of them landed): their holds can go.
+   * Nothing will settle a request. A lane's funds hold is not needed: every raise is checked against
+   * the lane's funds for its whole excess over what the lane paid. A delegate's grant hold goes too
+   * (and the gateway has the store forget it, so the lane's next raise holds the whole excess),
+   * unless the lane's next voucher is already queued here: its claim charges the whole excess, so
+   * the hold moves to it (`keepForQueuedClaim`).
    */
   private giveUp<T extends Queued<unknown>>(kind: "request" | "lane", pending: T[]): DroppedItem[] {
-    const dropped: DroppedItem[] = [];
-    for (const p of pending) {
+    return pending.map((p) => {
       const { payer, token } = p.item as SignedRequest | SignedLaneVoucher;
-      if (kind === "request") dropped.push({ kind, payer, token, held: p.held, grantHolds: p.grantHolds });
-      else {
-        const before = this.carried.get(payer.toLowerCase());
-        this.carried.set(payer.toLowerCase(), { held: (before?.held ?? 0n) + p.held, grantHolds: [...(before?.grantHolds ?? []), ...(p.grantHolds ?? [])] });
-      }
-    }
-    return dropped;
+      const grantHolds = kind === "lane" ? this.keepForQueuedClaim(payer, p.grantHolds) : p.grantHolds;
+      return { kind, payer, token, held: p.held, grantHolds };
+    });
+  }
+
+  /**
+   * The grant holds of a lane's claim that did not charge them (refused, or given up): moved to the
+   * lane's queued voucher if there is one (its claim charges the whole excess), else returned, to be
+   * let go.
+   */
+  private keepForQueuedClaim(payer: string, grantHolds: GrantHold[] | undefined): GrantHold[] | undefined {
+    const queued = this.lanes.get(payer.toLowerCase());
+    if (!queued || !grantHolds?.length) return grantHolds;
+    this.lanes.set(payer.toLowerCase(), { ...queued, grantHolds: [...(queued.grantHolds ?? []), ...grantHolds] });
+    return undefined;
   }
 
   /** Waits (bounded) until none of the provider's transactions is pending, so a lost send either landed or never will. */
@@ -415,14 +439,23 @@ function sleep(ms: number): Promise<void> {
 
 /**
  * Whether a failed send may succeed if tried again: the RPC unreachable, timing out or erroring
- * (5xx, rate limits), or the transaction refused for its nonce or fee. A revert is not.
+ * (5xx, rate limits), the transaction refused for its nonce or fee, or the provider key short of
+ * gas money. A revert is not.
  */
 export function isTransient(error: unknown): boolean {
   const e = error as { code?: unknown; message?: unknown; error?: unknown; cause?: unknown } | undefined;
   if (!e) return false;
-  if (e.code === "CALL_EXCEPTION" || e.code === "INSUFFICIENT_FUNDS") return false;
-  if (["NETWORK_ERROR", "SERVER_ERROR", "TIMEOUT", "NONCE_EXPIRED", "REPLACEMENT_UNDERPRICED", "ECONNREFUSED", "ECONNRESET", "EPIPE", "UND_ERR_SOCKET"].includes(String(e.code))) return true;
+  if (e.code === "CALL_EXCEPTION") return false;
+  // A provider key short of gas money settles once it is topped up: its items wait in the queue.
+  if (["INSUFFICIENT_FUNDS", "NETWORK_ERROR", "SERVER_ERROR", "TIMEOUT", "NONCE_EXPIRED", "REPLACEMENT_UNDERPRICED", "ECONNREFUSED", "ECONNRESET", "EPIPE", "UND_ERR_SOCKET"].includes(String(e.code))) return true;
   const text = `${String(e.message ?? "")} ${JSON.stringify(e.error ?? "")} ${String((e.cause as { message?: unknown })?.message ?? "")}`;
   return /nonce too low|nonce has already been used|underpriced|already known|ECONNREFUSED|ECONNRESET|socket hang up|fetch failed|timeout|timed out|rate limit|\b(429|502|503|504)\b|bad response|missing response|connection/i.test(text);
 }
 
+/**
+ * Whether a failure says the transaction did not change the chain: a revert, in the gas check
+ * (`eth_call`, `eth_estimateGas`) or in a mined receipt (status 0). Nothing else does.
+ */
+export function nothingLanded(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === "CALL_EXCEPTION";
+}

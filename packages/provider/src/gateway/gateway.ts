@@ -134,6 +134,12 @@ export function createGateway(options: GatewayOptions): Gateway {
   /** Once the chain shows a batch, let its held funds go (after the grace period, for the other replicas). */
   function onBatch(batch: SettlementBatch): void {
     const kind = batch.kind;
+    // A lane claim whose delegate's grant holds go uncharged (refused, or given up): the lane's next
+    // delegate raise must hold the whole excess again.
+    for (const item of [...batch.items, ...(batch.dropped ?? [])]) {
+      const uncharged = !("reason" in item) || (item.reason !== Reason.Settled && item.reason !== Reason.NothingToClaim);
+      if (item.kind === "lane" && item.grantHolds?.length && uncharged) void options.store.forgetLaneGrant(laneKeyOf(item.payer, item.token)).catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
+    }
     if (batch.error) {
       metrics.settlementFailures.inc({ kind });
       log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500), settled: batch.items.length, dropped: batch.dropped?.length ?? 0 });
@@ -314,8 +320,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (voucher.token.toLowerCase() !== token || voucher.model.toLowerCase() !== model.id.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the voucher must be for ${model.name} in token ${options.token}`), scheme);
     }
-    // One lane per (payer, provider, token) on chain, with one cumulative total for every model.
-    const laneKey = `${voucher.payer}|${voucher.token}`.toLowerCase();
+    const laneKey = laneKeyOf(voucher.payer, voucher.token);
     let totals = await options.store.lane(laneKey);
     // What the client should sign over: the store's totals, lifted to what the chain already claimed.
     const laneState = (t: LaneTotals, claimed = 0n): LaneState => ({ owed: (t.owed > claimed ? t.owed : claimed).toString(), covered: (t.covered > claimed ? t.covered : claimed).toString() });
@@ -494,4 +499,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     req.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     req.once("error", reject);
   });
+}
+
+/** The store's key of a lane: one per (payer, provider, token) on chain, one cumulative total for every model. */
+function laneKeyOf(payer: string, token: string): string {
+  return `${payer}|${token}`.toLowerCase();
 }

@@ -101,12 +101,18 @@ export interface ReservationStore {
    * the payer's funds in `pool` (returned as `held`), and lifts what the lane owes to at least
    * `claimed` (what the chain paid was owed); `stale` when the cover is already at or above it.
    * With `grant` (a delegate signed), the delegate's grant pool also holds what the claim of this
-   * voucher will charge its grant (returned as `grantHeld`): the increase when the same key raised
-   * the lane last (its earlier raises are held already), else everything over `claimed` (the claim
-   * charges the whole excess to the signer of the voucher it claims); `budget-exceeded`, changing
-   * nothing, when that would pass `grant.remaining`.
+   * voucher will charge its grant (returned as `grantHeld`): the increase when this key's grant hold
+   * is the lane's latest (its earlier raises are held already), else everything over `claimed` (the
+   * claim charges the whole excess to the signer of the voucher it claims); `budget-exceeded`,
+   * changing nothing, when that would pass `grant.remaining`.
    */
   raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome>;
+  /**
+   * Forgets whose grant hold is the lane's latest, so that its next delegate raise holds the whole
+   * excess again: called when a claim's grant holds are let go without the claim charging them (the
+   * claim was refused, or given up).
+   */
+  forgetLaneGrant(lane: string): Promise<void>;
   /** Admits a call holding `hold` on the lane, unless owed + held + hold would pass covered + `creditLimit`. */
   admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }>;
   /** Ends an admitted call: drops its hold and adds its `cost` to what the lane owes. */

@@ -18,6 +18,8 @@ export class MemoryReservationStore implements ReservationStore {
   private readonly nonces = new Map<string, UsedNonce>();
   private readonly funds = new Map<string, bigint>();
   private readonly lanes = new Map<string, LaneTotals>();
+  /** Per lane, the delegate whose grant hold is the lane's latest (`raiseCover`). */
+  private readonly laneGrants = new Map<string, string>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private sweepAt = 0;
 
@@ -56,16 +58,22 @@ export class MemoryReservationStore implements ReservationStore {
     const fk = fundsKey(payer, pool);
     const held = this.funds.get(fk) ?? 0n;
     if (held + need > balance) return { status: "insufficient-balance" };
-    // The claim charges its voucher's signer the whole excess over `claimed`; a key that raised last
-    // holds it already, less this increase.
-    const grantNeed = !grant ? 0n : totals.signer === signer.toLowerCase() ? need : cumulative - claimed;
+    // The claim charges its voucher's signer the whole excess over `claimed`; a key whose grant hold
+    // is the lane's latest holds it already, less this increase.
+    const grantNeed = !grant ? 0n : this.laneGrants.get(lane) === signer.toLowerCase() ? need : cumulative - claimed;
     const gk = grant ? fundsKey(payer, grant.pool) : undefined;
     const spent = gk ? (this.funds.get(gk) ?? 0n) : 0n;
     if (grant && spent + grantNeed > grant.remaining) return { status: "budget-exceeded" };
     this.funds.set(fk, held + need);
     if (gk) this.funds.set(gk, spent + grantNeed);
+    if (grant) this.laneGrants.set(lane, signer.toLowerCase());
+    else this.laneGrants.delete(lane);
     this.lanes.set(lane, { ...totals, owed: totals.owed > claimed ? totals.owed : claimed, covered: cumulative, signer: signer.toLowerCase() });
     return { status: "raised", held: need, grantHeld: grantNeed };
+  }
+
+  async forgetLaneGrant(lane: string): Promise<void> {
+    this.laneGrants.delete(lane);
   }
 
   async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {

@@ -88,27 +88,34 @@ if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], l
 return 0`;
 
 /**
- * KEYS: lane, funds, [grant]. ARGV: cumulative, claimed, balance, signer, hold ttl seconds, [grant
- * remaining]. Returns {0, held, grant held} raised (owed lifted to claimed), {1, covered} stale, {2}
- * insufficient, {3} the grant's budget exceeded. The grant pool holds the increase when the same
- * signer raised last, else the whole excess over claimed (what the claim charges its signer).
+ * KEYS: lane, funds, lane grant marker, [grant]. ARGV: cumulative, claimed, balance, signer, hold
+ * ttl seconds, [grant remaining]. Returns {0, held, grant held} raised (owed lifted to claimed),
+ * {1, covered} stale, {2} insufficient, {3} the grant's budget exceeded. The grant pool holds the
+ * increase when the marker names the signer (its grant hold is the lane's latest), else the whole
+ * excess over claimed (what the claim charges its signer). The marker expires with the holds it
+ * stands for, so a lane whose holds expired holds the whole excess again.
  */
 const RAISE_COVER = `${BIGNUM_LUA}
-local v = redis.call('HMGET', KEYS[1], 'covered', 'owed', 'signer')
-local covered, owed, last = v[1] or '0', v[2] or '0', v[3] or ''
+local v = redis.call('HMGET', KEYS[1], 'covered', 'owed')
+local covered, owed = v[1] or '0', v[2] or '0'
 if cmp(ARGV[1], covered) <= 0 then return {1, covered} end
 local need = sub(ARGV[1], max(covered, ARGV[2]))
 local held = redis.call('GET', KEYS[2]) or '0'
 local after = add(held, need)
 if cmp(after, ARGV[3]) > 0 then return {2, covered} end
 local grantNeed, spent = '0', '0'
-if KEYS[3] then
-  if last == ARGV[4] then grantNeed = need else grantNeed = sub(ARGV[1], ARGV[2]) end
-  spent = add(redis.call('GET', KEYS[3]) or '0', grantNeed)
+if KEYS[4] then
+  if redis.call('GET', KEYS[3]) == ARGV[4] then grantNeed = need else grantNeed = sub(ARGV[1], ARGV[2]) end
+  spent = add(redis.call('GET', KEYS[4]) or '0', grantNeed)
   if cmp(spent, ARGV[6]) > 0 then return {3, covered} end
 end
 redis.call('SET', KEYS[2], after, 'EX', ARGV[5])
-if KEYS[3] then redis.call('SET', KEYS[3], spent, 'EX', ARGV[5]) end
+if KEYS[4] then
+  redis.call('SET', KEYS[4], spent, 'EX', ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+else
+  redis.call('DEL', KEYS[3])
+end
 redis.call('HSET', KEYS[1], 'owed', max(owed, ARGV[2]), 'covered', ARGV[1], 'signer', ARGV[4])
 return {0, need, grantNeed}`;
 
@@ -198,12 +205,16 @@ export class RedisReservationStore implements ReservationStore {
   }
 
   async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome> {
-    const keys = [this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
+    const keys = [this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), this.key(`lg:${lane}`), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
     const args = [cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds, ...(grant ? [grant.remaining.toString()] : [])];
     const [status, value, grantHeld] = await this.redis.pfRaise(keys.length, ...keys, ...args);
     if (status === 0) return { status: "raised", held: BigInt(value), grantHeld: BigInt(grantHeld ?? "0") };
     if (status === 1) return { status: "stale", covered: BigInt(value) };
     return status === 2 ? { status: "insufficient-balance" } : { status: "budget-exceeded" };
+  }
+
+  async forgetLaneGrant(lane: string): Promise<void> {
+    await this.redis.del(this.key(`lg:${lane}`));
   }
 
   async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {

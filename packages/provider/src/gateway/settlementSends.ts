@@ -193,9 +193,20 @@ export class SettlementSends {
           items.push(laneItem(b, refused, 0n));
           continue;
         }
-        const tx = await this.contract.claimLane(voucher);
-        const receipt = await tx.wait();
-        if (!receipt) throw new Error(`no receipt for ${tx.hash}`);
+        // A wallet may refuse when the claim is sent what it accepted in the static call (it changed
+        // in between, or it tells the two apart): that refusal is this voucher's alone, not the batch's.
+        let receipt: TransactionReceipt | null;
+        try {
+          receipt = await (await this.contract.claimLane(voucher)).wait();
+        } catch (error) {
+          // Reverted in the gas estimate (the contract's error names the reason) or once mined: the
+          // wallet refused during the claim. Anything else fails the attempt, to be retried.
+          const refusal = refusalReason(this.contract, error) ?? ((error as { code?: unknown }).code === "CALL_EXCEPTION" ? Reason.InvalidSigner : undefined);
+          if (refusal === undefined) throw error;
+          items.push(laneItem(b, refusal, 0n));
+          continue;
+        }
+        if (!receipt) throw new Error(`no receipt for claimLane of ${b.item.payer}`);
         const record = this.logsOf(receipt, LANES_CLAIMED_TOPIC).flatMap((l) => decodeLanesClaimed(l).records)[0];
         items.push(laneItem(b, (record?.reason ?? Reason.Settled) as Reason, record?.amount ?? 0n));
         last = receipt;
