@@ -8,11 +8,8 @@
  *   npx ts-node scripts/test/main.ts tests lint   # any stages by name (their prerequisites are not rerun)
  *
  * The order: compile and lint start together; typecheck needs the typechain types, so it follows
- * compile, and so do the tests (which load TypeScript without type-checking it); the coverage run
- * (its own instrumented build) takes the second core once typecheck is done: two stages run at a
- * time, started in this list's order. A type error still fails the run within a minute or so of
- * the compile: a failing stage stops the one beside it. On two cores the whole run costs about the
- * compile plus the tests.
+ * compile; the coverage run (its own instrumented build) starts beside typecheck; the tests follow
+ * typecheck and lint. On two cores the whole run costs about the tests plus the compile.
  *
  * The coverage run measures the contract suites on instrumented contracts: the suites that exercise
  * the contracts (core, security, settlement, invariants) reach every line and branch the whole suite
@@ -50,7 +47,7 @@ export const STAGES: Stage[] = [
     what: "every test: unit, adversarial, property-based, differential, gas snapshot, README, real nodes",
     command: bin("hardhat"),
     args: ["test", "--no-compile"],
-    after: ["compile", "lint"],
+    after: ["typecheck", "lint"],
     env: { PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "tests.json") },
   },
   {
