@@ -15,7 +15,7 @@ import { devAccount, providerFor } from "../helpers/nodes";
 import { startFlakyRpc } from "../helpers/flakyRpc";
 import { createPayingFetch, fromEthers } from "@preflight/sdk/fetch";
 import { Reason, signLaneVoucher, type SignedRequest } from "@preflight/sdk";
-import { ChainSettlementQueue, MemoryReservationStore } from "@preflight/provider/gateway";
+import { ChainSettlementQueue, MemoryReservationStore, type SettlementBatch } from "@preflight/provider/gateway";
 import { makeRequest, signedRequest } from "../helpers/requests";
 
 /** A settlement queue whose provider key reaches the chain only through a flaky RPC. */
@@ -233,6 +233,53 @@ describe("Gateway settlement over a flaky RPC", function () {
       expect(again!.items.map((i) => [i.reason, i.held, i.grantHolds])).to.deep.equal([[Reason.InsufficientBalance, 50n, [{ pool: "grant-pool", amount: 50n }, { pool: "grant-pool", amount: 300n }]]]);
     } finally {
       await queue.close();
+    }
+  });
+
+  it("puts a batch back in the queue when its failure is not known to be final, so nothing served is lost", async function () {
+    const { f, rpc, queue } = await queueOverFlakyRpc();
+    try {
+      // An error of unknown meaning, the transaction never passed on: neither given up nor forgotten.
+      for (const request of await payerRequests(f, [0n, 1n])) queue.enqueueRequest(request, 1_000n);
+      rpc.sendFaults.push("error-without-send");
+      const [unknown] = await queue.flush();
+      expect([unknown!.error !== undefined, unknown!.dropped, queue.queuedCount]).to.deep.equal([true, undefined, 2]);
+      // A revert whose read-back failed: what an earlier attempt did is not known, so back to the queue too.
+      rpc.revertNext = 1;
+      rpc.refuseNextOf = { eth_getLogs: 1 };
+      const [unread] = await queue.flush();
+      expect([unread!.error !== undefined, unread!.dropped, queue.queuedCount, rpc.refuseNextOf.eth_getLogs]).to.deep.equal([true, undefined, 2, 0]);
+      const [settled] = await queue.flush();
+      expect(settled!.items.map((i) => i.reason)).to.deep.equal([0, 0]);
+    } finally {
+      await queue.close();
+      await rpc.close();
+    }
+  });
+
+  it("moves a given-up lane claim's grant hold to the lane's next voucher when a later flush took it (it is sent after)", async function () {
+    const f = await loadFixture(deployPreflightFixture);
+    const token = await f.usdc.getAddress();
+    const rpc = await startFlakyRpc();
+    const providerSigner = devAccount(2, providerFor(rpc.url, Number(network.config.chainId ?? 31337)));
+    // Batches of one voucher: each enqueue starts a flush, the second waiting behind the first.
+    const queue = new ChainSettlementQueue({ contract: f.preflight.connect(providerSigner), token, store: new MemoryReservationStore(), maxBatchSize: 1, maxAgeMs: 3_600_000, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+    const batches: SettlementBatch[] = [];
+    queue.subscribe((b) => batches.push(b));
+    try {
+      const voucher = await fundedLaneVouchers(f, 10_000n);
+      rpc.revertNext = 1; // the first claim reverts in its gas estimate: given up
+      queue.enqueueLaneVoucher(await voucher(300n), 300n, { pool: "grant-pool", amount: 300n }); // a delegate's first raise: the whole excess
+      queue.enqueueLaneVoucher(await voucher(500n), 200n, { pool: "grant-pool", amount: 200n }); // its next: the increase
+      const deadline = Date.now() + 20_000;
+      while (batches.filter((b) => b.kind === "lane").length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const [failed, claimed] = batches.filter((b) => b.kind === "lane");
+      const sum = (holds: { amount: bigint }[] | undefined) => (holds ?? []).reduce((s, g) => s + g.amount, 0n);
+      // Released uncharged, the 300 would have left the claim of 500 held for 200 only.
+      expect([sum(failed!.dropped![0]!.grantHolds), claimed!.items[0]!.amount, sum(claimed!.items[0]!.grantHolds)]).to.deep.equal([0n, 500n, 500n]);
+    } finally {
+      await queue.close();
+      await rpc.close();
     }
   });
 });

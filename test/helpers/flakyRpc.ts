@@ -11,9 +11,10 @@ import { network } from "hardhat";
 
 /**
  * What happens to the next `eth_sendRawTransaction`: refused before the node sees it, mined with the
- * answer lost, or mined and answered with an error of unknown meaning (JSON-RPC -32603).
+ * answer lost, or answered with an error of unknown meaning (JSON-RPC -32603) after the node mined it
+ * or without passing it on.
  */
-export type SendFault = "refuse" | "drop-response" | "error-after-send";
+export type SendFault = "refuse" | "drop-response" | "error-after-send" | "error-without-send";
 
 export interface FlakyRpc {
   url: string;
@@ -23,6 +24,8 @@ export interface FlakyRpc {
   refuseNext: number;
   /** Answer this many more `eth_call` / `eth_estimateGas` requests with "execution reverted". */
   revertNext: number;
+  /** Refuse (502) the next this-many requests of a method, e.g. `{ eth_getLogs: 1 }`. */
+  refuseNextOf: Record<string, number>;
   /** Requests seen, by method (including refused ones). */
   calls: Map<string, number>;
   /** Transactions the node accepted. */
@@ -37,7 +40,7 @@ interface RpcCall {
 }
 
 export async function startFlakyRpc(): Promise<FlakyRpc> {
-  const state: Omit<FlakyRpc, "url" | "close"> = { sendFaults: [], refuseNext: 0, revertNext: 0, calls: new Map(), sent: [] };
+  const state: Omit<FlakyRpc, "url" | "close"> = { sendFaults: [], refuseNext: 0, revertNext: 0, refuseNextOf: {}, calls: new Map(), sent: [] };
   const answer = async (call: RpcCall): Promise<unknown> => {
     try {
       return { jsonrpc: "2.0", id: call.id, result: await network.provider.request({ method: call.method, params: call.params ?? [] }) };
@@ -56,12 +59,19 @@ export async function startFlakyRpc(): Promise<FlakyRpc> {
         for (const c of calls) state.calls.set(c.method, (state.calls.get(c.method) ?? 0) + 1);
         const sends = calls.some((c) => c.method === "eth_sendRawTransaction");
         const fault = sends ? state.sendFaults.shift() : undefined;
-        if (fault === "refuse" || (fault === undefined && state.refuseNext > 0)) {
-          if (fault === undefined) state.refuseNext--;
+        const refusedMethod = calls.find((c) => (state.refuseNextOf[c.method] ?? 0) > 0)?.method;
+        if (refusedMethod !== undefined) state.refuseNextOf[refusedMethod]!--;
+        if (fault === "refuse" || refusedMethod !== undefined || (fault === undefined && state.refuseNext > 0)) {
+          if (fault === undefined && refusedMethod === undefined) state.refuseNext--;
           res.writeHead(502, { "content-type": "text/plain" });
           return void res.end("bad gateway");
         }
         const answers = [];
+        if (fault === "error-without-send") {
+          res.writeHead(200, { "content-type": "application/json" });
+          const error = (c: RpcCall) => ({ jsonrpc: "2.0", id: c.id, error: { code: -32603, message: "internal error" } });
+          return void res.end(JSON.stringify(Array.isArray(body) ? calls.map(error) : error(calls[0]!)));
+        }
         for (const c of calls) {
           if ((c.method === "eth_call" || c.method === "eth_estimateGas") && state.revertNext > 0) {
             state.revertNext--;

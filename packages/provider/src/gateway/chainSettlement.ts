@@ -84,6 +84,8 @@ export class ChainSettlementQueue implements SettlementQueue {
   private lanes = new Map<string, QueuedLane>();
   /** Payers whose lanes hold claimed amounts not yet collected into the provider's earnings. */
   private readonly uncollected = new Set<string>();
+  /** Lane vouchers a flush took that are not being sent yet (it waits behind another), by payer, oldest first. */
+  private readonly waiting = new Map<string, QueuedLane[]>();
   private amount = 0n;
   /** Items a flush took from the queue whose transactions are not done yet. */
   private sending = 0;
@@ -164,11 +166,16 @@ export class ChainSettlementQueue implements SettlementQueue {
     this.lanes = new Map();
     const taken = requests.length + lanes.length;
     this.sending += taken;
+    for (const lane of lanes) {
+      const key = lane.item.payer.toLowerCase();
+      this.waiting.set(key, [...(this.waiting.get(key) ?? []), lane]);
+    }
     return this.serially(async () => {
       try {
         return await this.settleTaken(requests, lanes);
       } finally {
         this.sending -= taken;
+        for (const lane of lanes) this.stopWaiting(lane);
       }
     });
   }
@@ -187,7 +194,9 @@ export class ChainSettlementQueue implements SettlementQueue {
     }
     for (const group of byModel.values()) {
       for (let i = 0; i < group.length; i += this.maxBatchSize) {
-        batches.push(await this.settle("lane", group.slice(i, i + this.maxBatchSize), (b) => this.sendLanes(b), (b, from) => this.reconcileLanes(b, from)));
+        const batch = group.slice(i, i + this.maxBatchSize);
+        for (const lane of batch) this.stopWaiting(lane);
+        batches.push(await this.settle("lane", batch, (b) => this.sendLanes(b), (b, from) => this.reconcileLanes(b, from)));
       }
     }
     if (this.closed || this.uncollected.size >= this.maxBatchSize) {
@@ -280,13 +289,7 @@ export class ChainSettlementQueue implements SettlementQueue {
     }
     // Out of retries (or a failure no retry cures): what is left goes back to the queue, unless closing.
     if (!this.closed && isTransient(error)) {
-      for (const p of pending) {
-        if (kind === "request") {
-          this.requests.push(p as unknown as QueuedRequest);
-          this.amount += p.held;
-        } else this.queueLane(p as unknown as QueuedLane);
-      }
-      this.schedule();
+      this.requeue(kind, pending);
       return this.emit({ kind, ...last, items: done, error, attempts: this.attempts });
     }
     // Before anything is given up, what an attempt landed is read back from the chain: a batch of
@@ -294,7 +297,8 @@ export class ChainSettlementQueue implements SettlementQueue {
     let unread = false;
     if (fromBlock !== undefined) {
       try {
-        await this.quiesce();
+        // Still pending after the wait, an earlier attempt may yet land: nothing is known for sure.
+        unread = !(await this.quiesce());
         const seen = await reconcile(pending, fromBlock);
         done.push(...seen.done);
         pending = seen.rest;
@@ -305,11 +309,26 @@ export class ChainSettlementQueue implements SettlementQueue {
       // All of it landed after all (a send mined whatever its answer said): a settled batch.
       if (!unread && pending.length === 0) return this.emit({ kind, ...last, items: done, attempts: this.attempts });
     }
-    // Only a revert says the rest did not land: then their holds can go. After any other failure
-    // (a send whose answer was lost while shutting down, an error of unknown meaning) they stay
-    // (in Redis until they expire): releasing what may still land would promise those funds twice.
-    const dropped = !unread && nothingLanded(error) ? this.giveUp(kind, pending) : [];
-    return this.emit({ kind, ...last, items: done, error, dropped, attempts: this.attempts });
+    // Only a revert, with the chain read back and nothing pending, says the rest did not land and
+    // never will: then their holds can go.
+    if (!unread && nothingLanded(error)) return this.emit({ kind, ...last, items: done, error, dropped: this.giveUp(kind, pending), attempts: this.attempts });
+    // Anything else (an error of unknown meaning, a read-back that failed) is not known to be final:
+    // the rest goes back to the queue (a re-send is harmless: the contract skips what already
+    // settled). Shutting down, it stays held instead (in Redis until the holds expire): releasing
+    // what may still land would promise those funds twice.
+    if (!this.closed) this.requeue(kind, pending);
+    return this.emit({ kind, ...last, items: done, error, attempts: this.attempts });
+  }
+
+  /** Puts items a batch could not settle back in the queue, for the next batch. */
+  private requeue<T extends Queued<unknown>>(kind: "request" | "lane", pending: T[]): void {
+    for (const p of pending) {
+      if (kind === "request") {
+        this.requests.push(p as unknown as QueuedRequest);
+        this.amount += p.held;
+      } else this.queueLane(p as unknown as QueuedLane);
+    }
+    this.schedule();
   }
 
   /**
@@ -328,27 +347,43 @@ export class ChainSettlementQueue implements SettlementQueue {
     });
   }
 
+  /** `lane` is being sent (or its flush ended): later claims' holds no longer move to it. */
+  private stopWaiting(lane: QueuedLane): void {
+    const key = lane.item.payer.toLowerCase();
+    const left = (this.waiting.get(key) ?? []).filter((w) => w !== lane);
+    if (left.length > 0) this.waiting.set(key, left);
+    else this.waiting.delete(key);
+  }
+
   /**
    * The grant holds of a lane's claim that did not charge them (refused, or given up): moved to the
-   * lane's queued voucher if there is one (its claim charges the whole excess), else returned, to be
-   * let go.
+   * lane's next voucher here if there is one (its claim charges the whole excess, and is sent after
+   * this one: a flush waiting behind this one, or the queue), else returned, to be let go.
    */
   private keepForQueuedClaim(payer: string, grantHolds: GrantHold[] | undefined): GrantHold[] | undefined {
-    const queued = this.lanes.get(payer.toLowerCase());
-    if (!queued || !grantHolds?.length) return grantHolds;
-    this.lanes.set(payer.toLowerCase(), { ...queued, grantHolds: [...(queued.grantHolds ?? []), ...grantHolds] });
+    if (!grantHolds?.length) return grantHolds;
+    const key = payer.toLowerCase();
+    const next = this.waiting.get(key)?.[0];
+    if (next) {
+      next.grantHolds = [...(next.grantHolds ?? []), ...grantHolds];
+      return undefined;
+    }
+    const queued = this.lanes.get(key);
+    if (!queued) return grantHolds;
+    this.lanes.set(key, { ...queued, grantHolds: [...(queued.grantHolds ?? []), ...grantHolds] });
     return undefined;
   }
 
   /** Waits (bounded) until none of the provider's transactions is pending, so a lost send either landed or never will. */
-  private async quiesce(): Promise<void> {
+  private async quiesce(): Promise<boolean> {
     const rpc = this.sends.rpc();
     const address = await this.sends.providerAddressOf();
     for (let i = 0; i < 60; i++) {
       const [pending, latest] = await Promise.all([rpc.getTransactionCount(address, "pending"), rpc.getTransactionCount(address, "latest")]);
-      if (pending === latest) return;
+      if (pending === latest) return true;
       await sleep(1_000);
     }
+    return false;
   }
 
   /** Lane claims through `SettlementSends`; lanes that were paid wait to be collected. */

@@ -158,11 +158,11 @@ export interface SettlementBatch {
   attempts?: number;
   error?: unknown;
   /**
-   * With `error`: the requests the queue gave up on after a failure no retry cures (a revert). No
-   * transaction settled them, so their holds can go; `items` are what an earlier attempt did
-   * settle. A lane's voucher is never dropped this way: its hold carries over to the lane's next
-   * queued voucher, whose claim takes the same increase. Items left after a transient failure
-   * while shutting down are not listed: a send whose answer was lost may still land.
+   * With `error`: the items the queue gave up on after a revert (the chain read back, nothing
+   * pending), with what was held for them: nothing settled them, so those holds can go. `items` are
+   * what an attempt did settle. A lane claim's grant holds are left off when the lane's next
+   * voucher here took them (its claim charges the whole excess). Items whose failure is not known to
+   * be final are not listed: they went back to the queue, or, shutting down, stay held.
    */
   dropped?: DroppedItem[];
 }
