@@ -27,6 +27,7 @@ import {
   type SignedRequest,
 } from "@preflight/sdk";
 import type { Preflight } from "@preflight/sdk/typechain";
+import { grantLeftUncharged } from "./releases";
 import type { DroppedItem, GrantHold, ReservationStore, SettlementBatch, SettlementQueue, SettledItem } from "./interfaces";
 
 export interface SettlementRetryOptions {
@@ -278,8 +279,8 @@ export class ChainSettlementQueue implements SettlementQueue {
       const result = await this.store.withLock("settle", 120_000, () => send(pending));
       if (!("error" in result)) {
         for (const item of result.done) {
-          // A refused claim charged no grant: the lane's queued voucher will charge it all.
-          if (item.kind === "lane" && item.reason !== Reason.Settled && item.reason !== Reason.NothingToClaim) item.grantHolds = this.keepForQueuedClaim(item.payer, item.grantHolds);
+          // A refused claim charged no grant: the lane's next voucher here will charge it all.
+          if (grantLeftUncharged(item)) item.grantHolds = this.keepForQueuedClaim(item.payer, item.grantHolds);
         }
         done.push(...result.done);
         return this.emit({ kind, txHash: result.txHash, blockNumber: result.blockNumber, gasUsed: result.gasUsed + last.gasUsed, items: done, attempts: attempt });

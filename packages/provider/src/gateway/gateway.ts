@@ -25,14 +25,15 @@ import {
 } from "@preflight/sdk/fetch";
 import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
 import { GatewayMetrics } from "./metrics";
-import { laneFundsPool } from "./memoryStore";
+import { laneFundsPool, laneKeyOf } from "./memoryStore";
 import { parsePayment } from "./payment";
 import { callHold, cutShortCost, meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
 import { corsPolicy, isCorsHeader, type CorsOptions } from "./cors";
 import { logsDebug, silentLogger, type Logger } from "./log";
-import { HoldReleases, holdsOf } from "./releases";
+import { HoldReleases } from "./releases";
+import { settledBatchHandler } from "./settledBatches";
 
 /** Everything a gateway needs. */
 export interface GatewayOptions {
@@ -131,43 +132,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let inFlight = 0;
   let idle: (() => void) | undefined;
 
-  /** Once the chain shows a batch, let its held funds go (after the grace period, for the other replicas). */
-  function onBatch(batch: SettlementBatch): void {
-    const kind = batch.kind;
-    // A lane claim whose delegate's grant holds go uncharged (refused, or given up): the lane's next
-    // delegate raise must hold the whole excess again.
-    for (const item of [...batch.items, ...(batch.dropped ?? [])]) {
-      const uncharged = !("reason" in item) || (item.reason !== Reason.Settled && item.reason !== Reason.NothingToClaim);
-      if (item.kind === "lane" && item.grantHolds?.length && uncharged) void options.store.forgetLaneGrant(laneKeyOf(item.payer, item.token)).catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
-    }
-    if (batch.error) {
-      metrics.settlementFailures.inc({ kind });
-      log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500), settled: batch.items.length, dropped: batch.dropped?.length ?? 0 });
-      // What an earlier attempt settled is on chain; what the queue gave up on never will be (no
-      // block to wait for). Both holds go, or they would count against their payers for good.
-      if (batch.items.length) releases.release(holdsOf(batch.items), batch.blockNumber, closing);
-      if (batch.dropped?.length) releases.release(holdsOf(batch.dropped), undefined, closing);
-      return;
-    }
-    metrics.settlementGas.inc({ kind }, Number(batch.gasUsed));
-    if (kind === "collect") {
-      log("info", "collected", { txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, lanes: batch.items.length, amount: batch.collected ?? 0n });
-      return;
-    }
-    // Counted per reason once a batch (a metric update per item held the event loop for each).
-    let settled = 0n;
-    const byReason = new Map<Reason, number>();
-    for (const item of batch.items) {
-      byReason.set(item.reason, (byReason.get(item.reason) ?? 0) + 1);
-      settled += item.amount;
-    }
-    for (const [reason, count] of byReason) metrics.settledItems.inc({ kind, reason: reasonLabel(reason) }, count);
-    metrics.settledAmount.inc({ kind }, Number(settled));
-    metrics.queuedAmount.set(Number(options.settlement.queuedAmount));
-    log("info", "settled", { kind, txHash: batch.txHash, block: batch.blockNumber, gasUsed: batch.gasUsed, items: batch.items.length, amount: settled, attempts: batch.attempts ?? 1 });
-    releases.release(holdsOf(batch.items), batch.blockNumber, closing);
-  }
-  options.settlement.subscribe(onBatch);
+  options.settlement.subscribe(settledBatchHandler({ store: options.store, settlement: options.settlement, metrics, log, releases, closing: () => closing }));
 
   function requirementsFor(model: PricedModel, url: string, lane?: LaneState): PaymentRequirements[] {
     const base = { network, asset: options.token, payTo: options.provider, maxTimeoutSeconds };
@@ -472,10 +437,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   return { handler, metrics, close: () => (closed ??= close()) };
 }
 
-function reasonLabel(reason: Reason): string {
-  return contractRefusal(reason).name;
-}
-
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const json = JSON.stringify(value);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(json) });
@@ -499,9 +460,4 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     req.once("end", () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     req.once("error", reject);
   });
-}
-
-/** The store's key of a lane: one per (payer, provider, token) on chain, one cumulative total for every model. */
-function laneKeyOf(payer: string, token: string): string {
-  return `${payer}|${token}`.toLowerCase();
 }

@@ -126,6 +126,11 @@ export function nonceKey(payer: string, token: string, nonce: bigint): string {
   return `n:${payer.toLowerCase()}:${token.toLowerCase()}:${nonce.toString()}`;
 }
 
+/** The store's key of a lane: one per (payer, provider, token) on chain, one cumulative total for every model. */
+export function laneKeyOf(payer: string, token: string): string {
+  return `${payer}|${token}`.toLowerCase();
+}
+
 export function fundsKey(payer: string, pool: string): string {
   return `f:${payer.toLowerCase()}:${pool.toLowerCase()}`;
 }

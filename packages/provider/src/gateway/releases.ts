@@ -4,7 +4,8 @@
  * from the store, after a grace period so that every replica has followed the chain first (one still
  * seeing the old balance would otherwise accept the released funds again).
  */
-import type { DroppedItem, Preflighter, ReservationStore } from "./interfaces";
+import { Reason } from "@preflight/sdk";
+import type { DroppedItem, Preflighter, ReservationStore, SettledItem } from "./interfaces";
 import { fundsKey, laneFundsPool } from "./memoryStore";
 
 /** What one (payer, pool) held for the items of a batch. */
@@ -33,6 +34,15 @@ export function holdsOf(items: readonly DroppedItem[]): Hold[] {
     for (const g of item.grantHolds ?? []) if (g.amount !== 0n) add(item.payer, g.pool, g.amount);
   }
   return [...held.values()];
+}
+
+/**
+ * Whether a lane claim's delegate grant holds go without the claim charging them: it was refused
+ * (a claim that paid, or found the lane already paid past it, charged the grant) or given up.
+ */
+export function grantLeftUncharged(item: SettledItem | DroppedItem): boolean {
+  if (item.kind !== "lane" || !item.grantHolds?.length) return false;
+  return !("reason" in item) || (item.reason !== Reason.Settled && item.reason !== Reason.NothingToClaim);
 }
 
 /** The releases under way, so that shutdown can wait for them. */
