@@ -139,7 +139,7 @@ export interface SettledItem {
   grantHolds?: GrantHold[];
 }
 
-/** A request a failed batch gave up on, with what the gateway held for it. */
+/** A request or lane claim a failed batch gave up on, with what the gateway held for it. */
 export type DroppedItem = Pick<SettledItem, "kind" | "payer" | "token" | "held" | "grantHolds">;
 
 /**

@@ -156,8 +156,9 @@ export interface RedisReservationStoreOptions {
   /**
    * How long held funds (and a delegate's grant spend) outlive the last reserve of their payer, in
    * seconds (default 86,400). Holds are released once the chain shows their settlement; this bounds
-   * the ones nothing releases (a replica that died with items queued). It must exceed the longest an
-   * item can wait for its settlement, retries included.
+   * the ones nothing releases (a replica that died with items queued), though a payer that keeps
+   * paying keeps renewing it. It must exceed the longest an item can wait for its settlement,
+   * retries included.
    */
   holdTtlSeconds?: number;
 }
