@@ -9,7 +9,12 @@
  *
  * The order: compile and lint start together; typecheck needs the typechain types, so it follows
  * compile; the coverage run (its own instrumented build) starts beside typecheck; the tests follow
- * typecheck and lint. On two cores the whole run costs about the tests plus the compile.
+ * typecheck and lint. The tests are two mocha runs: the in-process suites (`tests`) and the suites
+ * that start real nodes and run the command line and the demo (`integration`, test/integration/).
+ * Both wait on the same stages; `integration` is listed last, so on two cores it takes the slot the
+ * coverage run (and its gate) frees:
+ * before the split, one core sat idle for the last third of the run (measured: 52% busy for 290 s).
+ * On two cores the whole run costs about the compile plus the tests, shared between the two cores.
  *
  * The coverage run measures the contract suites on instrumented contracts: the suites that exercise
  * the contracts (core, security, settlement, invariants) reach every line and branch the whole suite
@@ -20,6 +25,7 @@
  * size in the `tests` stage; coverage only needs every branch reached), and its build goes to
  * cache/coverage/ so `artifacts/` stays valid.
  */
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ROOT, readJsonIfExists, runStages, type Stage, type StageResult } from "./runner";
@@ -38,15 +44,35 @@ const COVERAGE_SIZES = { FC_RUNS: process.env.FC_RUNS ?? "6" };
  */
 export const COVERAGE_SUITES = "test/{core,security,settlement,invariants}/**/!(Preflight.payerSignedRun.adversarial).ts";
 
+/** The suites of the `integration` stage: real nodes (npx hardhat node, anvil), the CLI and the demo, each in processes of their own. */
+export const INTEGRATION_DIR = "test/integration";
+
+/**
+ * Every file `npx hardhat test` runs (each .ts or .js file under test/, relative to the root), split
+ * into the two test stages: TestRunner.stages.ts checks that together they are exactly Hardhat's own
+ * list, so a new suite cannot fall between them.
+ */
+export function testFiles(): { inProcess: string[]; integration: string[] } {
+  const all = (fs.readdirSync(path.join(ROOT, "test"), { recursive: true }) as string[])
+    .map((f) => path.posix.join("test", f.split(path.sep).join("/")))
+    .filter((f) => /\.(ts|js)$/.test(f) && fs.statSync(path.join(ROOT, f)).isFile())
+    .sort();
+  const integration = all.filter((f) => f.startsWith(`${INTEGRATION_DIR}/`));
+  return { inProcess: all.filter((f) => !integration.includes(f)), integration };
+}
+
+const FILES = testFiles();
+
 export const STAGES: Stage[] = [
   { name: "compile", what: "build the contracts and their typechain types (a first build takes a few minutes)", command: bin("hardhat"), args: ["compile"], after: [] },
   { name: "typecheck", what: "type-check every TypeScript file (tsc --noEmit)", command: bin("tsc"), args: ["--noEmit", "-p", "tsconfig.json"], after: ["compile"] },
   { name: "lint", what: "lint the Solidity sources (solhint, no warnings allowed)", command: bin("solhint"), args: ["--max-warnings", "0", "contracts/**/*.sol"], after: [] },
   {
     name: "tests",
-    what: "every test: unit, adversarial, property-based, differential, gas snapshot, README, real nodes",
+    what: "every in-process test: unit, adversarial, property-based, differential, gas snapshot, gateway, packages, README",
     command: bin("hardhat"),
-    args: ["test", "--no-compile"],
+    args: ["test", "--no-compile", ...FILES.inProcess],
+    rerun: "npx ts-node --transpile-only scripts/test/main.ts tests",
     after: ["typecheck", "lint"],
     env: { PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "tests.json") },
   },
@@ -64,6 +90,15 @@ export const STAGES: Stage[] = [
     command: bin("ts-node"),
     args: ["--transpile-only", "scripts/check-coverage.ts"],
     after: ["coverage"],
+  },
+  {
+    name: "integration",
+    what: `the suites that start real nodes and run the CLI and the demo (${INTEGRATION_DIR}/)`,
+    command: bin("hardhat"),
+    args: ["test", "--no-compile", ...FILES.integration],
+    rerun: "npx ts-node --transpile-only scripts/test/main.ts integration",
+    after: ["typecheck", "lint"],
+    env: { PREFLIGHT_TEST_TIMINGS: path.join(TIMINGS, "integration.json") },
   },
 ];
 

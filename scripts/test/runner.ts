@@ -24,6 +24,8 @@ export interface Stage {
   env?: Record<string, string>;
   /** stages that must pass before this one starts (those not among the stages run are ignored) */
   after?: string[];
+  /** how the failure verdict says to re-run the stage alone (default: its command) */
+  rerun?: string;
 }
 
 export type StageStatus = "ok" | "FAIL" | "stop" | "skip";
@@ -46,6 +48,12 @@ export interface RunOptions {
   epilogue?: (results: StageResult[]) => string;
   /** how many stages may run at once (default: 2, or 1 on a single CPU) */
   jobs?: number;
+}
+
+/** A stage's command for its banner: a long argument list (a stage's test files) is cut short; the failure verdict shows it whole. */
+export function shownCommand(stage: Stage, maxArgs = 6): string {
+  const args = stage.args.length > maxArgs ? [...stage.args.slice(0, maxArgs - 2), `... (${stage.args.length - (maxArgs - 2)} more)`] : stage.args;
+  return [stage.command, ...args].join(" ");
 }
 
 const fmtSeconds = (s: number): string => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
@@ -159,7 +167,7 @@ export async function runStages(stages: Stage[], options: RunOptions = {}): Prom
     const beside = [...running.keys()];
     const load = os.loadavg()[0].toFixed(1);
     write(
-      `\n==> [${announced}/${stages.length}] ${stage.name}: ${stage.what}\n    $ ${[stage.command, ...stage.args].join(" ")}   (load ${load}${beside.length > 0 ? `; beside ${beside.join(", ")}` : ""})\n`,
+      `\n==> [${announced}/${stages.length}] ${stage.name}: ${stage.what}\n    $ ${shownCommand(stage)}   (load ${load}${beside.length > 0 ? `; beside ${beside.join(", ")}` : ""})\n`,
     );
     const child = spawn(stage.command, stage.args, {
       cwd,
@@ -243,7 +251,7 @@ export async function runStages(stages: Stage[], options: RunOptions = {}): Prom
     const failures = mochaFailures(failed.log);
     if (failures !== "") lines.push("", `Failing tests in ${failed.stage.name}:`, failures);
     else lines.push("", `Last lines of ${failed.stage.name}:`, ...failed.log.trimEnd().split("\n").slice(-15).map((l) => `    ${l}`));
-    lines.push("", `npm test FAILED at stage "${failed.stage.name}" (exit code ${failed.code}) after ${total}. Re-run it alone with: ${[failed.stage.command, ...failed.stage.args].join(" ")}`);
+    lines.push("", `npm test FAILED at stage "${failed.stage.name}" (exit code ${failed.code}) after ${total}. Re-run it alone with: ${failed.stage.rerun ?? [failed.stage.command, ...failed.stage.args].join(" ")}`);
     code = failed.code;
   } else if (interrupted !== undefined) {
     code = 128 + (os.constants.signals[interrupted] ?? 0);

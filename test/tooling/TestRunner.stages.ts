@@ -2,8 +2,10 @@ import { expect } from "chai";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { mochaFailures, runStages, type Stage } from "../../scripts/test/runner";
-import { COVERAGE_SUITES, STAGES } from "../../scripts/test/main";
+import hre from "hardhat";
+import { TASK_TEST_GET_TEST_FILES } from "hardhat/builtin-tasks/task-names";
+import { ROOT, mochaFailures, runStages, shownCommand, type Stage } from "../../scripts/test/runner";
+import { COVERAGE_SUITES, INTEGRATION_DIR, STAGES } from "../../scripts/test/main";
 import { createRequire } from "node:module";
 
 /** The glob library solidity-coverage itself resolves --testfiles with (whichever version it depends on). */
@@ -129,7 +131,8 @@ describe("npm test's stage runner", function () {
   });
 
   it("runs compile and lint first, the tests after typecheck and lint, coverage beside them, on the contract suites", function () {
-    expect(STAGES.map((s) => s.name)).to.deep.equal(["compile", "typecheck", "lint", "tests", "coverage", "coverage-gate"]);
+    // integration comes last, so it takes the slot the coverage run and its gate free.
+    expect(STAGES.map((s) => s.name)).to.deep.equal(["compile", "typecheck", "lint", "tests", "coverage", "coverage-gate", "integration"]);
     const after = Object.fromEntries(STAGES.map((s) => [s.name, s.after ?? []]));
     expect(after).to.deep.equal({
       compile: [],
@@ -138,6 +141,7 @@ describe("npm test's stage runner", function () {
       tests: ["typecheck", "lint"],
       coverage: ["compile"],
       "coverage-gate": ["coverage"],
+      integration: ["typecheck", "lint"],
     });
     const coverage = STAGES.find((s) => s.name === "coverage")!;
     expect(Number(coverage.env?.FC_RUNS)).to.be.lessThan(40);
@@ -150,6 +154,31 @@ describe("npm test's stage runner", function () {
     // Instrumented artifacts go elsewhere, so nothing recompiles after npm test.
     expect(coverage.env?.PREFLIGHT_COVERAGE).to.equal("1");
     expect(STAGES.find((s) => s.name === "tests")!.args).to.include("--no-compile");
+  });
+
+  it("runs every file `npx hardhat test` runs exactly once, in one of the two test stages", async function () {
+    const filesOf = (name: string): string[] => {
+      const args = STAGES.find((s) => s.name === name)!.args;
+      expect(args.slice(0, 2)).to.deep.equal(["test", "--no-compile"]);
+      return args.slice(2);
+    };
+    const [inProcess, integration] = [filesOf("tests"), filesOf("integration")];
+    expect(integration.length).to.be.greaterThan(0);
+    expect(integration.every((f) => f.startsWith(`${INTEGRATION_DIR}/`))).to.equal(true);
+    expect(inProcess.some((f) => f.startsWith(`${INTEGRATION_DIR}/`))).to.equal(false);
+    const hardhats = ((await hre.run(TASK_TEST_GET_TEST_FILES, { testFiles: [] })) as string[]).map((f) => path.relative(ROOT, f).split(path.sep).join("/"));
+    expect([...inProcess, ...integration].sort()).to.deep.equal([...hardhats].sort());
+    expect(hardhats).to.include("test/tooling/TestRunner.stages.ts");
+  });
+
+  it("cuts a long argument list short in the banner, and the verdict says how to re-run the stage", async function () {
+    const long: Stage = { ...node("many", "process.exit(2)"), args: ["-e", "process.exit(2)", ...Array.from({ length: 20 }, (_, i) => `f${i}.ts`)], rerun: "rerun many alone" };
+    expect(shownCommand(long)).to.equal(`${process.execPath} -e process.exit(2) f0.ts f1.ts ... (18 more)`);
+    expect(shownCommand(node("few", ""))).to.equal(`${process.execPath} -e `);
+    const { code, out } = await run([long]);
+    expect(code).to.equal(2);
+    expect(out).to.contain(`$ ${process.execPath} -e process.exit(2) f0.ts f1.ts ... (18 more)`);
+    expect(out.trimEnd().split("\n").pop()).to.match(/Re-run it alone with: rerun many alone$/);
   });
 });
 
