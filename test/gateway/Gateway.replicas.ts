@@ -4,7 +4,7 @@
  * accepted twice across them, a lane voucher is claimed once, and what they settle adds up on chain.
  */
 import { expect } from "chai";
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { keccak256, toUtf8Bytes, Wallet } from "ethers";
 import { deployPreflightFixture, type PreflightFixture } from "../helpers/fixtures";
 import { fundedLane, fundedWallet, METERED, PER_REQUEST, PRICE, startTestGateway, type TestGateway, chainNow } from "../helpers/gateway";
@@ -111,5 +111,36 @@ describe("Gateway replicas sharing one Redis", function () {
     expect(claims.map((c) => [c.reason, c.amount])).to.deep.equal([[0, 100n]]); // queued once, claimed once, never skipped as a duplicate
     const [claimed, funds] = await f.preflight.laneOf(payer.address, f.provider.address, token);
     expect([claimed, funds]).to.deep.equal([100n, 50n]);
+  });
+
+  it("holds a delegate's lane raise at the other replica for the whole excess, since the first replica's claim may be refused and its hold let go", async function () {
+    await f.preflight.connect(f.payer).fundLane(f.provider.address, token, 100_000n);
+    // Enough for one claim of the lane's whole excess beside another, not for both of 6,100 and 6,000.
+    const budget = 12_000n;
+    await f.preflight.connect(f.payer).grant({ delegate: f.delegate.address, token, provider: f.provider.address, maxPrice: 10_000n, budget, period: 0n, expiry: BigInt(await time.latest()) + 86_400n, models: [] });
+    const voucher = async (cumulativeAmount: bigint) => {
+      const model = modelId(METERED);
+      const signature = await signLaneVoucher(f.delegate, f.domain, { payer: f.payer.address, provider: f.provider.address, token, model, cumulativeAmount });
+      const wire = { payer: f.payer.address, token, model, cumulativeAmount: cumulativeAmount.toString(), signature };
+      return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: wire } });
+    };
+    const refusal = async (gw: TestGateway, payment: string) => {
+      const r = await fetch(`${gw.running.url}/v1/chat/completions`, { method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment }, body: METERED_BODY });
+      const body = (await r.json()) as { reason?: { name: string } };
+      return [r.status, body.reason?.name];
+    };
+    expect(await post(a, await voucher(6_000n), METERED_BODY)).to.equal(200); // a holds 6,000 of the budget
+    // b cannot count on a's hold: a's claim of 6,000 may be refused and its hold let go, and then b's
+    // claim charges the delegate all 6,100. Before, b held only the increase (100), so the budget
+    // that a's hold had kept could be spent again while b's claim waited.
+    expect(await refusal(b, await voucher(6_100n))).to.deep.equal([403, "BudgetExceeded"]);
+    // Once a's claim settled (its hold released), b holds what its own claim will charge: 100.
+    await a.running.close();
+    const deadline = Date.now() + 20_000;
+    let last: unknown[] = [];
+    while (Date.now() < deadline && (last = await refusal(b, await voucher(6_100n)))[0] !== 200) await new Promise((r) => setTimeout(r, 100));
+    expect(last[0]).to.equal(200);
+    const claims = (await b.running.close()).filter((x) => x.kind === "lane").flatMap((x) => x.items);
+    expect(claims.map((c) => [c.reason, c.amount])).to.deep.equal([[0, 100n]]);
   });
 });

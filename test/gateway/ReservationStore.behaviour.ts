@@ -57,11 +57,11 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
     const grant = { pool: grantPool(TOKEN, delegate), remaining: 1_000n };
     const pool = "lane-pool";
     // The payer raises to 300: nothing is held in the delegate's pool.
-    expect(await store.raiseCover("lane", PAYER, pool, 300n, 0n, 10_000n, PAYER)).to.deep.equal({ status: "raised", held: 300n, grantHeld: 0n });
+    expect(await store.raiseCover("lane", PAYER, pool, 300n, 0n, 10_000n, PAYER)).to.deep.equal({ status: "raised", held: 300n, grantHeld: 0n, carried: false });
     // The delegate raises to 500: its claim will charge its grant all 500.
-    expect(await store.raiseCover("lane", PAYER, pool, 500n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 200n, grantHeld: 500n });
+    expect(await store.raiseCover("lane", PAYER, pool, 500n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 200n, grantHeld: 500n, carried: false });
     // Its own next raise holds only the increase.
-    expect(await store.raiseCover("lane", PAYER, pool, 600n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 100n });
+    expect(await store.raiseCover("lane", PAYER, pool, 600n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 100n, carried: true });
     // 600 held: a request of 401 would pass the budget, and so would a raise of 401; neither takes anything.
     expect(await store.reserveRequest(PAYER, TOKEN, 1n, 401n, 10_000n, 60, grant)).to.equal("budget-exceeded");
     expect(await store.raiseCover("lane", PAYER, pool, 1_001n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "budget-exceeded" });
@@ -69,15 +69,15 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
     expect(await store.reserveRequest(PAYER, TOKEN, 1n, 400n, 10_000n, 60, grant)).to.equal("reserved");
     // Settled: the claim's hold goes, and the budget pays again.
     await store.releaseFunds(PAYER, grant.pool, 600n);
-    expect(await store.raiseCover("lane", PAYER, pool, 1_200n, 600n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 600n, grantHeld: 600n });
+    expect(await store.raiseCover("lane", PAYER, pool, 1_200n, 600n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 600n, grantHeld: 600n, carried: true });
     // That claim is refused (its grant holds go uncharged): forgotten, the next raise holds the whole excess again.
     await store.releaseFunds(PAYER, grant.pool, 600n);
     await store.forgetLaneGrant("lane");
     const regranted = { ...grant, remaining: 10_000n };
-    expect(await store.raiseCover("lane", PAYER, pool, 1_300n, 600n, 10_000n, delegate, regranted)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 700n });
+    expect(await store.raiseCover("lane", PAYER, pool, 1_300n, 600n, 10_000n, delegate, regranted)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 700n, carried: false });
     // A payer's raise: its claim charges no grant, so the delegate's next raise holds the whole excess.
     expect((await store.raiseCover("lane", PAYER, pool, 1_350n, 600n, 10_000n, PAYER)).status).to.equal("raised");
-    expect(await store.raiseCover("lane", PAYER, pool, 1_360n, 600n, 10_000n, delegate, regranted)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 760n });
+    expect(await store.raiseCover("lane", PAYER, pool, 1_360n, 600n, 10_000n, delegate, regranted)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 760n, carried: false });
   });
 
   it("is exact beyond 2^64", async function () {
@@ -90,11 +90,11 @@ function behavesAsAReservationStore(make: () => Promise<ReservationStore>): void
   });
 
   it("raises a lane's cover only upwards, holding the increase over what the lane paid, which it counts as owed", async function () {
-    expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xAB")).to.deep.equal({ status: "raised", held: 70n, grantHeld: 0n });
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xAB")).to.deep.equal({ status: "raised", held: 70n, grantHeld: 0n, carried: false });
     expect(await store.raiseCover("lane", PAYER, TOKEN, 100n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "stale", covered: 100n });
     // 70 held + (BIG - 100) more would pass a balance of BIG - 31.
     expect(await store.raiseCover("lane", PAYER, TOKEN, BIG, 0n, BIG - 31n, "0xab")).to.deep.equal({ status: "insufficient-balance" });
-    expect(await store.raiseCover("lane", PAYER, TOKEN, 250n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "raised", held: 150n, grantHeld: 0n });
+    expect(await store.raiseCover("lane", PAYER, TOKEN, 250n, 30n, 1_000n, "0xab")).to.deep.equal({ status: "raised", held: 150n, grantHeld: 0n, carried: false });
     expect(await store.lane("lane")).to.deep.equal({ owed: 30n, covered: 250n, held: 0n, signer: "0xab" });
   });
 
@@ -161,11 +161,34 @@ describe("RedisReservationStore (a real redis-server)", function () {
       expect((await store.lane("a")).covered).to.equal(100n);
       // A delegate's lane raise: once its grant hold expired, its next raise holds the whole excess again.
       const delegated = { pool: grantPool(TOKEN, "0x" + "55".repeat(20)), remaining: 1_000n };
-      expect(await store.raiseCover("c", PAYER, "c-pool", 100n, 0n, 1_000n, "0x" + "55".repeat(20), delegated)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 100n });
+      expect(await store.raiseCover("c", PAYER, "c-pool", 100n, 0n, 1_000n, "0x" + "55".repeat(20), delegated)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 100n, carried: false });
       await new Promise((r) => setTimeout(r, 1_300));
-      expect(await store.raiseCover("c", PAYER, "c-pool", 150n, 0n, 1_000n, "0x" + "55".repeat(20), delegated)).to.deep.equal({ status: "raised", held: 50n, grantHeld: 150n });
+      expect(await store.raiseCover("c", PAYER, "c-pool", 150n, 0n, 1_000n, "0x" + "55".repeat(20), delegated)).to.deep.equal({ status: "raised", held: 50n, grantHeld: 150n, carried: false });
     } finally {
       await store.close();
+    }
+  });
+
+  it("holds a delegate's raise at another replica for the whole excess: the increase only after its own raise through the same store", async function () {
+    // Two replicas of one provider: a store each, one Redis.
+    const prefix = `replicas${n++}:`;
+    const [a, b] = [await RedisReservationStore.connect({ url: redis.url, prefix }), await RedisReservationStore.connect({ url: redis.url, prefix })];
+    try {
+      const delegate = "0x" + "33".repeat(20);
+      const grant = { pool: grantPool(TOKEN, delegate), remaining: 10_000n };
+      expect(await a.raiseCover("lane", PAYER, "pool", 500n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 500n, grantHeld: 500n, carried: false });
+      // Replica a's claim of 500 may be refused and its hold let go without b knowing: b holds all 600.
+      expect(await b.raiseCover("lane", PAYER, "pool", 600n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 100n, grantHeld: 600n, carried: false });
+      expect(await b.raiseCover("lane", PAYER, "pool", 650n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 50n, grantHeld: 50n, carried: true });
+      // a's refused claim forgets only a's own marker: b's next raise still carries its hold.
+      await a.forgetLaneGrant("lane");
+      expect(await b.raiseCover("lane", PAYER, "pool", 660n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 10n, carried: true });
+      await b.forgetLaneGrant("lane");
+      expect(await b.raiseCover("lane", PAYER, "pool", 670n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 670n, carried: false });
+      expect(await a.raiseCover("lane", PAYER, "pool", 680n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 680n, carried: false });
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 

@@ -142,9 +142,10 @@ export class ChainSettlementQueue implements SettlementQueue {
     this.schedule();
   }
 
-  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint, grantHold?: GrantHold): void {
+  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint, grantHold?: GrantHold, carried: GrantHold[] = []): void {
     this.assertOpen();
-    this.queueLane({ item, held, grantHolds: grantHold && grantHold.amount !== 0n ? [grantHold] : undefined });
+    const grantHolds = [...carried, ...(grantHold ? [grantHold] : [])].filter((g) => g.amount !== 0n);
+    this.queueLane({ item, held, grantHolds: grantHolds.length > 0 ? grantHolds : undefined });
     this.schedule();
   }
 

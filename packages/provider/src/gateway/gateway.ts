@@ -32,6 +32,7 @@ import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
 import { corsPolicy, isCorsHeader, type CorsOptions } from "./cors";
 import { logsDebug, silentLogger, type Logger } from "./log";
+import { LaneRaises } from "./laneRaises";
 import { HoldReleases } from "./releases";
 import { settledBatchHandler } from "./settledBatches";
 
@@ -132,7 +133,15 @@ export function createGateway(options: GatewayOptions): Gateway {
   let inFlight = 0;
   let idle: (() => void) | undefined;
 
-  options.settlement.subscribe(settledBatchHandler({ store: options.store, settlement: options.settlement, metrics, log, releases, closing: () => closing }));
+  // A delegate's lane raises, and the grant holds a claim of their lane left uncharged while they ran.
+  const forgetLaneGrant = (lane: string): void => {
+    laneRaises.forget(lane, () => options.store.forgetLaneGrant(lane)).catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
+  };
+  const laneRaises = new LaneRaises((lane, payer, holds, forget) => {
+    releases.release(holds.map(({ pool, amount }) => ({ payer, pool, amount })), undefined, closing);
+    if (forget) forgetLaneGrant(lane);
+  });
+  options.settlement.subscribe(settledBatchHandler({ laneRaises, forgetLaneGrant, settlement: options.settlement, metrics, log, releases, closing: () => closing }));
 
   function requirementsFor(model: PricedModel, url: string, lane?: LaneState): PaymentRequirements[] {
     const base = { network, asset: options.token, payTo: options.provider, maxTimeoutSeconds };
@@ -300,13 +309,16 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       if (!decision.accepted) return refuse(res, req, model, contractRefusal(decision.reason), scheme, laneState(totals, claimed));
       // A delegate's raise is also held in its grant's pool, with its requests in flight.
-      const cover = await options.store.raiseCover(laneKey, voucher.payer, laneFundsPool(voucher.token), voucher.cumulativeAmount, claimed, decision.balance, decision.signer ?? "", decision.grant);
+      // Queued in the same step as the raise returns, with any grant holds it carried (laneRaises.ts).
+      const cover = await laneRaises.run(
+        laneKey,
+        voucher.payer,
+        () => options.store.raiseCover(laneKey, voucher.payer, laneFundsPool(voucher.token), voucher.cumulativeAmount, claimed, decision.balance, decision.signer ?? "", decision.grant),
+        (raisedCover, carried) => options.settlement.enqueueLaneVoucher(voucher, raisedCover.held, decision.grant && { pool: decision.grant.pool, amount: raisedCover.grantHeld }, carried),
+      );
       if (cover.status === "insufficient-balance") return refuse(res, req, model, contractRefusal(Reason.InsufficientBalance), scheme, laneState(totals, claimed));
       if (cover.status === "budget-exceeded") return refuse(res, req, model, contractRefusal(Reason.BudgetExceeded), scheme, laneState(totals, claimed));
-      if (cover.status === "raised") {
-        raised = true;
-        options.settlement.enqueueLaneVoucher(voucher, cover.held, decision.grant && { pool: decision.grant.pool, amount: cover.grantHeld });
-      }
+      raised = cover.status === "raised";
       totals = await options.store.lane(laneKey);
     }
     if (!raised) {

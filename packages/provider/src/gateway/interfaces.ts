@@ -59,9 +59,15 @@ export type RequestReservation = "reserved" | "nonce-used" | "insufficient-balan
 
 /**
  * Outcome of raising a lane's cover with a new voucher: `held` of the lane's funds, and `grantHeld`
- * of the signing delegate's grant pool (0 for the payer).
+ * of the signing delegate's grant pool (0 for the payer). `carried`: the grant pool held only the
+ * increase, because this store's own earlier grant hold for the lane (same key) already holds the
+ * rest, so the voucher's claim stands for that hold too (it charges the whole excess).
  */
-export type CoverOutcome = { status: "raised"; held: bigint; grantHeld: bigint } | { status: "stale"; covered: bigint } | { status: "insufficient-balance" } | { status: "budget-exceeded" };
+export type CoverOutcome =
+  | { status: "raised"; held: bigint; grantHeld: bigint; carried: boolean }
+  | { status: "stale"; covered: bigint }
+  | { status: "insufficient-balance" }
+  | { status: "budget-exceeded" };
 
 /** What a delegate's grant pool holds for one queued item. */
 export interface GrantHold {
@@ -102,15 +108,18 @@ export interface ReservationStore {
    * `claimed` (what the chain paid was owed); `stale` when the cover is already at or above it.
    * With `grant` (a delegate signed), the delegate's grant pool also holds what the claim of this
    * voucher will charge its grant (returned as `grantHeld`): the increase when this key's grant hold
-   * is the lane's latest (its earlier raises are held already), else everything over `claimed` (the
-   * claim charges the whole excess to the signer of the voucher it claims); `budget-exceeded`,
-   * changing nothing, when that would pass `grant.remaining`.
+   * is the lane's latest and was made through this store (this replica: its earlier raises are held
+   * by claims this replica queued, and `carried` is true), else everything over `claimed` (the
+   * claim charges the whole excess to the signer of the voucher it claims; another replica's holds
+   * may be let go without this replica knowing); `budget-exceeded`, changing nothing, when that
+   * would pass `grant.remaining`.
    */
   raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome>;
   /**
-   * Forgets whose grant hold is the lane's latest, so that its next delegate raise holds the whole
-   * excess again: called when a claim's grant holds are let go without the claim charging them (the
-   * claim was refused, or given up).
+   * Forgets whose grant hold is the lane's latest, if it was made through this store, so that the
+   * lane's next delegate raise holds the whole excess again: called when a claim's grant holds are
+   * let go without the claim charging them (the claim was refused, or given up). Another replica's
+   * latest grant hold is left alone: its own claims still hold it.
    */
   forgetLaneGrant(lane: string): Promise<void>;
   /** Admits a call holding `hold` on the lane, unless owed + held + hold would pass covered + `creditLimit`. */
@@ -171,8 +180,12 @@ export interface SettlementBatch {
 export interface SettlementQueue {
   /** Queue a served, reserved request (`grantPool`: where its delegate's spend is held, if any). */
   enqueueRequest(item: SignedRequest, held: bigint, grantPool?: string): void;
-  /** Queue a lane's latest voucher (replaces any queued voucher of the same lane); `held` is the increase it covers, `grantHold` what its delegate's grant pool held. */
-  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint, grantHold?: GrantHold): void;
+  /**
+   * Queue a lane's latest voucher (replaces any queued voucher of the same lane); `held` is the
+   * increase it covers, `grantHold` what its delegate's grant pool held, `carried` grant holds of
+   * the lane's earlier claims that its claim now stands for (they went uncharged while it was raised).
+   */
+  enqueueLaneVoucher(item: SignedLaneVoucher, held: bigint, grantHold?: GrantHold, carried?: GrantHold[]): void;
   /** Calls `listener` after every settlement transaction (or failure). */
   subscribe(listener: (batch: SettlementBatch) => void): void;
   /** Settle everything queued now. */

@@ -60,7 +60,8 @@ export class MemoryReservationStore implements ReservationStore {
     if (held + need > balance) return { status: "insufficient-balance" };
     // The claim charges its voucher's signer the whole excess over `claimed`; a key whose grant hold
     // is the lane's latest holds it already, less this increase.
-    const grantNeed = !grant ? 0n : this.laneGrants.get(lane) === signer.toLowerCase() ? need : cumulative - claimed;
+    const carried = grant !== undefined && this.laneGrants.get(lane) === signer.toLowerCase();
+    const grantNeed = !grant ? 0n : carried ? need : cumulative - claimed;
     const gk = grant ? fundsKey(payer, grant.pool) : undefined;
     const spent = gk ? (this.funds.get(gk) ?? 0n) : 0n;
     if (grant && spent + grantNeed > grant.remaining) return { status: "budget-exceeded" };
@@ -69,7 +70,7 @@ export class MemoryReservationStore implements ReservationStore {
     if (grant) this.laneGrants.set(lane, signer.toLowerCase());
     else this.laneGrants.delete(lane);
     this.lanes.set(lane, { ...totals, owed: totals.owed > claimed ? totals.owed : claimed, covered: cumulative, signer: signer.toLowerCase() });
-    return { status: "raised", held: need, grantHeld: grantNeed };
+    return { status: "raised", held: need, grantHeld: grantNeed, carried };
   }
 
   async forgetLaneGrant(lane: string): Promise<void> {

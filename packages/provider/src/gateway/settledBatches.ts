@@ -1,10 +1,12 @@
 /**
  * What the gateway does with each batch the settlement queue reports: counts it in the metrics,
  * logs it, lets go of what its items held (`releases.ts`, once the chain shows it), and has the
- * store forget a lane's latest grant hold when a claim left that hold uncharged.
+ * store forget a lane's latest grant hold when a claim left that hold uncharged, unless a raise of
+ * that lane is under way here, which then takes the hold (`laneRaises.ts`).
  */
 import { Reason } from "@preflight/sdk";
-import type { ReservationStore, SettlementBatch, SettlementQueue } from "./interfaces";
+import type { DroppedItem, SettlementBatch, SettlementQueue } from "./interfaces";
+import type { LaneRaises } from "./laneRaises";
 import type { Logger } from "./log";
 import { laneKeyOf } from "./memoryStore";
 import type { GatewayMetrics } from "./metrics";
@@ -12,7 +14,9 @@ import { contractRefusal } from "./refusals";
 import { grantLeftUncharged, holdsOf, type HoldReleases } from "./releases";
 
 export interface SettledBatchContext {
-  store: Pick<ReservationStore, "forgetLaneGrant">;
+  laneRaises: Pick<LaneRaises, "park">;
+  /** Has the store forget a lane's latest grant hold (its next delegate raise holds the whole excess). */
+  forgetLaneGrant: (lane: string) => void;
   settlement: Pick<SettlementQueue, "queuedAmount">;
   metrics: GatewayMetrics;
   log: Logger;
@@ -22,14 +26,20 @@ export interface SettledBatchContext {
 }
 
 /** The listener the gateway subscribes to its settlement queue. */
-export function settledBatchHandler({ store, settlement, metrics, log, releases, closing }: SettledBatchContext): (batch: SettlementBatch) => void {
-  return (batch) => {
+export function settledBatchHandler({ laneRaises, forgetLaneGrant, settlement, metrics, log, releases, closing }: SettledBatchContext): (batch: SettlementBatch) => void {
+  // A lane claim whose delegate's grant holds go uncharged (refused, or given up): a raise of the
+  // lane under way here takes them (its claim charges the whole excess); else they are let go and
+  // the lane's next delegate raise must hold the whole excess again.
+  function unchargedGrantHolds<T extends DroppedItem>(item: T): T {
+    if (!grantLeftUncharged(item)) return item;
+    const lane = laneKeyOf(item.payer, item.token);
+    if (laneRaises.park(lane, item.grantHolds!)) return { ...item, grantHolds: undefined };
+    forgetLaneGrant(lane);
+    return item;
+  }
+  return (original) => {
+    const batch = { ...original, items: original.items.map(unchargedGrantHolds), dropped: original.dropped?.map(unchargedGrantHolds) };
     const kind = batch.kind;
-    // A lane claim whose delegate's grant holds go uncharged (refused, or given up): the lane's next
-    // delegate raise must hold the whole excess again.
-    for (const item of [...batch.items, ...(batch.dropped ?? [])]) {
-      if (grantLeftUncharged(item)) void store.forgetLaneGrant(laneKeyOf(item.payer, item.token)).catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
-    }
     if (batch.error) {
       metrics.settlementFailures.inc({ kind });
       log("error", "settlement-failed", { kind, error: String((batch.error as Error)?.message ?? batch.error).slice(0, 500), settled: batch.items.length, dropped: batch.dropped?.length ?? 0 });
