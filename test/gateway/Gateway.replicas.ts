@@ -113,22 +113,28 @@ describe("Gateway replicas sharing one Redis", function () {
     expect([claimed, funds]).to.deep.equal([100n, 50n]);
   });
 
-  it("holds a delegate's lane raise at the other replica for the whole excess, since the first replica's claim may be refused and its hold let go", async function () {
+  /** The fixture's delegate on the fixture payer's lane, with a grant of `budget`. */
+  async function delegateOnLane(budget: bigint) {
     await f.preflight.connect(f.payer).fundLane(f.provider.address, token, 100_000n);
-    // Enough for one claim of the lane's whole excess beside another, not for both of 6,100 and 6,000.
-    const budget = 12_000n;
     await f.preflight.connect(f.payer).grant({ delegate: f.delegate.address, token, provider: f.provider.address, maxPrice: 10_000n, budget, period: 0n, expiry: BigInt(await time.latest()) + 86_400n, models: [] });
-    const voucher = async (cumulativeAmount: bigint) => {
+    return async (cumulativeAmount: bigint) => {
       const model = modelId(METERED);
       const signature = await signLaneVoucher(f.delegate, f.domain, { payer: f.payer.address, provider: f.provider.address, token, model, cumulativeAmount });
       const wire = { payer: f.payer.address, token, model, cumulativeAmount: cumulativeAmount.toString(), signature };
       return encodeHeader({ x402Version: 2, accepted: {} as PaymentRequirements, payload: { laneVoucher: wire } });
     };
-    const refusal = async (gw: TestGateway, payment: string) => {
-      const r = await fetch(`${gw.running.url}/v1/chat/completions`, { method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment }, body: METERED_BODY });
-      const body = (await r.json()) as { reason?: { name: string } };
-      return [r.status, body.reason?.name];
-    };
+  }
+
+  /** A metered call's status and, for a refusal, its reason's name. */
+  const refusal = async (gw: TestGateway, payment: string) => {
+    const r = await fetch(`${gw.running.url}/v1/chat/completions`, { method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment }, body: METERED_BODY });
+    const body = (await r.json()) as { reason?: { name: string } };
+    return [r.status, body.reason?.name];
+  };
+
+  it("holds a delegate's lane raise at the other replica for the whole excess, since the first replica's claim may be refused and its hold let go", async function () {
+    // Enough for one claim of the lane's whole excess beside another, not for both of 6,100 and 6,000.
+    const voucher = await delegateOnLane(12_000n);
     expect(await post(a, await voucher(6_000n), METERED_BODY)).to.equal(200); // a holds 6,000 of the budget
     // b cannot count on a's hold: a's claim of 6,000 may be refused and its hold let go, and then b's
     // claim charges the delegate all 6,100. Before, b held only the increase (100), so the budget
@@ -142,5 +148,17 @@ describe("Gateway replicas sharing one Redis", function () {
     expect(last[0]).to.equal(200);
     const claims = (await b.running.close()).filter((x) => x.kind === "lane").flatMap((x) => x.items);
     expect(claims.map((c) => [c.reason, c.amount])).to.deep.equal([[0, 100n]]);
+  });
+
+  it("serves a delegate whose calls alternate between replicas within the lane's unclaimed excess once per replica", async function () {
+    // The lane's excess reaches 6,000: each replica holds what its own claim will charge (a 5,000,
+    // b 6,000), counted from its own last raise, not the whole excess again at every hop (18,000).
+    const voucher = await delegateOnLane(11_000n);
+    const answers = [];
+    for (const [gw, cumulative] of [[a, 3_000n], [b, 4_000n], [a, 5_000n], [b, 6_000n]] as const) answers.push(await refusal(gw, await voucher(cumulative)));
+    expect(answers).to.deep.equal(Array(4).fill([200, undefined]));
+    expect(await refusal(b, await voucher(6_001n))).to.deep.equal([403, "BudgetExceeded"]);
+    const claims = [...(await a.running.close()), ...(await b.running.close())].filter((x) => x.kind === "lane").flatMap((x) => x.items);
+    expect(claims.map((c) => [c.reason, c.amount])).to.deep.equal([[0, 5_000n], [0, 1_000n]]);
   });
 });

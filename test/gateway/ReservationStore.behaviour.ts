@@ -186,6 +186,15 @@ describe("RedisReservationStore (a real redis-server)", function () {
       await b.forgetLaneGrant("lane");
       expect(await b.raiseCover("lane", PAYER, "pool", 670n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 670n, carried: false });
       expect(await a.raiseCover("lane", PAYER, "pool", 680n, 0n, 10_000n, delegate, grant)).to.deep.equal({ status: "raised", held: 10n, grantHeld: 680n, carried: false });
+      // Behind a round-robin balancer each replica holds what its own claims will charge: its raises'
+      // chain, counted from its own last raise (not the lane's), never more than the excess once per replica.
+      const other = "0x" + "44".repeat(20);
+      const rr = { pool: grantPool(TOKEN, other), remaining: 11_000n };
+      const raises = [[a, 3_000n], [b, 4_000n], [a, 5_000n], [b, 6_000n]] as const;
+      const held = [];
+      for (const [store, cumulative] of raises) held.push((await store.raiseCover("rr", PAYER, "pool", cumulative, 0n, 100_000n, other, rr)) as { grantHeld: bigint });
+      expect(held.map((h) => h.grantHeld)).to.deep.equal([3_000n, 4_000n, 2_000n, 2_000n]); // 11,000 held: a 5,000, b 6,000
+      expect(await b.raiseCover("rr", PAYER, "pool", 6_001n, 0n, 100_000n, other, rr)).to.deep.equal({ status: "budget-exceeded" });
     } finally {
       await a.close();
       await b.close();

@@ -134,9 +134,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let idle: (() => void) | undefined;
 
   // A delegate's lane raises, and the grant holds a claim of their lane left uncharged while they ran.
-  const forgetLaneGrant = (lane: string): void => {
-    laneRaises.forget(lane, () => options.store.forgetLaneGrant(lane)).catch((e: unknown) => log("error", "release-failed", { error: String(e) }));
-  };
+  const forgetLaneGrant = (lane: string): void => laneRaises.forget(lane, () => options.store.forgetLaneGrant(lane), (e) => log("error", "release-failed", { error: String(e) }));
   const laneRaises = new LaneRaises((lane, payer, holds, forget) => {
     releases.release(holds.map(({ pool, amount }) => ({ payer, pool, amount })), undefined, closing);
     if (forget) forgetLaneGrant(lane);
@@ -440,6 +438,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
     const batches = await options.settlement.close();
     await releases.settled();
+    await laneRaises.close();
     options.preflighter.close();
     await upstream.close();
     await options.store.close();

@@ -60,8 +60,8 @@ export type RequestReservation = "reserved" | "nonce-used" | "insufficient-balan
 /**
  * Outcome of raising a lane's cover with a new voucher: `held` of the lane's funds, and `grantHeld`
  * of the signing delegate's grant pool (0 for the payer). `carried`: the grant pool held only the
- * increase, because this store's own earlier grant hold for the lane (same key) already holds the
- * rest, so the voucher's claim stands for that hold too (it charges the whole excess).
+ * excess over this store's last raise of the lane, the same key's, whose grant hold holds the rest,
+ * so the voucher's claim stands for that hold too (it charges the whole excess).
  */
 export type CoverOutcome =
   | { status: "raised"; held: bigint; grantHeld: bigint; carried: boolean }
@@ -107,12 +107,12 @@ export interface ReservationStore {
    * the payer's funds in `pool` (returned as `held`), and lifts what the lane owes to at least
    * `claimed` (what the chain paid was owed); `stale` when the cover is already at or above it.
    * With `grant` (a delegate signed), the delegate's grant pool also holds what the claim of this
-   * voucher will charge its grant (returned as `grantHeld`): the increase when this key's grant hold
-   * is the lane's latest and was made through this store (this replica: its earlier raises are held
-   * by claims this replica queued, and `carried` is true), else everything over `claimed` (the
-   * claim charges the whole excess to the signer of the voucher it claims; another replica's holds
-   * may be let go without this replica knowing); `budget-exceeded`, changing nothing, when that
-   * would pass `grant.remaining`.
+   * voucher will charge its grant (returned as `grantHeld`): the excess over this store's last
+   * raise of the lane when that raise was the same key's (this replica: the claims it queued hold
+   * the rest, and `carried` is true), else everything over `claimed` (the claim charges the whole
+   * excess to the signer of the voucher it claims; another replica's holds may be let go without
+   * this replica knowing); `budget-exceeded`, changing nothing, when that would pass
+   * `grant.remaining`.
    */
   raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome>;
   /**

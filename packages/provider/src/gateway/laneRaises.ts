@@ -11,7 +11,8 @@
  * held for its increase only. So while a raise of a lane runs, such holds are parked here; the raise
  * takes them when its voucher carried them, and the last raise of the lane to end lets go of what is
  * left (and only then forgets the marker, unless a raise since made a new one). A forget already
- * sent is awaited by every raise that begins after it, so no raise reads a marker about to go.
+ * sent is awaited by every raise that begins after it, so no raise reads a marker about to go, and
+ * a forget that fails (the store unreachable) is tried again until it lands.
  */
 import type { CoverOutcome, GrantHold } from "./interfaces";
 
@@ -31,8 +32,12 @@ export type LeftOver = (lane: string, payer: string, holds: GrantHold[], forget:
 export class LaneRaises {
   private readonly lanes = new Map<string, LaneRaising>();
   private readonly forgetting = new Map<string, Promise<void>>();
+  private closed = false;
 
-  constructor(private readonly leftOver: LeftOver) {}
+  constructor(
+    private readonly leftOver: LeftOver,
+    private readonly retry = { baseMs: 50, maxMs: 2_000 },
+  ) {}
 
   /**
    * Runs `raise` (the store's `raiseCover`) for `lane`, then `queue` with the holds parked meanwhile
@@ -48,7 +53,13 @@ export class LaneRaises {
       const cover = await raise();
       if (cover.status === "raised") {
         state.raisedSinceParked = true;
-        queue(cover, cover.carried ? state.parked.splice(0) : []);
+        const carried = cover.carried ? state.parked.splice(0) : [];
+        try {
+          queue(cover, carried);
+        } catch (e) {
+          state.parked.push(...carried); // not queued: let go with the rest below
+          throw e;
+        }
       }
       return cover;
     } finally {
@@ -71,15 +82,33 @@ export class LaneRaises {
     return true;
   }
 
-  /** Has the store forget `lane`'s marker (`forget`), and makes the raises that begin meanwhile wait for it (not for its error). */
-  forget(lane: string, forget: () => Promise<void>): Promise<void> {
-    const run = (this.forgetting.get(lane) ?? Promise.resolve()).then(forget);
-    const landed: Promise<void> = run
-      .catch(() => undefined)
-      .finally(() => {
-        if (this.forgetting.get(lane) === landed) this.forgetting.delete(lane);
-      });
+  /**
+   * Has the store forget `lane`'s marker (`forget`), trying again until it lands (a marker left in
+   * place would let the lane's next raise count on holds that are gone; `onError` hears each failed
+   * try), and makes the raises that begin meanwhile wait for it.
+   */
+  forget(lane: string, forget: () => Promise<void>, onError: (error: unknown) => void): void {
+    const tries = async (): Promise<void> => {
+      for (let wait = this.retry.baseMs; ; wait = Math.min(wait * 2, this.retry.maxMs)) {
+        try {
+          return await forget();
+        } catch (e) {
+          onError(e);
+        }
+        // Shutting down: this store's markers name this process, which no later raise will be.
+        if (this.closed) return;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    };
+    const landed: Promise<void> = (this.forgetting.get(lane) ?? Promise.resolve()).then(tries).finally(() => {
+      if (this.forgetting.get(lane) === landed) this.forgetting.delete(lane);
+    });
     this.forgetting.set(lane, landed);
-    return run;
+  }
+
+  /** Stops trying forgets again, and resolves once those under way have ended (the store may then close). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.forgetting.values()]);
   }
 }

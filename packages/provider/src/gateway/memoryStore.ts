@@ -18,8 +18,8 @@ export class MemoryReservationStore implements ReservationStore {
   private readonly nonces = new Map<string, UsedNonce>();
   private readonly funds = new Map<string, bigint>();
   private readonly lanes = new Map<string, LaneTotals>();
-  /** Per lane, the delegate whose grant hold is the lane's latest (`raiseCover`). */
-  private readonly laneGrants = new Map<string, string>();
+  /** Per lane, the delegate whose grant hold is the lane's latest here, and the cumulative total it holds up to (`raiseCover`). */
+  private readonly laneGrants = new Map<string, { signer: string; cumulative: bigint }>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private sweepAt = 0;
 
@@ -59,15 +59,17 @@ export class MemoryReservationStore implements ReservationStore {
     const held = this.funds.get(fk) ?? 0n;
     if (held + need > balance) return { status: "insufficient-balance" };
     // The claim charges its voucher's signer the whole excess over `claimed`; a key whose grant hold
-    // is the lane's latest holds it already, less this increase.
-    const carried = grant !== undefined && this.laneGrants.get(lane) === signer.toLowerCase();
-    const grantNeed = !grant ? 0n : carried ? need : cumulative - claimed;
+    // is the lane's latest holds it already up to its last raise, less this increase.
+    const latest = this.laneGrants.get(lane);
+    const carried = grant !== undefined && latest?.signer === signer.toLowerCase();
+    const heldUpTo = carried && latest.cumulative > claimed ? latest.cumulative : claimed;
+    const grantNeed = !grant ? 0n : cumulative - heldUpTo;
     const gk = grant ? fundsKey(payer, grant.pool) : undefined;
     const spent = gk ? (this.funds.get(gk) ?? 0n) : 0n;
     if (grant && spent + grantNeed > grant.remaining) return { status: "budget-exceeded" };
     this.funds.set(fk, held + need);
     if (gk) this.funds.set(gk, spent + grantNeed);
-    if (grant) this.laneGrants.set(lane, signer.toLowerCase());
+    if (grant) this.laneGrants.set(lane, { signer: signer.toLowerCase(), cumulative });
     else this.laneGrants.delete(lane);
     this.lanes.set(lane, { ...totals, owed: totals.owed > claimed ? totals.owed : claimed, covered: cumulative, signer: signer.toLowerCase() });
     return { status: "raised", held: need, grantHeld: grantNeed, carried };

@@ -88,13 +88,15 @@ if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], l
 return 0`;
 
 /**
- * KEYS: lane, funds, lane grant marker, [grant]. ARGV: cumulative, claimed, balance, signer, hold
- * ttl seconds, marker (signer@replica), [grant remaining]. Returns {0, held, grant held, carried}
- * raised (owed lifted to claimed), {1, covered} stale, {2} insufficient, {3} the grant's budget
- * exceeded. The grant pool holds the increase when the marker names the signer at this replica
- * (its grant hold is the lane's latest, held by a claim this replica queued: carried 1), else the
- * whole excess over claimed (what the claim charges its signer). The marker expires with the holds
- * it stands for, so a lane whose holds expired holds the whole excess again.
+ * KEYS: lane, funds, lane grant markers, [grant]. ARGV: cumulative, claimed, balance, signer, hold
+ * ttl seconds, replica, [grant remaining]. Returns {0, held, grant held, carried} raised (owed
+ * lifted to claimed), {1, covered} stale, {2} insufficient, {3} the grant's budget exceeded.
+ * The markers are a hash, one field per replica: "signer:cumulative" of that replica's latest
+ * delegate raise of the lane. The grant pool holds the excess over that cumulative when this
+ * replica's field names the signer (its claims hold the rest: carried 1), else the whole excess
+ * over claimed (what the claim charges its signer; another replica's holds may go without this one
+ * knowing). A payer's raise clears this replica's field (its claim charges no grant). The hash
+ * expires with the holds it stands for, so a lane whose holds expired holds the whole excess again.
  */
 const RAISE_COVER = `${BIGNUM_LUA}
 local v = redis.call('HMGET', KEYS[1], 'covered', 'owed')
@@ -106,24 +108,29 @@ local after = add(held, need)
 if cmp(after, ARGV[3]) > 0 then return {2, covered} end
 local grantNeed, spent, carried = '0', '0', 0
 if KEYS[4] then
-  if redis.call('GET', KEYS[3]) == ARGV[6] then grantNeed = need; carried = 1 else grantNeed = sub(ARGV[1], ARGV[2]) end
+  local mine = redis.call('HGET', KEYS[3], ARGV[6])
+  local from = ARGV[2]
+  if mine then
+    local sep = string.find(mine, ':', 1, true)
+    if string.sub(mine, 1, sep - 1) == ARGV[4] then
+      carried = 1
+      from = max(ARGV[2], string.sub(mine, sep + 1))
+    end
+  end
+  grantNeed = sub(ARGV[1], from)
   spent = add(redis.call('GET', KEYS[4]) or '0', grantNeed)
   if cmp(spent, ARGV[7]) > 0 then return {3, covered} end
 end
 redis.call('SET', KEYS[2], after, 'EX', ARGV[5])
 if KEYS[4] then
   redis.call('SET', KEYS[4], spent, 'EX', ARGV[5])
-  redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[4] .. ':' .. ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
 else
-  redis.call('DEL', KEYS[3])
+  redis.call('HDEL', KEYS[3], ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'owed', max(owed, ARGV[2]), 'covered', ARGV[1], 'signer', ARGV[4])
 return {0, need, grantNeed, carried}`;
-
-/** KEYS: lane grant marker. ARGV: "@replica". Deletes the marker only if this replica made it. */
-const FORGET_LANE_GRANT = `local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, -#ARGV[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
 
 /** KEYS: lane. ARGV: hold, credit limit. Returns {admitted 1/0, owed, covered, held, signer}. */
 const ADMIT = `${BIGNUM_LUA}
@@ -149,7 +156,6 @@ type Scripted = Redis & {
   pfReserve(numKeys: number, ...args: (string | number)[]): Promise<number>;
   pfRelease(numKeys: number, ...args: string[]): Promise<number>;
   pfRaise(numKeys: number, ...args: (string | number)[]): Promise<[number, string, string?, number?]>;
-  pfForgetLaneGrant(marker: string, replica: string): Promise<number>;
   pfAdmit(lane: string, hold: string, credit: string): Promise<[number, string, string, string, string]>;
   pfCharge(lane: string, hold: string, cost: string): Promise<[string, string, string, string]>;
   pfUnlock(lock: string, token: string): Promise<number>;
@@ -177,8 +183,9 @@ export interface RedisReservationStoreOptions {
 export class RedisReservationStore implements ReservationStore {
   readonly shared = true; // every replica on this Redis
   /**
-   * This store's name in the lane grant markers: a raise holds only its increase after a raise of the
-   * same key through the same store (whose claims carry the earlier hold), never another replica's.
+   * This store's field in the lane grant markers: a raise counts only on what the same key's raises
+   * through this store held (this replica's queue carries those holds to its claims), never on
+   * another replica's. One store per gateway: two queues sharing a store would share its field.
    */
   private readonly replica = randomBytes(8).toString("hex");
   private constructor(
@@ -197,7 +204,6 @@ export class RedisReservationStore implements ReservationStore {
     redis.defineCommand("pfAdmit", { numberOfKeys: 1, lua: ADMIT });
     redis.defineCommand("pfCharge", { numberOfKeys: 1, lua: CHARGE });
     redis.defineCommand("pfUnlock", { numberOfKeys: 1, lua: UNLOCK });
-    redis.defineCommand("pfForgetLaneGrant", { numberOfKeys: 1, lua: FORGET_LANE_GRANT });
     await redis.connect();
     return new RedisReservationStore(redis, options.prefix ?? "preflight:", holdTtlSeconds);
   }
@@ -220,8 +226,7 @@ export class RedisReservationStore implements ReservationStore {
 
   async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome> {
     const keys = [this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), this.key(`lg:${lane}`), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
-    const marker = `${signer.toLowerCase()}@${this.replica}`;
-    const args = [cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds, marker, ...(grant ? [grant.remaining.toString()] : [])];
+    const args = [cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds, this.replica, ...(grant ? [grant.remaining.toString()] : [])];
     const [status, value, grantHeld, carried] = await this.redis.pfRaise(keys.length, ...keys, ...args);
     if (status === 0) return { status: "raised", held: BigInt(value), grantHeld: BigInt(grantHeld ?? "0"), carried: carried === 1 };
     if (status === 1) return { status: "stale", covered: BigInt(value) };
@@ -229,7 +234,7 @@ export class RedisReservationStore implements ReservationStore {
   }
 
   async forgetLaneGrant(lane: string): Promise<void> {
-    await this.redis.pfForgetLaneGrant(this.key(`lg:${lane}`), `@${this.replica}`);
+    await this.redis.hdel(this.key(`lg:${lane}`), this.replica);
   }
 
   async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {
