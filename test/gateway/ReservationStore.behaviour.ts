@@ -201,6 +201,24 @@ describe("RedisReservationStore (a real redis-server)", function () {
     }
   });
 
+  it("holds a delegate's raise for the whole excess once its own grant hold expired, though another delegate kept raising the lane", async function () {
+    const prefix = `ttl-markers${n++}:`;
+    const [a, b] = [await RedisReservationStore.connect({ url: redis.url, prefix, holdTtlSeconds: 1 }), await RedisReservationStore.connect({ url: redis.url, prefix, holdTtlSeconds: 1 })];
+    try {
+      const [d1, d2] = ["0x" + "33".repeat(20), "0x" + "44".repeat(20)];
+      const [g1, g2] = [{ pool: grantPool(TOKEN, d1), remaining: 10_000n }, { pool: grantPool(TOKEN, d2), remaining: 10_000n }];
+      expect(await a.raiseCover("lane", PAYER, "pool", 100n, 0n, 10_000n, d1, g1)).to.deep.include({ grantHeld: 100n });
+      await new Promise((r) => setTimeout(r, 600));
+      await b.raiseCover("lane", PAYER, "pool", 200n, 0n, 10_000n, d2, g2); // renews d2's hold, not d1's
+      await new Promise((r) => setTimeout(r, 700));
+      // d1's hold of 100 expired: its next raise at a must hold all 300 its claim will charge.
+      expect(await a.raiseCover("lane", PAYER, "pool", 300n, 0n, 10_000n, d1, g1)).to.deep.include({ grantHeld: 300n, carried: false });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("refuses a holdTtlSeconds that is not a whole number of seconds >= 1, before connecting", async function () {
     for (const holdTtlSeconds of [0, 1.5, -1, Number.NaN]) {
       await expect(RedisReservationStore.connect({ url: redis.url, holdTtlSeconds })).to.be.rejectedWith(RangeError, "holdTtlSeconds must be a whole number of seconds >= 1");

@@ -281,7 +281,10 @@ export class ChainSettlementQueue implements SettlementQueue {
       if (!("error" in result)) {
         for (const item of result.done) {
           // A refused claim charged no grant: the lane's next voucher here will charge it all.
-          if (grantLeftUncharged(item)) item.grantHolds = this.keepForQueuedClaim(item.payer, item.grantHolds);
+          if (grantLeftUncharged(item)) {
+            const claim = pending.find((p) => (p.item as SignedLaneVoucher).payer.toLowerCase() === item.payer.toLowerCase())!.item as SignedLaneVoucher;
+            item.grantHolds = this.keepForQueuedClaim(item.payer, item.grantHolds, claim.cumulativeAmount);
+          }
         }
         done.push(...result.done);
         return this.emit({ kind, txHash: result.txHash, blockNumber: result.blockNumber, gasUsed: result.gasUsed + last.gasUsed, items: done, attempts: attempt });
@@ -344,7 +347,7 @@ export class ChainSettlementQueue implements SettlementQueue {
   private giveUp<T extends Queued<unknown>>(kind: "request" | "lane", pending: T[]): DroppedItem[] {
     return pending.map((p) => {
       const { payer, token } = p.item as SignedRequest | SignedLaneVoucher;
-      const grantHolds = kind === "lane" ? this.keepForQueuedClaim(payer, p.grantHolds) : p.grantHolds;
+      const grantHolds = kind === "lane" ? this.keepForQueuedClaim(payer, p.grantHolds, (p.item as SignedLaneVoucher).cumulativeAmount) : p.grantHolds;
       return { kind, payer, token, held: p.held, grantHolds };
     });
   }
@@ -360,18 +363,21 @@ export class ChainSettlementQueue implements SettlementQueue {
   /**
    * The grant holds of a lane's claim that did not charge them (refused, or given up): moved to the
    * lane's next voucher here if there is one (its claim charges the whole excess, and is sent after
-   * this one: a flush waiting behind this one, or the queue), else returned, to be let go.
+   * this one: a flush waiting behind this one, or the queue), else returned, to be let go. Only a
+   * voucher at or above `cumulative` (the claim's own) is the next one: a lower voucher put back in
+   * the queue (its batch's failure not known to be final) charges less than those holds stood for,
+   * and the store's marker still counts them; let go, the marker is forgotten with them.
    */
-  private keepForQueuedClaim(payer: string, grantHolds: GrantHold[] | undefined): GrantHold[] | undefined {
+  private keepForQueuedClaim(payer: string, grantHolds: GrantHold[] | undefined, cumulative: bigint): GrantHold[] | undefined {
     if (!grantHolds?.length) return grantHolds;
     const key = payer.toLowerCase();
-    const next = this.waiting.get(key)?.[0];
+    const next = this.waiting.get(key)?.find((w) => w.item.cumulativeAmount >= cumulative);
     if (next) {
       next.grantHolds = [...(next.grantHolds ?? []), ...grantHolds];
       return undefined;
     }
     const queued = this.lanes.get(key);
-    if (!queued) return grantHolds;
+    if (!queued || queued.item.cumulativeAmount < cumulative) return grantHolds;
     this.lanes.set(key, { ...queued, grantHolds: [...(queued.grantHolds ?? []), ...grantHolds] });
     return undefined;
   }

@@ -52,14 +52,14 @@ export class LaneRaises {
       await this.forgetting.get(lane);
       const cover = await raise();
       if (cover.status === "raised") {
-        state.raisedSinceParked = true;
         const carried = cover.carried ? state.parked.splice(0) : [];
         try {
           queue(cover, carried);
         } catch (e) {
-          state.parked.push(...carried); // not queued: let go with the rest below
+          state.parked.push(...carried); // not queued: let go with the rest below, and the marker forgotten
           throw e;
         }
+        state.raisedSinceParked = true;
       }
       return cover;
     } finally {

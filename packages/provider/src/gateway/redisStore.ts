@@ -88,15 +88,16 @@ if left == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], l
 return 0`;
 
 /**
- * KEYS: lane, funds, lane grant markers, [grant]. ARGV: cumulative, claimed, balance, signer, hold
- * ttl seconds, replica, [grant remaining]. Returns {0, held, grant held, carried} raised (owed
- * lifted to claimed), {1, covered} stale, {2} insufficient, {3} the grant's budget exceeded.
- * The markers are a hash, one field per replica: "signer:cumulative" of that replica's latest
- * delegate raise of the lane. The grant pool holds the excess over that cumulative when this
- * replica's field names the signer (its claims hold the rest: carried 1), else the whole excess
- * over claimed (what the claim charges its signer; another replica's holds may go without this one
- * knowing). A payer's raise clears this replica's field (its claim charges no grant). The hash
- * expires with the holds it stands for, so a lane whose holds expired holds the whole excess again.
+ * KEYS: lane, funds, this replica's lane grant marker, [grant]. ARGV: cumulative, claimed,
+ * balance, signer, hold ttl seconds, [grant remaining]. Returns {0, held, grant held, carried}
+ * raised (owed lifted to claimed), {1, covered} stale, {2} insufficient, {3} the grant's budget
+ * exceeded. Each replica has a marker per lane: "signer:cumulative" of its latest delegate raise of
+ * the lane. The grant pool holds the excess over that cumulative when the marker names the signer
+ * (this replica's claims hold the rest: carried 1), else the whole excess over claimed (what the
+ * claim charges its signer; another replica's holds may go without this one knowing). A payer's
+ * raise deletes the marker (its claim charges no grant). The marker is set with the same expiry
+ * as the signer's grant pool, which only ever lasts longer, so a marker never outlives the hold it
+ * stands for: once that hold expired, the next raise holds the whole excess again.
  */
 const RAISE_COVER = `${BIGNUM_LUA}
 local v = redis.call('HMGET', KEYS[1], 'covered', 'owed')
@@ -108,7 +109,7 @@ local after = add(held, need)
 if cmp(after, ARGV[3]) > 0 then return {2, covered} end
 local grantNeed, spent, carried = '0', '0', 0
 if KEYS[4] then
-  local mine = redis.call('HGET', KEYS[3], ARGV[6])
+  local mine = redis.call('GET', KEYS[3])
   local from = ARGV[2]
   if mine then
     local sep = string.find(mine, ':', 1, true)
@@ -119,15 +120,14 @@ if KEYS[4] then
   end
   grantNeed = sub(ARGV[1], from)
   spent = add(redis.call('GET', KEYS[4]) or '0', grantNeed)
-  if cmp(spent, ARGV[7]) > 0 then return {3, covered} end
+  if cmp(spent, ARGV[6]) > 0 then return {3, covered} end
 end
 redis.call('SET', KEYS[2], after, 'EX', ARGV[5])
 if KEYS[4] then
   redis.call('SET', KEYS[4], spent, 'EX', ARGV[5])
-  redis.call('HSET', KEYS[3], ARGV[6], ARGV[4] .. ':' .. ARGV[1])
-  redis.call('EXPIRE', KEYS[3], ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[4] .. ':' .. ARGV[1], 'EX', ARGV[5])
 else
-  redis.call('HDEL', KEYS[3], ARGV[6])
+  redis.call('DEL', KEYS[3])
 end
 redis.call('HSET', KEYS[1], 'owed', max(owed, ARGV[2]), 'covered', ARGV[1], 'signer', ARGV[4])
 return {0, need, grantNeed, carried}`;
@@ -183,9 +183,9 @@ export interface RedisReservationStoreOptions {
 export class RedisReservationStore implements ReservationStore {
   readonly shared = true; // every replica on this Redis
   /**
-   * This store's field in the lane grant markers: a raise counts only on what the same key's raises
+   * This store's name in its lane grant markers: a raise counts only on what the same key's raises
    * through this store held (this replica's queue carries those holds to its claims), never on
-   * another replica's. One store per gateway: two queues sharing a store would share its field.
+   * another replica's. One store per gateway: two queues sharing a store would share its markers.
    */
   private readonly replica = randomBytes(8).toString("hex");
   private constructor(
@@ -225,8 +225,8 @@ export class RedisReservationStore implements ReservationStore {
   }
 
   async raiseCover(lane: string, payer: string, pool: string, cumulative: bigint, claimed: bigint, balance: bigint, signer: string, grant?: { pool: string; remaining: bigint }): Promise<CoverOutcome> {
-    const keys = [this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), this.key(`lg:${lane}`), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
-    const args = [cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds, this.replica, ...(grant ? [grant.remaining.toString()] : [])];
+    const keys = [this.key(`l:${lane}`), this.key(fundsKey(payer, pool)), this.laneGrantKey(lane), ...(grant ? [this.key(fundsKey(payer, grant.pool))] : [])];
+    const args = [cumulative.toString(), claimed.toString(), balance.toString(), signer.toLowerCase(), this.holdTtlSeconds, ...(grant ? [grant.remaining.toString()] : [])];
     const [status, value, grantHeld, carried] = await this.redis.pfRaise(keys.length, ...keys, ...args);
     if (status === 0) return { status: "raised", held: BigInt(value), grantHeld: BigInt(grantHeld ?? "0"), carried: carried === 1 };
     if (status === 1) return { status: "stale", covered: BigInt(value) };
@@ -234,7 +234,7 @@ export class RedisReservationStore implements ReservationStore {
   }
 
   async forgetLaneGrant(lane: string): Promise<void> {
-    await this.redis.hdel(this.key(`lg:${lane}`), this.replica);
+    await this.redis.del(this.laneGrantKey(lane));
   }
 
   async admit(lane: string, hold: bigint, creditLimit: bigint): Promise<{ admitted: boolean; totals: LaneTotals }> {
@@ -268,6 +268,11 @@ export class RedisReservationStore implements ReservationStore {
 
   async close(): Promise<void> {
     await this.redis.quit();
+  }
+
+  /** This replica's marker of the lane's latest delegate raise here. */
+  private laneGrantKey(lane: string): string {
+    return this.key(`lg:${lane}:${this.replica}`);
   }
 
   private key(k: string): string {
