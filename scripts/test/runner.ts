@@ -56,7 +56,12 @@ export function shownCommand(stage: Stage, maxArgs = 6): string {
   return [stage.command, ...args].join(" ");
 }
 
-const fmtSeconds = (s: number): string => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+/** "12.3 s", or "7 min 59 s" (rounded to the second first, so 479.6 s is "8 min 0 s", never "7 min 60 s"). */
+export function fmtSeconds(s: number): string {
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+}
 
 /** The failing-test list of a mocha run ("N failing" and what follows), or "" when there is none. */
 export function mochaFailures(log: string, maxLines = 40): string {

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import hre from "hardhat";
 import { TASK_TEST_GET_TEST_FILES } from "hardhat/builtin-tasks/task-names";
-import { ROOT, mochaFailures, runStages, shownCommand, type Stage } from "../../scripts/test/runner";
+import { ROOT, fmtSeconds, mochaFailures, runStages, shownCommand, type Stage } from "../../scripts/test/runner";
 import { COVERAGE_SUITES, INTEGRATION_DIR, STAGES } from "../../scripts/test/main";
 import { createRequire } from "node:module";
 
@@ -72,6 +72,10 @@ describe("npm test's stage runner", function () {
     const { code, out } = await run([{ name: "missing", what: "no such program", command: "/nonexistent/program", args: [] }]);
     expect(code).to.not.equal(0);
     expect(out.trimEnd().split("\n").pop()).to.match(/^npm test FAILED at stage "missing"/);
+  });
+
+  it("writes durations as seconds, then minutes and whole seconds (never 60 of them)", function () {
+    expect([fmtSeconds(12.34), fmtSeconds(61.2), fmtSeconds(479.6), fmtSeconds(539.4)]).to.deep.equal(["12.3 s", "1 min 1 s", "8 min 0 s", "8 min 59 s"]);
   });
 
   it("extracts mocha's failing-test list, or nothing", function () {
