@@ -2,7 +2,8 @@
  * The metered (lane voucher) path under attack (a hostile review's findings, each fixed): a stream
  * dropped before its usage event, a "stream" the model server reads differently, numbers wider than
  * the contract's types, a body that is not an object, a delegate outside its grant on a voucher that
- * adds nothing, and a compressed answer that could not be metered.
+ * adds nothing, a compressed answer that could not be metered, and an answer with no token limit
+ * (or two different ones).
  */
 import { expect } from "chai";
 import http, { type Server } from "node:http";
@@ -95,7 +96,7 @@ describe("metered calls that try not to pay", function () {
 
   /** Streams a metered call and drops the connection as soon as the last content event (finish_reason) arrives. */
   function streamAndAbort(payment: string, marker: string): Promise<string> {
-    const body = JSON.stringify({ model: METERED, stream: true, messages: [{ role: "user", content: "hi" }] });
+    const body = JSON.stringify({ model: METERED, stream: true, max_tokens: 50, messages: [{ role: "user", content: "hi" }] });
     const url = new URL(`${gw.running.url}/v1/chat/completions`);
     return new Promise((resolve, reject) => {
       const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { [PAYMENT_SIGNATURE_HEADER]: payment, "content-type": "application/json" } }, (res) => {
@@ -162,6 +163,49 @@ describe("metered calls that try not to pay", function () {
     const long = await post(open, JSON.stringify({ model: METERED, max_tokens: 100_000, messages: [{ role: "user", content: "hi" }] }));
     expect(long.status).to.equal(402);
     expect((await post(open, JSON.stringify({ model: METERED, messages: [{ role: "user", content: "hi" }] }))).status).to.equal(200);
+  });
+
+  it("an answer without max_tokens is limited to what its hold covers: the gateway sets max_tokens on the forwarded request", async function () {
+    await gw.close();
+    // A model server that would answer 50 tokens (250 at 5 a token) where the model's hold covers 20 (100).
+    const long = await startMockModelServer({ models: [METERED], completionTokens: 50 });
+    gw = await startTestGateway(f, { upstream: long.url });
+    try {
+      const payer = await fundedLane(f, 1_000_000n);
+      const open = await voucher(payer, HOLD);
+      for (const stream of [false, true]) {
+        const r = await post(open, JSON.stringify({ model: METERED, stream, messages: [{ role: "user", content: "hi" }] }));
+        expect(r.status).to.equal(200);
+        expect(long.lastRequest).to.deep.include({ max_tokens: 20 });
+        expect(r.text).to.include("tok19").and.not.include("tok20");
+      }
+      // Two calls of 1 * 2 + 20 * 5, and the probe's own (20 tokens too): never more than each call's hold.
+      expect(((await totals(payer)) as { owed: string }).owed).to.equal((3n * 102n).toString());
+      // A limit the client gave is forwarded as it was sent (and held for).
+      const own = await post(open, JSON.stringify({ model: METERED, max_tokens: 3, messages: [{ role: "user", content: "hi" }] }));
+      expect(own.status).to.equal(200);
+      expect(long.lastRequest).to.deep.equal({ model: METERED, max_tokens: 3, messages: [{ role: "user", content: "hi" }] });
+    } finally {
+      await long.close();
+    }
+  });
+
+  it("is held for the larger of max_tokens and max_completion_tokens (a model server may honour either), and refuses a limit it cannot read", async function () {
+    const payer = await fundedLane(f, 1_000_000n);
+    const open = await voucher(payer, HOLD);
+    // 100,000 tokens at 5 pass the credit limit, whichever field the model server reads.
+    for (const limits of [{ max_completion_tokens: 1, max_tokens: 100_000 }, { max_tokens: 1, max_completion_tokens: 100_000 }]) {
+      const r = await post(open, JSON.stringify({ model: METERED, ...limits, messages: [{ role: "user", content: "hi" }] }));
+      expect(r.status).to.equal(402);
+      expect((JSON.parse(r.text) as { reason: { name: string } }).reason.name).to.equal("CreditLimit");
+    }
+    for (const [field, value] of [["max_tokens", "10"], ["max_completion_tokens", -1], ["max_tokens", 2.5], ["n", 0], ["n", "2"]] as const) {
+      const r = await post(open, JSON.stringify({ model: METERED, [field]: value, messages: [{ role: "user", content: "hi" }] }));
+      expect(r.status, `${field}: ${JSON.stringify(value)}`).to.equal(400);
+      expect(JSON.parse(r.text).error.message).to.include(field);
+    }
+    // Nothing was charged: only the probe's own call (1 * 2 + 8 * 5).
+    expect(((await totals(payer)) as { owed: string }).owed).to.equal("42");
   });
 
   it("a voucher whose cumulativeAmount does not fit uint128 is refused 402 MalformedPayment, not 502", async function () {

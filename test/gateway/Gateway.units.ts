@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { contractRefusal, meteredCost, priceTable } from "@preflight/provider/gateway";
-import { callHold, cutShortCost } from "../../packages/provider/src/gateway/pricing";
+import { answerLimitError, callBound, cutShortCost } from "../../packages/provider/src/gateway/pricing";
 import { parsePayment } from "../../packages/provider/src/gateway/payment";
 import { meterStream } from "../../packages/provider/src/gateway/proxy";
 import { addressBytesCall } from "../../packages/provider/src/gateway/rawSender";
@@ -100,13 +100,24 @@ describe("Gateway units", function () {
       expect(model.holdPerCall).to.equal(5n * 1024n);
       expect(() => priceTable({ m: {} })).to.throw(/perRequest/);
     });
-    it("holds a metered call for a bound of its cost: a token per body byte, max_tokens x n answers (or the model's hold)", function () {
+    it("holds a metered call for a bound of its cost: a token per body byte, its answer limit x n answers (or the limit the model's hold covers)", function () {
       const model = priceTable({ m: { perInputToken: 2n, perOutputToken: 5n, holdPerCall: 100n } }).get("m")!;
-      expect(callHold(model, {}, 50)).to.equal(50n * 2n + 100n);
-      expect(callHold(model, { max_tokens: 10 }, 50)).to.equal(50n * 2n + 10n * 5n);
-      expect(callHold(model, { max_tokens: 10, max_completion_tokens: 20, n: 3 }, 50)).to.equal(50n * 2n + 20n * 3n * 5n);
-      // Not a whole number: no limit given, the model's hold applies.
-      expect(callHold(model, { max_tokens: "10", n: 1.5 }, 0)).to.equal(100n);
+      // No limit given: the gateway sets the one the hold covers (100 / 5 tokens), per answer.
+      expect(callBound(model, {}, 50)).to.deep.equal({ hold: 50n * 2n + 100n, maxTokens: 20 });
+      expect(callBound(model, { max_tokens: null, n: 3 }, 50)).to.deep.equal({ hold: 50n * 2n + 6n * 3n * 5n, maxTokens: 6 });
+      expect(callBound(model, { n: 1_000 }, 0)).to.deep.equal({ hold: 1_000n * 5n, maxTokens: 1 }); // at least a token each
+      // A limit given is used as it is: the larger of the two fields.
+      expect(callBound(model, { max_tokens: 10 }, 50)).to.deep.equal({ hold: 50n * 2n + 10n * 5n });
+      expect(callBound(model, { max_tokens: 10, max_completion_tokens: 20, n: 3 }, 50)).to.deep.equal({ hold: 50n * 2n + 20n * 3n * 5n });
+      expect(callBound(model, { max_tokens: 20, max_completion_tokens: 10 }, 0)).to.deep.equal({ hold: 20n * 5n });
+      // Free answers need no limit.
+      const free = priceTable({ f: { perInputToken: 2n, perOutputToken: 0n, holdPerCall: 7n } }).get("f")!;
+      expect(callBound(free, {}, 1)).to.deep.equal({ hold: 2n + 7n });
+      // A limit that is not a whole number is refused, not guessed at.
+      expect(answerLimitError({ max_tokens: 10, max_completion_tokens: null, n: 2 })).to.equal(undefined);
+      expect(answerLimitError({ max_tokens: "10" })).to.match(/max_tokens/);
+      expect(answerLimitError({ max_completion_tokens: 1.5 })).to.match(/max_completion_tokens/);
+      expect(answerLimitError({ n: 0 })).to.match(/^n /);
       // Cut short: the prompt's bound and what was passed on, at least the hold per call, at most the call's hold.
       expect(cutShortCost(model, 1_000n, 50, 3)).to.equal(50n * 2n + 100n);
       expect(cutShortCost(model, 1_000n, 50, 40)).to.equal(50n * 2n + 40n * 5n);

@@ -19,7 +19,7 @@ import { RpcSimulationPreflighter } from "./rpcPreflighter";
 import { startGateway } from "./server";
 import { corsPolicy } from "./cors";
 
-const USAGE = `usage: PREFLIGHT_PROVIDER_KEY=0x... preflight-gateway --upstream URL --rpc URL --contract ADDRESS --token ADDRESS --price MODEL=request:N|input:N,output:N [--price ...]
+const USAGE = `usage: PREFLIGHT_PROVIDER_KEY=0x... preflight-gateway --upstream URL --rpc URL --contract ADDRESS --token ADDRESS --price MODEL=request:N|input:N,output:N[,hold:N] [--price ...]
   [--listen 127.0.0.1:8402] [--credit-limit N] [--redis redis://127.0.0.1:6379] [--from-block N] [--batch-size 100] [--batch-age-ms 10000]
   [--collect-every-ms 60000] [--poll-ms 1000] [--confirmations 0] [--payment on|off] [--preflight local|rpc]
   [--cors-origin https://app.example.com|* [--cors-origin ...]] [--log-level info] [--config FILE]

@@ -27,7 +27,7 @@ import type { LaneTotals, Preflighter, ReservationStore, SettlementBatch, Settle
 import { GatewayMetrics } from "./metrics";
 import { laneFundsPool, laneKeyOf } from "./memoryStore";
 import { parsePayment } from "./payment";
-import { callHold, cutShortCost, meteredCost, type PricedModel, type Usage } from "./pricing";
+import { answerLimitError, callBound, cutShortCost, meteredCost, type PricedModel, type Usage } from "./pricing";
 import { Upstream, meterStream, responseHeaders, type UpstreamOptions } from "./proxy";
 import { contractRefusal, gatewayRefusal, type Refusal } from "./refusals";
 import { corsPolicy, isCorsHeader, type CorsOptions } from "./cors";
@@ -289,6 +289,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   ): Promise<void> {
     const scheme = LANE_SCHEME;
     if (model.perOutputToken === undefined) return refuse(res, req, model, gatewayRefusal("WrongScheme", `${model.name} has a fixed price: pay with a ${REQUEST_SCHEME} request`), scheme);
+    // Before anything is raised or held: a limit the gateway cannot read is no bound.
+    const limitError = answerLimitError(parsed);
+    if (limitError) throw new HttpError(400, limitError);
     if (voucher.token.toLowerCase() !== token || voucher.model.toLowerCase() !== model.id.toLowerCase()) {
       return refuse(res, req, model, gatewayRefusal("TermsMismatch", `the voucher must be for ${model.name} in token ${options.token}`), scheme);
     }
@@ -329,9 +332,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       // A delegate's grant still bounds what it may use the lane for (model, provider, expiry, revocation).
       if (reason !== Reason.Settled) return refuse(res, req, model, contractRefusal(reason), scheme, laneState(totals));
     }
-    // Held for an upper bound of this call's cost (its body, its max_tokens), not a flat amount: a
-    // very long prompt or answer must fit the lane's cover and credit limit before it runs.
-    const hold = callHold(model, parsed, body.length);
+    // Held for an upper bound of this call's cost (its body, its answer limit), not a flat amount: a
+    // very long prompt or answer must fit the lane's cover and credit limit before it runs. A
+    // request without an answer limit is forwarded with the one its hold covers.
+    const bound = callBound(model, parsed, body.length);
+    const hold = bound.hold;
+    const limited = bound.maxTokens === undefined ? parsed : { ...parsed, max_tokens: bound.maxTokens };
     const admitted = await options.store.admit(laneKey, hold, options.creditLimit);
     if (!admitted.admitted) {
       const t = admitted.totals;
@@ -351,10 +357,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     try {
       if (parsed.stream === true) {
         // Ask the model server for the token counts in the stream's last event.
-        const forwarded = Buffer.from(JSON.stringify({ ...parsed, stream_options: { ...(parsed.stream_options as object | undefined), include_usage: true } }));
+        const forwarded = Buffer.from(JSON.stringify({ ...limited, stream_options: { ...(parsed.stream_options as object | undefined), include_usage: true } }));
         await forward(req, res, forwarded, {}, { meter: async (usage) => ({ [STREAM_PAYMENT_FIELD]: encodeHeader(await charge(usage)) }), onAnswered: () => (answered = true), progress });
       } else {
-        await forwardMetered(req, res, body, charge);
+        await forwardMetered(req, res, limited === parsed ? body : Buffer.from(JSON.stringify(limited)), charge);
       }
     } finally {
       // A stream cut short after it started (the client hung up, the model server broke off) never

@@ -64,22 +64,65 @@ export function meteredCost(model: PricedModel, usage: Usage): bigint {
   return tokens(usage.prompt_tokens) * (model.perInputToken ?? 0n) + tokens(usage.completion_tokens) * (model.perOutputToken ?? 0n);
 }
 
+/** A metered call's bound: what it is held for while it runs, and the answer limit that makes it one. */
+export interface CallBound {
+  /** Held while the call runs: an upper bound of its cost (given a model server that honours `max_tokens`). */
+  hold: bigint;
+  /**
+   * Set when the request gave no answer limit: the `max_tokens` the gateway puts on the forwarded
+   * request, the longest answer the model's `holdPerCall` covers (at least one token per answer).
+   */
+  maxTokens?: number;
+}
+
+/** A whole number of tokens as an OpenAI-style request gives it, or undefined. */
+function tokenCount(v: unknown): bigint | undefined {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined;
+}
+
 /**
- * What a metered call is held for while it runs: an upper bound of its cost where the request gives
- * one. The prompt costs at most a token per byte of the request body (a token is at least one byte),
- * and the answer at most `max_tokens` (or `max_completion_tokens`) times `n` tokens; without such a
- * limit the answer is held for the model's `holdPerCall`. A call is admitted only if this fits the
- * lane's cover and credit limit, so one call cannot run up more than that unnoticed.
- * @example
- * callHold(model, { max_tokens: 256 }, body.length);
+ * Why a metered request's answer limits cannot be used, or undefined when they can: `max_tokens`
+ * and `max_completion_tokens` must be absent, null or whole numbers, and `n` a positive one. The
+ * gateway refuses such a request (400) before it holds anything, rather than guess at its bound.
  */
-export function callHold(model: PricedModel, request: { max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown }, bodyBytes: number): bigint {
-  const count = (v: unknown): bigint | undefined => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined);
+export function answerLimitError(request: { max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown }): string | undefined {
+  for (const field of ["max_tokens", "max_completion_tokens"] as const) {
+    const v = request[field];
+    if (v !== undefined && v !== null && tokenCount(v) === undefined) return `${field} must be a whole number of tokens`;
+  }
+  const n = request.n;
+  if (n !== undefined && n !== null && !((tokenCount(n) ?? 0n) >= 1n)) return "n must be a whole number of at least 1";
+  return undefined;
+}
+
+/**
+ * What a metered call is held for while it runs: an upper bound of its cost. The prompt costs at
+ * most a token per byte of the request body (a token is at least one byte), and the answer at most
+ * its token limit times `n`. The limit is the larger of `max_tokens` and `max_completion_tokens`
+ * (a model server may honour either). A request without one gets the limit the model's
+ * `holdPerCall` covers, which the gateway sets as `max_tokens` on the forwarded request
+ * (`maxTokens`): so every call's answer is bounded, not only the ones whose client set a limit. A
+ * call is admitted only if its hold fits the lane's cover and credit limit. Call it on a request
+ * `answerLimitError` accepts.
+ * @example
+ * callBound(model, { max_tokens: 256 }, body.length); // { hold: body.length * in + 256n * out }
+ * callBound(model, {}, body.length); // { hold: ..., maxTokens: holdPerCall / out }
+ */
+export function callBound(model: PricedModel, request: { max_tokens?: unknown; max_completion_tokens?: unknown; n?: unknown }, bodyBytes: number): CallBound {
   const prompt = BigInt(bodyBytes) * (model.perInputToken ?? 0n);
-  const maxTokens = count(request.max_completion_tokens) ?? count(request.max_tokens);
-  const answers = count(request.n) ?? 1n;
-  const answer = maxTokens !== undefined ? maxTokens * (answers > 0n ? answers : 1n) * (model.perOutputToken ?? 0n) : model.holdPerCall;
-  return prompt + answer;
+  const perToken = model.perOutputToken ?? 0n;
+  const answers = tokenCount(request.n) ?? 1n;
+  const given = [tokenCount(request.max_tokens), tokenCount(request.max_completion_tokens)].filter((v): v is bigint => v !== undefined);
+  if (given.length > 0) {
+    const limit = given.reduce((a, b) => (a > b ? a : b));
+    return { hold: prompt + limit * answers * perToken };
+  }
+  // Free answers need no limit; the model's hold still applies.
+  if (perToken === 0n) return { hold: prompt + model.holdPerCall };
+  let tokens = model.holdPerCall / (perToken * answers);
+  if (tokens < 1n) tokens = 1n;
+  if (tokens > BigInt(Number.MAX_SAFE_INTEGER)) tokens = BigInt(Number.MAX_SAFE_INTEGER);
+  return { hold: prompt + tokens * answers * perToken, maxTokens: Number(tokens) };
 }
 
 /**

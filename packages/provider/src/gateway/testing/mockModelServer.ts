@@ -26,6 +26,8 @@ export interface MockModelServer {
   server: Server;
   /** Calls answered so far. */
   readonly calls: number;
+  /** The body of the last call answered, as the server parsed it. */
+  readonly lastRequest: unknown;
   close(): Promise<void>;
 }
 
@@ -36,9 +38,10 @@ export interface MockModelServer {
  */
 export async function startMockModelServer(options: MockModelServerOptions = {}): Promise<MockModelServer> {
   const serviceTimeMs = options.serviceTimeMs ?? 0;
-  const n = options.completionTokens ?? 8;
+  const full = options.completionTokens ?? 8;
   const interval = options.tokenIntervalMs ?? 0;
   let calls = 0;
+  let lastRequest: unknown;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -57,7 +60,7 @@ export async function startMockModelServer(options: MockModelServerOptions = {})
         res.writeHead(404, { "content-type": "application/json" });
         return void res.end(JSON.stringify({ error: { message: "not found" } }));
       }
-      let request: { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean }; messages?: { content?: string }[]; prompt?: string };
+      let request: { model?: string; stream?: boolean; stream_options?: { include_usage?: boolean }; messages?: { content?: string }[]; prompt?: string; max_tokens?: number | null; max_completion_tokens?: number | null };
       try {
         request = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as typeof request;
       } catch {
@@ -67,6 +70,11 @@ export async function startMockModelServer(options: MockModelServerOptions = {})
       calls++;
       const chat = path === "/v1/chat/completions";
       const promptText = chat ? (request.messages ?? []).map((m) => m.content ?? "").join(" ") : (request.prompt ?? "");
+      // An answer stops at the request's token limit (the smaller, if it gives both), as a real server's does.
+      const limits = [request.max_tokens, request.max_completion_tokens].filter((v): v is number => typeof v === "number");
+      const n = limits.length > 0 ? Math.min(full, ...limits) : full;
+      const finish = n < full ? "length" : "stop";
+      lastRequest = request;
       const usage = { prompt_tokens: Math.max(1, promptText.split(/\s+/).filter(Boolean).length), completion_tokens: n, total_tokens: 0 };
       usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
       const id = `mock-${calls}`;
@@ -75,8 +83,8 @@ export async function startMockModelServer(options: MockModelServerOptions = {})
       setTimeout(() => {
         if (!request.stream) {
           const choice = chat
-            ? { index: 0, message: { role: "assistant", content: words.join(" ") }, finish_reason: "stop" }
-            : { index: 0, text: words.join(" "), finish_reason: "stop" };
+            ? { index: 0, message: { role: "assistant", content: words.join(" ") }, finish_reason: finish }
+            : { index: 0, text: words.join(" "), finish_reason: finish };
           const body = JSON.stringify({ id, object: chat ? "chat.completion" : "text_completion", created: 0, model, choices: [choice], usage });
           res.writeHead(200, { "content-type": "application/json" });
           return void res.end(body);
@@ -84,7 +92,7 @@ export async function startMockModelServer(options: MockModelServerOptions = {})
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
         const object = chat ? "chat.completion.chunk" : "text_completion";
         const event = (i: number) => {
-          const choice = chat ? { index: 0, delta: { content: (i ? " " : "") + words[i] }, finish_reason: i === n - 1 ? "stop" : null } : { index: 0, text: (i ? " " : "") + words[i], finish_reason: null };
+          const choice = chat ? { index: 0, delta: { content: (i ? " " : "") + words[i] }, finish_reason: i === n - 1 ? finish : null } : { index: 0, text: (i ? " " : "") + words[i], finish_reason: null };
           return `data: ${JSON.stringify({ id, object, created: 0, model, choices: [choice] })}\n\n`;
         };
         let i = 0;
@@ -110,6 +118,9 @@ export async function startMockModelServer(options: MockModelServerOptions = {})
     server,
     get calls() {
       return calls;
+    },
+    get lastRequest() {
+      return lastRequest;
     },
     close: () =>
       new Promise<void>((resolve) => {
